@@ -1,0 +1,178 @@
+"""`prism serve | simulate | keys ... | wallet ...`: the one console entry point.
+
+Key and wallet commands write to the SQLite store directly (WAL lets them run beside a
+live gateway); the gateway picks new keys up on first use and honours revocations made
+here within `store.key_cache_ttl` seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from gateway.config import ConfigError, load_config
+
+
+def _load(path: str):
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print("prism: invalid configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _print_dev_key(key: str) -> None:
+    print("=" * 72, flush=True)
+    print("Fresh store: created a development key (shown once, keep it):", flush=True)
+    print(f"  {key}", flush=True)
+    print("=" * 72, flush=True)
+
+
+def cmd_serve(args) -> int:
+    import trio
+
+    from gateway.server import admin_token_from_env, run_gateway, signal_trigger
+    config = _load(args.config)
+
+    async def main() -> None:
+        async def started(task_status=trio.TASK_STATUS_IGNORED):
+            await run_gateway(config, host=args.host, port=args.port,
+                              admin_token=admin_token_from_env(), shutdown_trigger=signal_trigger(),
+                              on_dev_key=_print_dev_key, task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(started)
+            print(f"prism: serving on {url} (Ctrl-C to stop)", flush=True)
+
+    try:
+        trio.run(main)
+    except OSError as exc:
+        print(f"prism: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    import trio
+
+    from gateway.simulator.core import SimOptions
+    from gateway.simulator.server import main_simulate
+    trio.run(main_simulate, args.host, args.port,
+             SimOptions(chunk_chars=args.chunk_chars, chunk_delay=args.chunk_delay))
+    return 0
+
+
+def _db(args):
+    import store
+    config = _load(args.config)
+    return store.open_database(config.resolve_path(config.store.path))
+
+
+def cmd_keys(args) -> int:
+    import store
+    from gateway.billing.pricing import format_usd, usd_to_micros
+    db = _db(args)
+    try:
+        if args.keys_cmd == "create":
+            if args.credits_usd < 0:
+                print("prism: --credits-usd must not be negative", file=sys.stderr)
+                return 2
+            account, key, plaintext = store.create_account_with_key(
+                db, args.name, usd_to_micros(args.credits_usd), plan=args.plan)
+            print(json.dumps({"id": key.id, "account_id": account.id, "name": key.name,
+                              "key": plaintext, "credits_usd": format_usd(usd_to_micros(args.credits_usd))},
+                             indent=2))
+        elif args.keys_cmd == "list":
+            for k in store.list_keys(db):
+                state = "revoked" if k.revoked_at is not None else "active"
+                print(f"{k.id}  {k.prefix}...  {state:8}  {k.account_id}  {k.name}")
+        elif args.keys_cmd == "revoke":
+            if not store.revoke_key(db, args.key_id):
+                print(f"prism: no active key {args.key_id}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.key_id}")
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_wallet(args) -> int:
+    import store
+    from gateway.billing.pricing import format_usd, usd_to_micros
+    db = _db(args)
+    try:
+        key = store.get_key(db, args.key_id)
+        if key is None:
+            print(f"prism: no key {args.key_id}", file=sys.stderr)
+            return 1
+        if args.wallet_cmd == "show":
+            w = store.get_wallet(db, key.account_id)
+            print(f"balance ${format_usd(w.balance_micros)}  held ${format_usd(w.held_micros)}")
+            return 0
+        amount = usd_to_micros(args.usd)
+        try:
+            if amount > 0:
+                bal = store.top_up(db, key.account_id, amount, args.reason)
+            else:
+                bal = store.adjust(db, key.account_id, amount, args.reason)
+        except store.WouldGoNegative:
+            print("prism: that correction would take the wallet below zero", file=sys.stderr)
+            return 1
+        print(f"balance ${format_usd(bal)}")
+    finally:
+        db.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prism", description="Prism LLM API gateway")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--config", default="prism.toml")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("simulate", help="run the upstream simulator over HTTP")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=9100)
+    s.add_argument("--chunk-chars", type=int, default=8)
+    s.add_argument("--chunk-delay", type=float, default=0.0)
+    s.set_defaults(func=cmd_simulate)
+
+    k = sub.add_parser("keys", help="create, list and revoke API keys")
+    k.add_argument("--config", default="prism.toml")
+    ks = k.add_subparsers(dest="keys_cmd", required=True)
+    c = ks.add_parser("create")
+    c.add_argument("--name", required=True)
+    c.add_argument("--credits-usd", type=float, default=0.0)
+    c.add_argument("--plan")
+    ks.add_parser("list")
+    r = ks.add_parser("revoke")
+    r.add_argument("key_id")
+    k.set_defaults(func=cmd_keys)
+
+    w = sub.add_parser("wallet", help="show or adjust the wallet behind a key")
+    w.add_argument("--config", default="prism.toml")
+    ws = w.add_subparsers(dest="wallet_cmd", required=True)
+    sh = ws.add_parser("show")
+    sh.add_argument("key_id")
+    ad = ws.add_parser("adjust")
+    ad.add_argument("key_id")
+    ad.add_argument("--usd", type=float, required=True, help="positive credits, negative corrects")
+    ad.add_argument("--reason", required=True)
+    w.set_defaults(func=cmd_wallet)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

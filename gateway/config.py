@@ -1,0 +1,275 @@
+"""prism.toml -> frozen dataclasses, validated with messages that name the key.
+
+Every section is a dataclass; its fields are the only keys allowed. Validation is
+table-driven from the dataclass annotations so a new option is one field, not a new
+`if`. Cross-references (a model route naming a provider, an alias colliding with another
+model's id) are checked after the shapes. Any problem raises ConfigError listing every
+problem found, each prefixed by its key path (``models[1].routes[0].provider``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROVIDER_KINDS = ("openai", "anthropic", "gemini", "simulator")
+TIERS = ("eco", "balanced", "sport")
+CAPABILITIES = ("chat", "tools", "vision", "json", "images", "video", "long_context")
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str], source: str = "prism.toml") -> None:
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 10 * 1024 * 1024
+    read_timeout: float = 60.0          # hypercorn: idle read on a connection
+    keep_alive_timeout: float = 15.0
+    shutdown_grace: float = 10.0        # drain in-flight streams this long on stop
+    max_request_seconds: float = 600.0  # a whole request, upstream included
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = "prism.db"
+    hold_ttl_seconds: int = 900         # an open hold older than this is an orphan
+    sweep_interval: float = 60.0
+    key_cache_ttl: float = 60.0         # bounds how stale a key revoked by another process can be
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    socket: str = "prism.sock"
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    dev_key: bool = True
+    dev_key_credits_usd: float = 5.0
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    id: str
+    kind: str
+    base_url: str = ""
+    api_key_env: str = ""
+    enabled: bool = True
+    images: bool = False
+    video: bool = False
+    connect_timeout: float = 5.0
+    read_timeout: float = 120.0
+    max_connections: int = 100
+    # simulator only: how it streams
+    chunk_chars: int = 8
+    chunk_delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    id: str
+    routes: tuple[RouteConfig, ...]
+    aliases: tuple[str, ...] = ()
+    tier: str = "balanced"
+    enabled: bool = True
+    input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
+    cached_input_usd_per_mtok: float | None = None
+    image_usd: float | None = None
+    video_usd: float | None = None
+    max_output_tokens: int = 4096
+    context_window: int = 128000
+    capabilities: tuple[str, ...] = ("chat",)
+    owned_by: str = "prism"
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    id: str
+    window_5h_usd: float | None = None
+    window_7d_usd: float | None = None
+    daily_usd: float | None = None
+    daily_reset_hour: int = 0
+    fallthrough_to_wallet: bool = True
+    models: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    providers: tuple[ProviderConfig, ...] = ()
+    models: tuple[ModelConfig, ...] = ()
+    plans: tuple[PlanConfig, ...] = ()
+    base_dir: str = "."   # relative paths in the file resolve against the file's folder
+
+    def provider(self, provider_id: str) -> ProviderConfig:
+        for p in self.providers:
+            if p.id == provider_id:
+                return p
+        raise KeyError(provider_id)
+
+    def resolve_path(self, p: str) -> str:
+        return p if os.path.isabs(p) else os.path.join(self.base_dir, p)
+
+
+# ---------------------------------------------------------------- shape checking
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"an array of {_describe(typing.get_args(tp)[0])}"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return _TYPE_NAMES.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(value, args[0], path, problems)
+    if origin is tuple:
+        inner = typing.get_args(tp)[0]
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected {_describe(tp)}, got {type(value).__name__}")
+            return ()
+        return tuple(_convert(v, inner, f"{path}[{i}]", problems) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a table, got {type(value).__name__}")
+            return None
+        return _build(tp, value, path, problems)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, tp):
+        return value
+    problems.append(f"{path}: expected {_describe(tp)}, got {type(value).__name__} {value!r}")
+    return None
+
+
+def _build(cls: Any, table: dict, path: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"{path}.{key}" if path else key
+        if key not in fields:
+            problems.append(f"{where}: unknown key (allowed: {', '.join(sorted(fields))})")
+            continue
+        kwargs[key] = _convert(value, hints[key], where, problems)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            problems.append(f"{path + '.' if path else ''}{name}: required key is missing")
+    if any(v is None and fields[k].default is not None for k, v in kwargs.items()):
+        return None
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a missing required key already reported above
+        problems.append(f"{path or 'config'}: {exc}")
+        return None
+
+
+# ---------------------------------------------------------------- meaning checks
+
+def _check_semantics(cfg: Config, problems: list[str]) -> None:
+    provider_ids: set[str] = set()
+    for i, p in enumerate(cfg.providers):
+        where = f"providers[{i}]"
+        if p.id in provider_ids:
+            problems.append(f"{where}.id: duplicate provider id {p.id!r}")
+        provider_ids.add(p.id)
+        if p.kind not in PROVIDER_KINDS:
+            problems.append(f"{where}.kind: {p.kind!r} is not one of {', '.join(PROVIDER_KINDS)}")
+        if p.kind != "simulator" and not p.base_url:
+            problems.append(f"{where}.base_url: required for kind {p.kind!r}")
+        if p.connect_timeout <= 0 or p.read_timeout <= 0:
+            problems.append(f"{where}: timeouts must be positive")
+    public: dict[str, str] = {}
+    for i, m in enumerate(cfg.models):
+        where = f"models[{i}]"
+        for name in (m.id, *m.aliases):
+            if name in ("any", "auto"):
+                problems.append(f"{where}: {name!r} is reserved for smart routing")
+            elif name in public:
+                problems.append(f"{where}: public id {name!r} already used by model {public[name]!r}")
+            public[name] = m.id
+        if not m.routes:
+            problems.append(f"{where}.routes: at least one route is required")
+        for j, r in enumerate(m.routes):
+            if r.provider not in provider_ids:
+                problems.append(f"{where}.routes[{j}].provider: unknown provider {r.provider!r}")
+        if m.tier not in TIERS:
+            problems.append(f"{where}.tier: {m.tier!r} is not one of {', '.join(TIERS)}")
+        for cap in m.capabilities:
+            if cap not in CAPABILITIES:
+                problems.append(f"{where}.capabilities: unknown capability {cap!r}")
+        for price in ("input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok",
+                      "image_usd", "video_usd"):
+            v = getattr(m, price)
+            if v is not None and v < 0:
+                problems.append(f"{where}.{price}: must not be negative")
+        if m.max_output_tokens <= 0:
+            problems.append(f"{where}.max_output_tokens: must be positive")
+    plan_ids = set()
+    for i, pl in enumerate(cfg.plans):
+        if pl.id in plan_ids:
+            problems.append(f"plans[{i}].id: duplicate plan id {pl.id!r}")
+        plan_ids.add(pl.id)
+        for m in pl.models:
+            if m not in public:
+                problems.append(f"plans[{i}].models: unknown model {m!r}")
+    s = cfg.server
+    if s.max_body_bytes <= 0:
+        problems.append("server.max_body_bytes: must be positive")
+    if not (0 <= s.port <= 65535):
+        problems.append("server.port: must be 0..65535")
+
+
+def parse_config(data: dict, *, base_dir: str = ".", source: str = "prism.toml") -> Config:
+    problems: list[str] = []
+    cfg = _build(Config, data, "", problems)
+    if cfg is not None and not problems:
+        _check_semantics(cfg, problems)
+    if problems:
+        raise ConfigError(problems, source)
+    return dataclasses.replace(cfg, base_dir=base_dir)
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {p}"], str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], str(p)) from None
+    return parse_config(data, base_dir=str(p.resolve().parent), source=str(p))

@@ -1,0 +1,65 @@
+"""ASGI guard for bodies declared larger than the limit.
+
+Quart would refuse such a body too, but it answers while the client is still uploading
+and the connection then closes with unread bytes, which the kernel turns into a reset
+that eats the 413. Here the upload is read and discarded (up to a bound) first, so the
+client actually receives the refusal. Chunked bodies that grow past the limit are still
+caught by Quart's MAX_CONTENT_LENGTH.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any, Callable
+
+from gateway import errors
+
+# Past this much discarded upload we stop being polite and just close.
+_DRAIN_FACTOR = 8
+
+
+class BodyLimit:
+    def __init__(self, app: Any, max_bytes: int, render: Callable[[errors.PrismError, str], dict],
+                 on_refuse: Callable[[str, str, str, errors.PrismError], Any]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self._render = render
+        self._on_refuse = on_refuse  # writes the refused request's log row
+
+    def _declared_length(self, scope: dict) -> int | None:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = self._declared_length(scope)
+        if declared is None or declared <= self.max_bytes:
+            await self.app(scope, receive, send)
+            return
+        drained = 0
+        while drained <= self.max_bytes * _DRAIN_FACTOR:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            drained += len(msg.get("body", b""))
+            if not msg.get("more_body", False):
+                break
+        err = errors.BodyTooLarge(f"Request body of {declared} bytes exceeds the "
+                                  f"{self.max_bytes} byte limit")
+        from gateway.http.common import dialect_for_path
+        path = scope.get("path", "")
+        dialect = dialect_for_path(path)
+        request_id = "req_" + secrets.token_hex(12)
+        await self._on_refuse(request_id, path, dialect, err)
+        body = json.dumps(self._render(err, dialect)).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode())]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,129 @@
+"""Start-up, the service nursery and shutdown for `prism serve`.
+
+run_gateway opens the store on its writer thread, expires holds orphaned by a previous
+process, warms the key cache, builds providers and the app, then serves hypercorn and
+the hold sweeper in one nursery. On shutdown hypercorn stops accepting, in-flight
+requests get `server.shutdown_grace` seconds, and whatever is still running after that
+is cancelled; their shielded settlements still run before the writer closes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Awaitable, Callable
+
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve as hyper_serve
+
+import store
+from gateway.auth import KeyCache, KeyInfo
+from gateway.billing.ledger import Ledger
+from gateway.billing.pricing import usd_to_micros
+from gateway.config import Config
+from gateway.http.app import create_app
+from gateway.providers import build_providers
+from gateway.routing.catalog import Catalog
+from gateway.services import Services
+
+log = logging.getLogger("prism")
+
+
+def _hyper_config(config: Config, host: str, port: int) -> HyperConfig:
+    s = config.server
+    hc = HyperConfig()
+    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    hc.read_timeout = int(s.read_timeout)
+    hc.keep_alive_timeout = s.keep_alive_timeout
+    hc.graceful_timeout = s.shutdown_grace
+    hc.accesslog = None
+    hc.errorlog = log
+    return hc
+
+
+async def _bootstrap_dev_key(config: Config, writer) -> str | None:
+    """On a fresh store, make one development key so the first curl works."""
+    if not config.bootstrap.dev_key:
+        return None
+    if await writer.call(store.list_keys):
+        return None
+    _, _, plaintext = await writer.call(store.create_account_with_key, "development",
+                                        usd_to_micros(config.bootstrap.dev_key_credits_usd))
+    return plaintext
+
+
+async def _sweeper(writer, interval: float) -> None:
+    while True:
+        await trio.sleep(interval)
+        n = await writer.call(store.expire_holds, time.time())
+        if n:
+            log.warning("expired %d orphaned hold(s)", n)
+
+
+def build_services(config: Config, writer, admin_token: str | None) -> Services:
+    async def lookup(digest: str) -> KeyInfo | None:
+        key = await writer.call(store.find_key_by_hash, digest)
+        if key is None or key.revoked_at is not None:
+            return None
+        return KeyInfo(key.id, key.account_id, key.name, key.key_hash)
+
+    return Services(
+        config=config, writer=writer,
+        ledger=Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds),
+        keys=KeyCache(lookup, ttl=config.store.key_cache_ttl),
+        catalog=Catalog(config), providers=build_providers(config), admin_token=admin_token)
+
+
+async def run_gateway(config: Config, *, host: str | None = None, port: int | None = None,
+                      admin_token: str | None = None,
+                      shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+                      on_dev_key: Callable[[str], None] | None = None,
+                      task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until shutdown_trigger returns; task_status gets the bound base URL."""
+    host = host or config.server.host
+    port = config.server.port if port is None else port
+    writer = store.Writer(config.resolve_path(config.store.path))
+    writer.start()
+    services = build_services(config, writer, admin_token)
+    try:
+        orphans = await writer.call(store.expire_all_open)
+        if orphans:
+            log.warning("expired %d hold(s) left open by a previous run", orphans)
+        plaintext = await _bootstrap_dev_key(config, writer)
+        if plaintext and on_dev_key:
+            on_dev_key(plaintext)
+        for key_hash, key_id, account_id, name in await writer.call(store.load_active_keys):
+            services.keys.put(KeyInfo(key_id, account_id, name, key_hash))
+        services.ready = True
+        app = create_app(services)
+        async with trio.open_nursery() as nursery:
+            async def serve_then_stop(task_status) -> None:
+                await hyper_serve(app, _hyper_config(config, host, port),
+                                  shutdown_trigger=shutdown_trigger, task_status=task_status)
+                # The server has drained; the sweeper has nothing left to guard.
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(_sweeper, writer, config.store.sweep_interval)
+            binds = await nursery.start(serve_then_stop)
+            task_status.started(binds[0])
+    finally:
+        services.ready = False
+        with trio.CancelScope(shield=True):
+            for p in services.providers.values():
+                await p.aclose()
+            await trio.to_thread.run_sync(writer.close)
+
+
+def signal_trigger() -> Callable[[], Awaitable[None]]:
+    async def wait() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                log.warning("shutting down: draining in-flight requests")
+                return
+    return wait
+
+
+def admin_token_from_env() -> str | None:
+    return os.environ.get("PRISM_ADMIN_TOKEN") or None

@@ -1,0 +1,268 @@
+"""The simulator over HTTP: a lean raw-ASGI app speaking OpenAI Chat Completions, served
+by hypercorn's trio worker (``prism simulate``).
+
+Routes: ``POST /v1/chat/completions`` (plain and SSE streaming, ending ``data: [DONE]``),
+``GET /v1/models``, ``GET /healthz``; the ``/v1`` prefix is optional. Every ``/v1`` route
+demands an ``Authorization: Bearer`` token (any value) so tests can prove the gateway
+sends its provider key. Errors use OpenAI's ``{"error": {...}}`` shape with the fault's
+own status; a 429 carries Retry-After.
+
+disconnect_after cuts the connection abruptly: the app returns without sending the
+final body message, so hypercorn's h11 protocol sees a response still in SEND_BODY and
+closes the socket instead of writing the terminating chunk (or the rest of a
+Content-Length body). The client reads an incomplete message: httpx raises
+RemoteProtocolError rather than seeing a clean end.
+
+Raw ASGI rather than Quart because the benchmark measures the gateway against this
+server, and its own overhead should be close to nothing.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from gateway import errors, tokenizer
+from gateway.codecs import openai_chat, sse
+from gateway.simulator.core import (
+    SIM_MODELS, SimOptions, pauses, respond, response_id, split_at_disconnect,
+    stream_events,
+)
+from gateway.simulator.faults import parse_fault
+from gateway.simulator.inproc import chunk_delay
+
+__all__ = ["create_sim_app", "serve_simulator", "main_simulate"]
+
+MAX_BODY = 32 * 1024 * 1024
+_DONE = b"data: [DONE]\n\n"
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _error_kind(status: int) -> tuple[str, str | None]:
+    if status == 401:
+        return "invalid_request_error", "invalid_api_key"
+    if status == 429:
+        return "requests", "rate_limit_exceeded"
+    if status >= 500:
+        return "server_error", None
+    return "invalid_request_error", None
+
+
+async def _send_json(send: Any, status: int, value: Any,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = _dumps(value)
+    length = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status,
+                "headers": _JSON + length + (headers or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Any, status: int, message: str, *, code: str | None = None,
+                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    type_name, default_code = _error_kind(status)
+    await _send_json(send, status, {"error": {"message": message, "type": type_name,
+                                              "param": None, "code": code or default_code}},
+                     headers)
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    chunks, size = [], 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not msg.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _bearer(scope: dict[str, Any]) -> str:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif msg["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class _SimApp:
+    def __init__(self, options: SimOptions) -> None:
+        self.options = options
+        # Counters tests read over /_sim/stats: how many chat calls arrived and how
+        # many were ever open at once (the gateway's admission control shows up here).
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.last_authorization = ""
+
+    def _stats(self) -> dict[str, Any]:
+        return {"requests": self.requests, "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight, "last_authorization": self.last_authorization}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/healthz":
+            await _send_json(send, 200, {"status": "ok"})
+            return
+        if path == "/_sim/stats":
+            await _send_json(send, 200, self._stats())
+            return
+        if path == "/_sim/reset" and method == "POST":
+            self.requests = self.max_in_flight = 0
+            self.last_authorization = ""
+            await _send_json(send, 200, self._stats())
+            return
+        route = path[3:] if path.startswith("/v1/") else path
+        if route not in ("/chat/completions", "/models"):
+            await _send_error(send, 404, f"Unknown route {method} {path}", code="unknown_url")
+            return
+        if not _bearer(scope):
+            await _send_error(send, 401, "Missing bearer token in the Authorization header")
+            return
+        if route == "/models":
+            if method != "GET":
+                await _send_error(send, 405, f"Use GET for {path}", code="method_not_allowed")
+                return
+            await _send_json(send, 200, {"object": "list", "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": "prism-simulator"}
+                for m in SIM_MODELS]})
+            return
+        if method != "POST":
+            await _send_error(send, 405, f"Use POST for {path}", code="method_not_allowed")
+            return
+        self.requests += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.last_authorization = _bearer(scope)
+        try:
+            await self._chat(receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _chat(self, receive: Any, send: Any) -> None:
+        raw = await _read_body(receive)
+        if raw is None:
+            await _send_error(send, 413, f"Request body over {MAX_BODY} bytes")
+            return
+        try:
+            data = json.loads(raw)
+        except ValueError:  # UnicodeDecodeError included
+            await _send_error(send, 400, "Request body is not valid JSON")
+            return
+        try:
+            req = openai_chat.to_canonical_request(data)
+        except errors.InvalidRequest as exc:
+            await _send_error(send, 400, exc.message)
+            return
+        fault = parse_fault(req)
+        wait = self.options.latency + fault.delay
+        if wait > 0:
+            await trio.sleep(wait)
+        if fault.status is not None and fault.status >= 400:
+            headers = []
+            if fault.status == 429:
+                headers = [(b"retry-after", str(fault.retry_after or 1).encode())]
+            await _send_error(send, fault.status,
+                              fault.message or f"simulated upstream error {fault.status}",
+                              headers=headers)
+            return
+        created = int(time.time())
+        if not req.stream:
+            resp = replace(respond(req, self.options), created=created)
+            body = _dumps(openai_chat.from_canonical_response(resp, req.model))
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": _JSON + [(b"content-length", str(len(body)).encode())]})
+            if fault.disconnect_after is not None and split_at_disconnect(
+                    stream_events(req, self.options, fault), fault)[1]:
+                # Half a body and no end: hypercorn drops the connection (see docstring).
+                await send({"type": "http.response.body", "body": body[:len(body) // 2],
+                            "more_body": True})
+                return
+            await send({"type": "http.response.body", "body": body})
+            return
+        events, cut = split_at_disconnect(stream_events(req, self.options, fault), fault)
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+        enc = openai_chat.StreamEncoder(response_id(req), req.model, created, req.include_usage)
+        delays = pauses(events, chunk_delay(self.options, fault))
+        async with trio.open_nursery() as nursery:
+            # A client that hangs up must not leave a slow stream ticking on for nobody.
+            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+            for ev, pause in zip(events, delays):
+                if pause > 0:
+                    await trio.sleep(pause)
+                chunks = enc.encode(ev)
+                if chunks:
+                    await send({"type": "http.response.body", "more_body": True, "body": b"".join(
+                        sse.encode_event(_dumps(ch).decode()) for ch in chunks)})
+            if not cut:
+                await send({"type": "http.response.body", "body": _DONE})
+            # With cut, returning without the final message makes hypercorn drop the
+            # socket mid-body (see the module docstring).
+            nursery.cancel_scope.cancel()
+
+
+async def _cancel_on_disconnect(receive: Any, scope: trio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+def create_sim_app(options: SimOptions = SimOptions()) -> _SimApp:
+    """An ASGI 3 app serving the simulator in the OpenAI Chat Completions dialect."""
+    return _SimApp(options)
+
+
+def _port_of(bind: str) -> int:
+    return int(bind.rsplit(":", 1)[1])
+
+
+async def serve_simulator(host: str, port: int, options: SimOptions = SimOptions(), *,
+                          task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until cancelled; ``task_status.started`` gets the bound port (port 0: any)."""
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.loglevel = "WARNING"  # main_simulate prints the URL itself
+    # The BPE tables take ~0.5 s to load; pay that before listening, not on request one.
+    await trio.to_thread.run_sync(tokenizer.count_text, "warm up")
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(partial(serve, create_sim_app(options), config, mode="asgi"))
+        task_status.started(_port_of(binds[0]))
+
+
+async def main_simulate(host: str = "127.0.0.1", port: int = 8001,
+                        options: SimOptions = SimOptions()) -> None:
+    """Run the HTTP simulator forever, printing where it listens (for ``prism simulate``)."""
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(serve_simulator, host, port, options)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Prism simulator listening on http://{shown}:{bound}/v1", flush=True)

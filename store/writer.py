@@ -1,0 +1,169 @@
+"""The Writer: one OS thread that owns the database connection and runs store jobs.
+
+Trio code never touches SQLite itself. It hands `fn(db, *args, **kwargs)` to the
+writer with `await writer.call(fn, ...)` and sleeps until the writer thread wakes it
+through the trio token; the event loop never blocks on a lock or a disk. Jobs run one
+at a time, in submission order, each in its own transaction, so a failing job cannot
+affect its neighbours.
+
+Cancellation stops the *waiting*, never the job: once submitted, a job runs to
+completion even if the task that awaited it is cancelled, because a settlement that
+has been handed over must not be lost. The cost is that a cancelled `reserve` may
+leave a hold its caller never learns about; billing shields its reserve call, and
+failing that the hold is found by request id or expires with its TTL.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import outcome
+import trio
+
+from store.db import WriterClosed, open_database
+
+_STOP = object()
+
+
+class _TrioJob:
+    """A job whose result goes back to a sleeping trio task."""
+
+    __slots__ = ("fn", "args", "kwargs", "task", "token")
+
+    def __init__(self, fn, args, kwargs, task, token) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.task = task
+        self.token = token
+
+    def run(self, db) -> None:
+        result = outcome.capture(self.fn, db, *self.args, **self.kwargs)
+        try:
+            self.token.run_sync_soon(self._deliver, result)
+        except trio.RunFinishedError:
+            pass  # the run that asked has ended; the job's effect stands regardless
+
+    def _deliver(self, result: outcome.Outcome) -> None:
+        # Runs on the trio thread, as does abort below, so the two never interleave.
+        if self.task is not None:
+            trio.lowlevel.reschedule(self.task, result)
+            self.task = None
+
+    def abort(self, raise_cancel) -> trio.lowlevel.Abort:
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+class _SyncJob:
+    """A job whose caller blocks its own (non-trio) thread on the result."""
+
+    __slots__ = ("fn", "args", "kwargs", "done", "result")
+
+    def __init__(self, fn, args, kwargs) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.done = threading.Event()
+        self.result: outcome.Outcome | None = None
+
+    def run(self, db) -> None:
+        self.result = outcome.capture(self.fn, db, *self.args, **self.kwargs)
+        self.done.set()
+
+
+class Writer:
+    """Owns the store's connection on a dedicated daemon thread.
+
+    `start()` opens the database on that thread (raising here if it cannot);
+    `close()` runs every job already queued, closes the database and joins.
+    """
+
+    def __init__(self, path: str, *,
+                 opener: Callable[[str], Any] = open_database) -> None:
+        self._path = path
+        self._opener = opener
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        # Guards the running flag against a submit racing close(): a job queued
+        # behind the stop marker would never run and its caller would wait forever.
+        self._lock = threading.Lock()
+        self._running = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("a Writer starts once")
+        opened: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, args=(opened,),
+                                        name=f"store-writer:{self._path}", daemon=True)
+        self._thread.start()
+        failure = opened.get()
+        if failure is not None:
+            self._thread.join()
+            raise failure
+        self._running = True
+
+    def _serve(self, opened: queue.SimpleQueue) -> None:
+        try:
+            db = self._opener(self._path)
+        except BaseException as exc:
+            opened.put(exc)
+            return
+        opened.put(None)
+        try:
+            while (job := self._jobs.get()) is not _STOP:
+                job.run(db)
+        finally:
+            db.close()
+
+    def _submit(self, job) -> None:
+        with self._lock:
+            if not self._running:
+                raise WriterClosed("the store writer is not running")
+            self._jobs.put(job)
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fn(db, *args, **kwargs)` on the writer thread; its result or exception
+        comes back here. A task already cancelled submits nothing; one cancelled
+        while waiting stops waiting, and the job still runs (see module docstring)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        job = _TrioJob(fn, args, kwargs, trio.lowlevel.current_task(),
+                       trio.lowlevel.current_trio_token())
+        self._submit(job)
+        return await trio.lowlevel.wait_task_rescheduled(job.abort)
+
+    def call_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`call` for plain threads (CLI, tests): blocks until the job has run."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a writer job cannot wait on another job: it would "
+                               "wait on itself")
+        if trio.lowlevel.in_trio_run():
+            raise RuntimeError("call_sync would block the trio loop; await call()")
+        job = _SyncJob(fn, args, kwargs)
+        self._submit(job)
+        job.done.wait()
+        return job.result.unwrap()
+
+    @property
+    def queue_depth(self) -> int:
+        """Jobs waiting to run (approximate), for the dashboard."""
+        return self._jobs.qsize()
+
+    def close(self) -> None:
+        """Stop taking jobs, finish the queued ones, close the db, join the thread.
+        Safe to call more than once. Blocks; from trio use `aclose()`."""
+        with self._lock:
+            was_running, self._running = self._running, False
+            if was_running:
+                self._jobs.put(_STOP)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self.close)
+
+    def __enter__(self) -> Writer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

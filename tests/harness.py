@@ -1,0 +1,152 @@
+"""Real servers for integration tests: the simulator and the gateway, each on its own
+trio loop in a background thread, listening on real loopback sockets.
+
+Tests talk to them with the official SDKs and httpx exactly as a client would, and read
+the SQLite file through the store's own functions to check the money.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import trio
+
+import store
+from gateway.config import parse_config
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+class ServerThread:
+    """Run `serve(task_status=...)` on a private trio loop; stop() triggers shutdown."""
+
+    def __init__(self, serve: Callable[..., Any]) -> None:
+        self._serve = serve
+        self._started = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self.url: str | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            self._stop = trio.Event()
+            async with trio.open_nursery() as nursery:
+                self.url = await nursery.start(self._serve, self._stop)
+                self._started.set()
+        try:
+            trio.run(main)
+        except BaseException as exc:  # surfaced to the test that started us
+            self.error = exc
+        finally:
+            self._started.set()
+
+    def start(self) -> "ServerThread":
+        self._thread.start()
+        self._started.wait(30)
+        if self.error is not None or self.url is None:
+            raise RuntimeError(f"server failed to start: {self.error!r}")
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        if self._token is not None and self._stop is not None:
+            try:
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
+        self._thread.join(timeout)
+
+
+def start_simulator(**options: Any) -> ServerThread:
+    from gateway.simulator.core import SimOptions
+    from gateway.simulator.server import serve_simulator
+
+    async def serve(stop: trio.Event, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve_simulator, "127.0.0.1", 0, SimOptions(**options))
+            task_status.started(f"http://127.0.0.1:{port}")
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+
+    return ServerThread(serve).start()
+
+
+def gateway_config(tmp: Path, sim_url: str | None, **overrides: Any) -> dict:
+    """A config whose models route to the simulator over HTTP (kind openai) when a URL is
+    given, else to the in-process simulator."""
+    if sim_url:
+        provider = {"id": "up", "kind": "openai", "base_url": sim_url + "/v1",
+                    "api_key_env": "PRISM_TEST_UPSTREAM_KEY", "read_timeout": 30.0}
+    else:
+        provider = {"id": "up", "kind": "simulator"}
+    cfg: dict = {
+        "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace": 2.0},
+        "store": {"path": str(tmp / "prism.db"), "sweep_interval": 3600.0},
+        "control": {"socket": str(tmp / "prism.sock")},
+        "bootstrap": {"dev_key": False},
+        "providers": [provider],
+        "models": [
+            {"id": "prism-mini", "aliases": ["mini"], "tier": "eco",
+             "input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0, "max_output_tokens": 1000,
+             "capabilities": ["chat", "tools", "json", "vision"],
+             "routes": [{"provider": "up", "model": "sim-mini"}]},
+            {"id": "prism-big", "tier": "sport", "input_usd_per_mtok": 10.0,
+             "output_usd_per_mtok": 30.0, "max_output_tokens": 4000,
+             "capabilities": ["chat", "tools", "json"],
+             "routes": [{"provider": "up", "model": "sim-big"}]},
+            {"id": "prism-unpriced", "capabilities": ["chat"],
+             "routes": [{"provider": "up", "model": "sim-free"}]},
+            {"id": "prism-off", "enabled": False, "input_usd_per_mtok": 1.0,
+             "output_usd_per_mtok": 1.0, "routes": [{"provider": "up", "model": "x"}]},
+        ],
+    }
+    for section, values in overrides.items():
+        if isinstance(values, dict) and isinstance(cfg.get(section), dict):
+            cfg[section].update(values)
+        else:
+            cfg[section] = values
+    return cfg
+
+
+@dataclass
+class Gateway:
+    thread: ServerThread
+    db_path: str
+    url: str
+    admin: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admin = httpx.Client(base_url=self.url,
+                                  headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+
+    def create_key(self, credits_usd: float = 10.0, name: str = "test") -> dict:
+        r = self.admin.post("/-/keys", json={"name": name, "credits_usd": credits_usd})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def db(self):
+        return store.open_database(self.db_path)
+
+    def stop(self) -> None:
+        self.admin.close()
+        self.thread.stop()
+
+
+def start_gateway(tmp: Path, sim_url: str | None, **overrides: Any) -> Gateway:
+    from gateway.server import run_gateway
+    os.environ.setdefault("PRISM_TEST_UPSTREAM_KEY", "sk-upstream-test")
+    raw = gateway_config(tmp, sim_url, **overrides)
+    config = parse_config(raw, base_dir=str(tmp))
+
+    async def serve(stop: trio.Event, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await run_gateway(config, admin_token=ADMIN_TOKEN, shutdown_trigger=stop.wait,
+                          task_status=task_status)
+
+    thread = ServerThread(serve).start()
+    return Gateway(thread, raw["store"]["path"], thread.url)
