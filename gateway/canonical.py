@@ -188,6 +188,10 @@ class Request:
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts for one call. ``input_tokens`` is the whole prompt, cached tokens
+    included (OpenAI's prompt_tokens); ``cached_input_tokens`` is the part of it served
+    from a cache. Codecs for dialects that report cache reads separately (Anthropic)
+    add them back in so billing means the same thing whatever the upstream."""
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
@@ -220,8 +224,9 @@ class Response:
 
 # ---------------------------------------------------------------- stream events
 #
-# A well-formed stream is: StreamStart, then any deltas, then Finish, with at most one
-# UsageEvent anywhere after StreamStart (upstreams put it before or after Finish).
+# A well-formed stream is: StreamStart, then any deltas, then Finish, with UsageEvents
+# anywhere after StreamStart (upstreams put it before or after Finish; some repeat it
+# on every chunk). The last UsageEvent wins.
 # Tool calls are numbered by ``index`` in the order they start; ToolCallDelta for an
 # index only follows that index's ToolCallStart.
 

@@ -1,13 +1,14 @@
 """OpenAI-dialect routes: chat completions and the model list. Decode, dispatch, encode."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
-from quart import Blueprint, Response, g
+from quart import Blueprint, Response
 
 from gateway import errors
 from gateway.billing.pricing import format_usd
-from gateway.codecs import openai_chat
+from gateway.codecs import openai_chat, openai_chat_stream
 from gateway.codecs.sse import encode_event
 from gateway.http import common
 from gateway.pipeline import Outcome
@@ -27,13 +28,15 @@ async def chat_completions():
     pipeline = common.services().pipeline
     if not req.stream:
         resp, outcome = await pipeline.complete(ctx, req)
+        if not resp.created:
+            resp = dataclasses.replace(resp, created=int(time.time()))
         payload = openai_chat.from_canonical_response(resp, outcome.model)
         return Response(common.dumps(payload), content_type="application/json",
                         headers=common.outcome_headers(outcome, outcome.model))
 
     st = await pipeline.open_stream(ctx, req)
     model = st.prep.entry.model.id
-    encoder = openai_chat.StreamEncoder(id="chatcmpl-" + ctx.request_id[4:], model=model,
+    encoder = openai_chat_stream.StreamEncoder(id="chatcmpl-" + ctx.request_id[4:], model=model,
                                         created=int(time.time()), include_usage=req.include_usage)
 
     def encode(ev) -> bytes:

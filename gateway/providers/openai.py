@@ -13,7 +13,7 @@ import httpx
 
 from gateway import canonical as c
 from gateway import errors
-from gateway.codecs import openai_chat
+from gateway.codecs import openai_chat, openai_chat_stream
 from gateway.codecs.sse import SSEDecoder
 from gateway.config import ProviderConfig
 from gateway.providers import base
@@ -54,7 +54,7 @@ class OpenAIProvider:
     async def stream(self, req: c.Request, upstream_model: str) -> AsyncIterator[c.StreamEvent]:
         body = openai_chat.from_canonical_request(req, upstream_model)
         pid = self.config.id
-        decoder = openai_chat.StreamDecoder()
+        decoder = openai_chat_stream.StreamDecoder()
         framer = SSEDecoder()
         try:
             async with self._client.stream("POST", "/chat/completions", content=json.dumps(body)) as resp:

@@ -29,7 +29,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from gateway import errors, tokenizer
-from gateway.codecs import openai_chat, sse
+from gateway.codecs import openai_chat, openai_chat_stream, sse
 from gateway.simulator.core import (
     SIM_MODELS, SimOptions, pauses, respond, response_id, split_at_disconnect,
     stream_events,
@@ -211,7 +211,7 @@ class _SimApp:
             return
         events, cut = split_at_disconnect(stream_events(req, self.options, fault), fault)
         await send({"type": "http.response.start", "status": 200, "headers": _SSE})
-        enc = openai_chat.StreamEncoder(response_id(req), req.model, created, req.include_usage)
+        enc = openai_chat_stream.StreamEncoder(response_id(req), req.model, created, req.include_usage)
         delays = pauses(events, chunk_delay(self.options, fault))
         async with trio.open_nursery() as nursery:
             # A client that hangs up must not leave a slow stream ticking on for nobody.
