@@ -41,11 +41,15 @@ class KeyCache:
         self._ttl = ttl
         self._clock = clock
         self._entries: dict[str, tuple[KeyInfo, float]] = {}
+        # Bumped by every invalidation: a lookup that was in flight across one may have
+        # read the key before it was revoked, so its answer must not be cached.
+        self._generation = 0
 
     def put(self, info: KeyInfo) -> None:
         self._entries[info.key_hash] = (info, self._clock() + self._ttl)
 
     def invalidate_key(self, key_id: str) -> None:
+        self._generation += 1
         for h, (info, _) in list(self._entries.items()):
             if info.key_id == key_id:
                 del self._entries[h]
@@ -61,11 +65,13 @@ class KeyCache:
         if hit is not None and hit[1] > self._clock():
             info = hit[0]
         else:
+            generation = self._generation
             info = await self._lookup(digest)
             if info is None:
                 self._entries.pop(digest, None)
                 raise errors.AuthenticationError("Invalid or revoked API key")
-            self.put(info)
+            if generation == self._generation:
+                self.put(info)
         if not hmac.compare_digest(info.key_hash, digest):
             raise errors.AuthenticationError("Invalid API key")
         return info

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 
 from gateway.config import ConfigError, load_config
@@ -38,20 +39,41 @@ def cmd_serve(args) -> int:
     config = _load(args.config)
 
     async def main() -> None:
-        async def started(task_status=trio.TASK_STATUS_IGNORED):
-            await run_gateway(config, host=args.host, port=args.port,
-                              admin_token=admin_token_from_env(), shutdown_trigger=signal_trigger(),
-                              on_dev_key=_print_dev_key, task_status=task_status)
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(started)
-            print(f"prism: serving on {url} (Ctrl-C to stop)", flush=True)
+        with signal_trigger() as shutdown:
+            async def started(task_status=trio.TASK_STATUS_IGNORED):
+                await run_gateway(config, host=args.host, port=args.port,
+                                  admin_token=admin_token_from_env(), shutdown_trigger=shutdown,
+                                  on_dev_key=_print_dev_key, task_status=task_status)
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(started)
+                print(f"prism: serving on {url} (Ctrl-C to stop)", flush=True)
 
     try:
         trio.run(main)
-    except OSError as exc:
-        print(f"prism: cannot start: {exc}", file=sys.stderr)
+    except BaseException as exc:
+        cause = _startup_failure(exc)
+        if cause is None:
+            raise
+        where = f" (store {config.resolve_path(config.store.path)})" if not isinstance(cause, OSError) else ""
+        print(f"prism: cannot start{where}: {cause}", file=sys.stderr)
         return 1
     return 0
+
+
+def _startup_failure(exc: BaseException) -> BaseException | None:
+    """The port-in-use or unopenable-store error behind a failed start, if that is all
+    that went wrong. Trio nurseries wrap errors in exception groups, so a bare
+    `except OSError` never matched and the operator got a traceback."""
+    from store import StoreError
+    kinds = (OSError, StoreError)
+    if isinstance(exc, BaseExceptionGroup):
+        match, rest = exc.split(kinds)
+        if match is None or rest is not None:
+            return None
+        while isinstance(match, BaseExceptionGroup):
+            match = match.exceptions[0]
+        return match
+    return exc if isinstance(exc, kinds) else None
 
 
 def cmd_simulate(args) -> int:
@@ -67,17 +89,21 @@ def cmd_simulate(args) -> int:
 def _db(args):
     import store
     config = _load(args.config)
-    return store.open_database(config.resolve_path(config.store.path))
+    return config, store.open_database(config.resolve_path(config.store.path))
 
 
 def cmd_keys(args) -> int:
     import store
     from gateway.billing.pricing import format_usd, usd_to_micros
-    db = _db(args)
+    config, db = _db(args)
     try:
         if args.keys_cmd == "create":
-            if args.credits_usd < 0:
-                print("prism: --credits-usd must not be negative", file=sys.stderr)
+            if not math.isfinite(args.credits_usd) or args.credits_usd < 0:
+                print("prism: --credits-usd must be a finite amount >= 0", file=sys.stderr)
+                return 2
+            if args.plan is not None and args.plan not in {p.id for p in config.plans}:
+                print(f"prism: unknown plan {args.plan!r} (not in [[plans]] of {args.config})",
+                      file=sys.stderr)
                 return 2
             account, key, plaintext = store.create_account_with_key(
                 db, args.name, usd_to_micros(args.credits_usd), plan=args.plan)
@@ -101,7 +127,11 @@ def cmd_keys(args) -> int:
 def cmd_wallet(args) -> int:
     import store
     from gateway.billing.pricing import format_usd, usd_to_micros
-    db = _db(args)
+    if args.wallet_cmd == "adjust" and not (math.isfinite(args.usd) and usd_to_micros(args.usd)):
+        print("prism: --usd must be a finite, non-zero amount (at least 0.000001)",
+              file=sys.stderr)
+        return 2
+    _, db = _db(args)
     try:
         key = store.get_key(db, args.key_id)
         if key is None:
@@ -171,7 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from store import StoreError
+    try:
+        return args.func(args)
+    except StoreError as exc:  # cannot open the file, locked past busy_timeout, ...
+        print(f"prism: store error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before `serve` could install its own handler
+        print("prism: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

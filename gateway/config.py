@@ -9,6 +9,7 @@ problem found, each prefixed by its key path (``models[1].routes[0].provider``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -165,8 +166,13 @@ def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
             return None
         return _build(tp, value, path, problems)
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # TOML allows nan and inf; no setting means either, and a nan price or timeout
+        # would slip past every `< 0` check below and fail at start-up or per request.
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
+        if isinstance(value, float):
+            problems.append(f"{path}: expected a finite number, got {value!r}")
+            return None
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -186,16 +192,14 @@ def _build(cls: Any, table: dict, path: str, problems: list[str]) -> Any:
             problems.append(f"{where}: unknown key (allowed: {', '.join(sorted(fields))})")
             continue
         kwargs[key] = _convert(value, hints[key], where, problems)
+    missing = False
     for name, f in fields.items():
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             problems.append(f"{path + '.' if path else ''}{name}: required key is missing")
-    if any(v is None and fields[k].default is not None for k, v in kwargs.items()):
+            missing = True
+    if missing or any(v is None and fields[k].default is not None for k, v in kwargs.items()):
         return None
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # a missing required key already reported above
-        problems.append(f"{path or 'config'}: {exc}")
-        return None
+    return cls(**kwargs)
 
 
 # ---------------------------------------------------------------- meaning checks
@@ -211,16 +215,21 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
             problems.append(f"{where}.kind: {p.kind!r} is not one of {', '.join(PROVIDER_KINDS)}")
         if p.kind != "simulator" and not p.base_url:
             problems.append(f"{where}.base_url: required for kind {p.kind!r}")
-        if p.connect_timeout <= 0 or p.read_timeout <= 0:
-            problems.append(f"{where}: timeouts must be positive")
+        _check_positive(p, where, ("connect_timeout", "read_timeout", "max_connections",
+                                   "chunk_chars"), problems)
+        if p.chunk_delay < 0:
+            problems.append(f"{where}.chunk_delay: must not be negative")
     public: dict[str, str] = {}
     for i, m in enumerate(cfg.models):
         where = f"models[{i}]"
-        for name in (m.id, *m.aliases):
-            if name in ("any", "auto"):
-                problems.append(f"{where}: {name!r} is reserved for smart routing")
+        names = [(f"{where}.id", m.id)] + [(f"{where}.aliases[{k}]", a) for k, a in enumerate(m.aliases)]
+        for key, name in names:
+            if not name:
+                problems.append(f"{key}: must not be empty")
+            elif name in ("any", "auto"):
+                problems.append(f"{key}: {name!r} is reserved for smart routing")
             elif name in public:
-                problems.append(f"{where}: public id {name!r} already used by model {public[name]!r}")
+                problems.append(f"{key}: public id {name!r} already used by model {public[name]!r}")
             public[name] = m.id
         if not m.routes:
             problems.append(f"{where}.routes: at least one route is required")
@@ -237,21 +246,40 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
             v = getattr(m, price)
             if v is not None and v < 0:
                 problems.append(f"{where}.{price}: must not be negative")
-        if m.max_output_tokens <= 0:
-            problems.append(f"{where}.max_output_tokens: must be positive")
+        _check_positive(m, where, ("max_output_tokens", "context_window"), problems)
     plan_ids = set()
     for i, pl in enumerate(cfg.plans):
         if pl.id in plan_ids:
             problems.append(f"plans[{i}].id: duplicate plan id {pl.id!r}")
         plan_ids.add(pl.id)
+        for window in ("window_5h_usd", "window_7d_usd", "daily_usd"):
+            v = getattr(pl, window)
+            if v is not None and v < 0:
+                problems.append(f"plans[{i}].{window}: must not be negative")
+        if not (0 <= pl.daily_reset_hour <= 23):
+            problems.append(f"plans[{i}].daily_reset_hour: must be 0..23")
         for m in pl.models:
             if m not in public:
                 problems.append(f"plans[{i}].models: unknown model {m!r}")
     s = cfg.server
-    if s.max_body_bytes <= 0:
-        problems.append("server.max_body_bytes: must be positive")
+    _check_positive(s, "server", ("max_body_bytes", "read_timeout", "keep_alive_timeout",
+                                  "max_request_seconds"), problems)
+    if s.shutdown_grace < 0:
+        problems.append("server.shutdown_grace: must not be negative")
     if not (0 <= s.port <= 65535):
         problems.append("server.port: must be 0..65535")
+    # A zero sweep interval spins the sweeper; a zero hold TTL refuses every request.
+    _check_positive(cfg.store, "store", ("hold_ttl_seconds", "sweep_interval"), problems)
+    if cfg.store.key_cache_ttl < 0:
+        problems.append("store.key_cache_ttl: must not be negative")
+    if cfg.bootstrap.dev_key_credits_usd < 0:
+        problems.append("bootstrap.dev_key_credits_usd: must not be negative")
+
+
+def _check_positive(section: Any, where: str, names: tuple[str, ...], problems: list[str]) -> None:
+    for name in names:
+        if getattr(section, name) <= 0:
+            problems.append(f"{where}.{name}: must be positive")
 
 
 def parse_config(data: dict, *, base_dir: str = ".", source: str = "prism.toml") -> Config:
@@ -270,6 +298,10 @@ def load_config(path: str | os.PathLike) -> Config:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError([f"file not found: {p}"], str(p)) from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError([f"cannot read {p}: {exc.strerror or exc}"], str(p)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(["not valid UTF-8 (TOML files are UTF-8)"], str(p)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], str(p)) from None
     return parse_config(data, base_dir=str(p.resolve().parent), source=str(p))

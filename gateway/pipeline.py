@@ -131,12 +131,16 @@ class Pipeline:
         """The log row of a request refused before any hold was taken."""
         ctx.logged = True
         with trio.CancelScope(shield=True):
-            await self.s.ledger.log_only(dict(
+            await self._record_only(dict(
                 request_id=ctx.request_id, key_id=ctx.key_id, account_id=ctx.account_id or None,
                 route=ctx.route, dialect=ctx.dialect, model=ctx.model, provider=None,
                 upstream_model=None, status=err.status, error_type=err.type_name,
                 latency_ms=(time.monotonic() - ctx.started) * 1000.0, tokens_in=0, tokens_out=0,
                 cached_tokens=0, cost_micros=0, estimated=False, failover=False, stream=False))
+
+    async def _record_only(self, log: dict[str, Any]) -> None:
+        await self.s.ledger.log_only(log)
+        self.s.notify(log)
 
     def _log(self, prep: Prepared, *, status: int, error: BaseException | None,
              usage: c.Usage | None, cost: int) -> dict[str, Any]:
@@ -163,15 +167,17 @@ class Pipeline:
             with trio.move_on_after(_SETTLE_DEADLINE):
                 if usage is None:
                     status = error.status if isinstance(error, errors.PrismError) else 499
-                    await self.s.ledger.void(prep.hold_id, log=self._log(
-                        prep, status=status, error=error, usage=None, cost=0))
+                    log = self._log(prep, status=status, error=error, usage=None, cost=0)
+                    await self.s.ledger.void(prep.hold_id, log=log)
+                    self.s.notify(log)
                     return Outcome(prep.entry.model.id, 0, 0, 0)
                 cost = cost_micros(prep.entry.price, usage)
                 status = 200 if error is None else (
                     error.status if isinstance(error, errors.PrismError) else 499)
-                result = await self.s.ledger.settle(
-                    prep.hold_id, cost, estimated=usage.estimated,
-                    log=self._log(prep, status=status, error=error, usage=usage, cost=cost))
+                log = self._log(prep, status=status, error=error, usage=usage, cost=cost)
+                result = await self.s.ledger.settle(prep.hold_id, cost, estimated=usage.estimated,
+                                                    log=log)
+                self.s.notify({**log, "cost_micros": result.charged_micros})
                 return Outcome(prep.entry.model.id, result.charged_micros, usage.input_tokens,
                                usage.output_tokens, usage.estimated)
         # Deadline passed: the hold stays open for the sweeper to expire.

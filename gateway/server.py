@@ -8,11 +8,12 @@ is cancelled; their shielded settlements still run before the writer closes.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterator
 
 import trio
 from hypercorn.config import Config as HyperConfig
@@ -35,7 +36,11 @@ def _hyper_config(config: Config, host: str, port: int) -> HyperConfig:
     s = config.server
     hc = HyperConfig()
     hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    hc.read_timeout = int(s.read_timeout)
+    # No hypercorn read_timeout: it bounds every receive on the connection, and a client
+    # waiting for a long (streamed) answer sends nothing, so it would cut the answer off
+    # after read_timeout seconds. Slow request bodies are bounded by the app's
+    # BODY_TIMEOUT (= server.read_timeout), slow headers and idle connections by
+    # keep_alive_timeout.
     hc.keep_alive_timeout = s.keep_alive_timeout
     hc.graceful_timeout = s.shutdown_grace
     hc.accesslog = None
@@ -116,13 +121,22 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             await trio.to_thread.run_sync(writer.close)
 
 
-def signal_trigger() -> Callable[[], Awaitable[None]]:
-    async def wait() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+@contextlib.contextmanager
+def signal_trigger() -> Iterator[Callable[[], Awaitable[None]]]:
+    """A shutdown trigger for SIGINT/SIGTERM that catches them from the moment the
+    block is entered. Opening the receiver only once hypercorn awaits the trigger left
+    a window (start-up, and just after the URL is printed) where Ctrl-C surfaced as a
+    KeyboardInterrupt traceback instead of a clean drain. After the first signal the
+    receiver closes, so a second Ctrl-C interrupts the drain."""
+    with contextlib.ExitStack() as stack:
+        signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+
+        async def wait() -> None:
             async for _ in signals:
                 log.warning("shutting down: draining in-flight requests")
+                stack.close()
                 return
-    return wait
+        yield wait
 
 
 def admin_token_from_env() -> str | None:

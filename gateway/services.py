@@ -6,7 +6,7 @@ server.py builds and create_app receives.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from gateway.auth import KeyCache
 from gateway.billing.ledger import Ledger
@@ -25,6 +25,14 @@ class Services:
     admin_token: str | None = None
     ready: bool = False
     pipeline: Any = field(default=None)
+    # Called with each finished request's log record (a dict) right after it is
+    # written: the live event feed and metrics hang off this. Observers must be quick
+    # and must not raise; they run on the event loop.
+    observers: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+
+    def notify(self, record: dict[str, Any]) -> None:
+        for observer in self.observers:
+            observer(record)
 
     def __post_init__(self) -> None:
         from gateway.pipeline import Pipeline

@@ -77,9 +77,27 @@ def start_simulator(**options: Any) -> ServerThread:
     return ServerThread(serve).start()
 
 
-def gateway_config(tmp: Path, sim_url: str | None, **overrides: Any) -> dict:
+UPSTREAM_KINDS = ("openai", "anthropic", "gemini")
+
+
+def upstream_providers(sim_url: str, kinds=UPSTREAM_KINDS) -> tuple[list[dict], list[dict]]:
+    """One provider per upstream kind, all answered by the HTTP simulator, and a model
+    `via-<kind>` routed to each, so every inbound x upstream pair can be exercised."""
+    providers, models = [], []
+    for kind in kinds:
+        base = sim_url + "/v1" if kind == "openai" else sim_url
+        providers.append({"id": f"sim-{kind}", "kind": kind, "base_url": base,
+                          "api_key_env": "PRISM_TEST_UPSTREAM_KEY", "read_timeout": 30.0})
+        models.append({"id": f"via-{kind}", "input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0,
+                       "max_output_tokens": 1000, "capabilities": ["chat", "tools", "json", "vision"],
+                       "routes": [{"provider": f"sim-{kind}", "model": f"sim-{kind}-model"}]})
+    return providers, models
+
+
+def gateway_config(tmp: Path, sim_url: str | None, *, upstream_kinds=(), **overrides: Any) -> dict:
     """A config whose models route to the simulator over HTTP (kind openai) when a URL is
-    given, else to the in-process simulator."""
+    given, else to the in-process simulator. ``upstream_kinds`` adds a `via-<kind>` model
+    per upstream kind (see upstream_providers)."""
     if sim_url:
         provider = {"id": "up", "kind": "openai", "base_url": sim_url + "/v1",
                     "api_key_env": "PRISM_TEST_UPSTREAM_KEY", "read_timeout": 30.0}
@@ -106,6 +124,10 @@ def gateway_config(tmp: Path, sim_url: str | None, **overrides: Any) -> dict:
              "output_usd_per_mtok": 1.0, "routes": [{"provider": "up", "model": "x"}]},
         ],
     }
+    if upstream_kinds and sim_url:
+        extra_providers, extra_models = upstream_providers(sim_url, upstream_kinds)
+        cfg["providers"] += extra_providers
+        cfg["models"] += extra_models
     for section, values in overrides.items():
         if isinstance(values, dict) and isinstance(cfg.get(section), dict):
             cfg[section].update(values)
@@ -138,10 +160,10 @@ class Gateway:
         self.thread.stop()
 
 
-def start_gateway(tmp: Path, sim_url: str | None, **overrides: Any) -> Gateway:
+def start_gateway(tmp: Path, sim_url: str | None, *, upstream_kinds=(), **overrides: Any) -> Gateway:
     from gateway.server import run_gateway
     os.environ.setdefault("PRISM_TEST_UPSTREAM_KEY", "sk-upstream-test")
-    raw = gateway_config(tmp, sim_url, **overrides)
+    raw = gateway_config(tmp, sim_url, upstream_kinds=upstream_kinds, **overrides)
     config = parse_config(raw, base_dir=str(tmp))
 
     async def serve(stop: trio.Event, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -44,6 +44,13 @@ def _field(body: dict, name: str, kind: type | tuple, *, required: bool = False)
     return value
 
 
+def _name(body: dict, *, required: bool) -> str | None:
+    name = _field(body, "name", str, required=required)
+    if name is not None and (not name.strip() or len(name) > 200):
+        raise errors.InvalidRequest("name must be 1..200 characters", field="name")
+    return name
+
+
 def _usd(body: dict, name: str, *, required: bool, allow_negative: bool) -> int | None:
     value = _field(body, name, (int, float), required=required)
     if value is None:
@@ -79,16 +86,25 @@ async def _get_key(key_id: str):
 @bp.post("/keys")
 async def create_key():
     body = await common.read_json_object()
-    name = _field(body, "name", str, required=True)
-    if not name.strip() or len(name) > 200:
-        raise errors.InvalidRequest("name must be 1..200 characters", field="name")
+    name = _name(body, required=True)
     credits = _usd(body, "credits_usd", required=False, allow_negative=False) or 0
     plan = _field(body, "plan", str)
     if plan is not None and plan not in {p.id for p in common.services().config.plans}:
         raise errors.InvalidRequest(f"unknown plan {plan!r}", field="plan")
     account_id = _field(body, "account_id", str)
     if account_id is not None:
-        key, plaintext = await _call(store.create_key, account_id, name)
+        # Credits and plan belong to a new account; taking them here and dropping them
+        # would lose money the caller thinks it added.
+        for extra, given in (("credits_usd", credits), ("plan", plan)):
+            if given:
+                raise errors.InvalidRequest(
+                    f"{extra} cannot be combined with account_id: it applies to a new "
+                    "account (use POST /-/keys/{id}/credits for an existing one)", field=extra)
+        try:
+            key, plaintext = await _call(store.create_key, account_id, name)
+        except store.AccountNotFound:
+            raise errors.InvalidRequest(f"No account with id {account_id!r}",
+                                        field="account_id") from None
     else:
         _, key, plaintext = await _call(store.create_account_with_key, name, credits, plan=plan)
     common.services().keys.put(KeyInfo(key.id, key.account_id, key.name, key.key_hash))
@@ -111,7 +127,7 @@ async def get_key(key_id: str):
 @bp.put("/keys/<key_id>")
 async def update_key(key_id: str):
     body = await common.read_json_object()
-    name = _field(body, "name", str)
+    name = _name(body, required=False)
     await _get_key(key_id)
     key = await _call(store.update_key, key_id, name=name)
     common.services().keys.invalidate_key(key_id)

@@ -13,7 +13,10 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from gateway import errors
-from gateway.http import admin, common, health, openai_routes
+from gateway.http import (
+    admin, anthropic_routes, common, gemini_routes, health, models_routes, openai_routes,
+    responses_routes,
+)
 from gateway.http.limits import BodyLimit
 from gateway.pipeline import CallContext
 from gateway.services import Services
@@ -85,9 +88,9 @@ def create_app(services: Services) -> QuartTrio:
         err = errors.PrismError(f"Internal error; quote request id {getattr(g, 'request_id', '?')}")
         return await render(err)
 
-    app.register_blueprint(health.bp)
-    app.register_blueprint(openai_routes.bp)
-    app.register_blueprint(admin.bp)
+    for module in (health, openai_routes, responses_routes, anthropic_routes, gemini_routes,
+                   models_routes, admin):
+        app.register_blueprint(module.bp)
     async def log_oversize(request_id: str, path: str, dialect: str, err: errors.PrismError) -> None:
         ctx = CallContext(request_id=request_id, route=path, dialect=dialect)
         await services.pipeline.log_refusal(ctx, err)

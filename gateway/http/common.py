@@ -26,6 +26,10 @@ _GEMINI_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "FAILED_
 
 def dialect_for_path(path: str) -> str:
     """Which dialect's error shape a path answers in (before any blueprint has run)."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/v1beta/") or ":generateContent" in path or ":streamGenerateContent" in path:
+        return "gemini"
     return "openai"
 
 
@@ -79,7 +83,7 @@ def bearer_token() -> str | None:
 
 
 async def authenticate(route: str, dialect: str, *extra_headers: str,
-                       log: bool = True) -> CallContext:
+                       query_param: str | None = None, log: bool = True) -> CallContext:
     """Verify the caller's key; the context it returns follows the request to the log.
 
     With ``log`` (generation routes) the request leaves a request-log row however it
@@ -87,6 +91,8 @@ async def authenticate(route: str, dialect: str, *extra_headers: str,
     token = bearer_token()
     for name in extra_headers:
         token = token or request.headers.get(name)
+    if query_param:
+        token = token or request.args.get(query_param)
     ctx = CallContext(request_id=g.request_id, route=route, dialect=dialect)
     if log:
         g.ctx = ctx

@@ -54,20 +54,3 @@ async def chat_completions():
     headers = dict(_SSE_HEADERS)
     headers.update(common.outcome_headers(None, model))
     return Response(pipeline.stream_body(st, encode, trailer, error_frame), headers=headers)
-
-
-def _model_object(entry) -> dict:
-    return {"id": entry.public_id, "object": "model", "created": 0, "owned_by": entry.model.owned_by}
-
-
-@bp.get("/v1/models")
-async def list_models():
-    await common.authenticate("/v1/models", "openai", log=False)
-    entries = common.services().catalog.public_entries()
-    return {"object": "list", "data": [_model_object(e) for e in entries]}
-
-
-@bp.get("/v1/models/<path:model_id>")
-async def get_model(model_id: str):
-    await common.authenticate("/v1/models", "openai", log=False)
-    return _model_object(common.services().catalog.resolve(model_id))

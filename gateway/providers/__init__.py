@@ -1,17 +1,27 @@
 """Upstream providers: one module per kind; build_providers makes one per config entry."""
 from __future__ import annotations
 
-from gateway.config import Config
+import importlib
+
+from gateway.config import Config, ConfigError, ProviderConfig
+
+# kind -> (module, class); imported on demand so a kind's dependencies load only if used.
+_KINDS = {
+    "openai": ("gateway.providers.openai", "OpenAIProvider"),
+    "anthropic": ("gateway.providers.anthropic", "AnthropicProvider"),
+    "gemini": ("gateway.providers.gemini", "GeminiProvider"),
+    "simulator": ("gateway.providers.simulator", "SimulatorProvider"),
+}
 
 
-def build_provider(pc):
-    if pc.kind == "openai":
-        from gateway.providers.openai import OpenAIProvider
-        return OpenAIProvider(pc)
-    if pc.kind == "simulator":
-        from gateway.providers.simulator import SimulatorProvider
-        return SimulatorProvider(pc)
-    raise NotImplementedError(f"provider kind {pc.kind!r} is not available yet")
+def build_provider(pc: ProviderConfig):
+    module_name, cls_name = _KINDS[pc.kind]
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError):
+        raise ConfigError([f"providers: kind {pc.kind!r} (provider {pc.id!r}) is not available "
+                           f"in this build"]) from None
+    return cls(pc)
 
 
 def build_providers(config: Config) -> dict:

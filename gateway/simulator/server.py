@@ -1,11 +1,12 @@
-"""The simulator over HTTP: a lean raw-ASGI app speaking OpenAI Chat Completions, served
-by hypercorn's trio worker (``prism simulate``).
+"""The simulator over HTTP: a lean raw-ASGI app served by hypercorn's trio worker
+(``prism simulate``), speaking each dialect through its WireAdapter (simulator/wire.py).
 
-Routes: ``POST /v1/chat/completions`` (plain and SSE streaming, ending ``data: [DONE]``),
-``GET /v1/models``, ``GET /healthz``; the ``/v1`` prefix is optional. Every ``/v1`` route
-demands an ``Authorization: Bearer`` token (any value) so tests can prove the gateway
-sends its provider key. Errors use OpenAI's ``{"error": {...}}`` shape with the fault's
-own status; a 429 carries Retry-After.
+Routes: ``POST /v1/chat/completions`` (OpenAI, plain and SSE ending ``data: [DONE]``),
+``POST /v1/messages`` (Anthropic), ``POST /v1beta/models/{m}:generateContent`` and
+``:streamGenerateContent`` (Gemini), ``GET /v1/models``, ``GET /healthz``, and for tests
+``GET /_sim/stats`` / ``POST /_sim/reset``. Every generation route demands its dialect's
+credential (any value) so tests can prove the gateway sends its provider key. Errors
+use the dialect's error shape with the fault's own status; a 429 carries Retry-After.
 
 disconnect_after cuts the connection abruptly: the app returns without sending the
 final body message, so hypercorn's h11 protocol sees a response still in SEND_BODY and
@@ -29,34 +30,23 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from gateway import errors, tokenizer
-from gateway.codecs import openai_chat, openai_chat_stream, sse
 from gateway.simulator.core import (
     SIM_MODELS, SimOptions, pauses, respond, response_id, split_at_disconnect,
     stream_events,
 )
 from gateway.simulator.faults import parse_fault
 from gateway.simulator.inproc import chunk_delay
+from gateway.simulator.wire import OPENAI, WireAdapter, adapter_for, bearer
 
 __all__ = ["create_sim_app", "serve_simulator", "main_simulate"]
 
 MAX_BODY = 32 * 1024 * 1024
-_DONE = b"data: [DONE]\n\n"
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _error_kind(status: int) -> tuple[str, str | None]:
-    if status == 401:
-        return "invalid_request_error", "invalid_api_key"
-    if status == 429:
-        return "requests", "rate_limit_exceeded"
-    if status >= 500:
-        return "server_error", None
-    return "invalid_request_error", None
 
 
 async def _send_json(send: Any, status: int, value: Any,
@@ -69,11 +59,12 @@ async def _send_json(send: Any, status: int, value: Any,
 
 
 async def _send_error(send: Any, status: int, message: str, *, code: str | None = None,
-                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    type_name, default_code = _error_kind(status)
-    await _send_json(send, status, {"error": {"message": message, "type": type_name,
-                                              "param": None, "code": code or default_code}},
-                     headers)
+                      headers: list[tuple[bytes, bytes]] | None = None,
+                      wire: WireAdapter = OPENAI) -> None:
+    body = wire.error_body(status, message)
+    if code and wire is OPENAI:
+        body["error"]["code"] = code
+    await _send_json(send, status, body, headers)
 
 
 async def _read_body(receive: Any) -> bytes | None:
@@ -89,14 +80,6 @@ async def _read_body(receive: Any) -> bytes | None:
         chunks.append(chunk)
         if not msg.get("more_body", False):
             return b"".join(chunks)
-
-
-def _bearer(scope: dict[str, Any]) -> str:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
-    return ""
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
@@ -141,47 +124,49 @@ class _SimApp:
             self.last_authorization = ""
             await _send_json(send, 200, self._stats())
             return
-        route = path[3:] if path.startswith("/v1/") else path
-        if route not in ("/chat/completions", "/models"):
-            await _send_error(send, 404, f"Unknown route {method} {path}", code="unknown_url")
-            return
-        if not _bearer(scope):
-            await _send_error(send, 401, "Missing bearer token in the Authorization header")
-            return
-        if route == "/models":
-            if method != "GET":
-                await _send_error(send, 405, f"Use GET for {path}", code="method_not_allowed")
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        if path in ("/v1/models", "/models") and method == "GET":
+            if not bearer(headers):
+                await _send_error(send, 401, "Missing bearer token in the Authorization header")
                 return
             await _send_json(send, 200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": 0, "owned_by": "prism-simulator"}
                 for m in SIM_MODELS]})
             return
+        wire = adapter_for(path)
+        if wire is None:
+            await _send_error(send, 404, f"Unknown route {method} {path}", code="unknown_url")
+            return
+        credential = wire.credential(headers, scope.get("query_string", b"").decode("latin-1"))
+        if not credential:
+            await _send_error(send, 401, "Missing credentials for the simulated upstream", wire=wire)
+            return
         if method != "POST":
-            await _send_error(send, 405, f"Use POST for {path}", code="method_not_allowed")
+            await _send_error(send, 405, f"Use POST for {path}", code="method_not_allowed", wire=wire)
             return
         self.requests += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        self.last_authorization = _bearer(scope)
+        self.last_authorization = credential
         try:
-            await self._chat(receive, send)
+            await self._generate(wire, path, receive, send)
         finally:
             self.in_flight -= 1
 
-    async def _chat(self, receive: Any, send: Any) -> None:
+    async def _generate(self, wire: WireAdapter, path: str, receive: Any, send: Any) -> None:
         raw = await _read_body(receive)
         if raw is None:
-            await _send_error(send, 413, f"Request body over {MAX_BODY} bytes")
+            await _send_error(send, 413, f"Request body over {MAX_BODY} bytes", wire=wire)
             return
         try:
             data = json.loads(raw)
         except ValueError:  # UnicodeDecodeError included
-            await _send_error(send, 400, "Request body is not valid JSON")
+            await _send_error(send, 400, "Request body is not valid JSON", wire=wire)
             return
         try:
-            req = openai_chat.to_canonical_request(data)
+            req = wire.decode(path, data)
         except errors.InvalidRequest as exc:
-            await _send_error(send, 400, exc.message)
+            await _send_error(send, 400, exc.message, wire=wire)
             return
         fault = parse_fault(req)
         wait = self.options.latency + fault.delay
@@ -193,12 +178,12 @@ class _SimApp:
                 headers = [(b"retry-after", str(fault.retry_after or 1).encode())]
             await _send_error(send, fault.status,
                               fault.message or f"simulated upstream error {fault.status}",
-                              headers=headers)
+                              headers=headers, wire=wire)
             return
         created = int(time.time())
         if not req.stream:
             resp = replace(respond(req, self.options), created=created)
-            body = _dumps(openai_chat.from_canonical_response(resp, req.model))
+            body = _dumps(wire.encode_response(resp))
             await send({"type": "http.response.start", "status": 200,
                         "headers": _JSON + [(b"content-length", str(len(body)).encode())]})
             if fault.disconnect_after is not None and split_at_disconnect(
@@ -211,7 +196,7 @@ class _SimApp:
             return
         events, cut = split_at_disconnect(stream_events(req, self.options, fault), fault)
         await send({"type": "http.response.start", "status": 200, "headers": _SSE})
-        enc = openai_chat_stream.StreamEncoder(response_id(req), req.model, created, req.include_usage)
+        writer = wire.stream_writer(req, response_id(req), created)
         delays = pauses(events, chunk_delay(self.options, fault))
         async with trio.open_nursery() as nursery:
             # A client that hangs up must not leave a slow stream ticking on for nobody.
@@ -219,12 +204,11 @@ class _SimApp:
             for ev, pause in zip(events, delays):
                 if pause > 0:
                     await trio.sleep(pause)
-                chunks = enc.encode(ev)
-                if chunks:
-                    await send({"type": "http.response.body", "more_body": True, "body": b"".join(
-                        sse.encode_event(_dumps(ch).decode()) for ch in chunks)})
+                data = writer.encode(ev)
+                if data:
+                    await send({"type": "http.response.body", "more_body": True, "body": data})
             if not cut:
-                await send({"type": "http.response.body", "body": _DONE})
+                await send({"type": "http.response.body", "body": writer.end()})
             # With cut, returning without the final message makes hypercorn drop the
             # socket mid-body (see the module docstring).
             nursery.cancel_scope.cancel()
