@@ -19,10 +19,14 @@ def _load(path: str):
     try:
         return load_config(path)
     except ConfigError as exc:
-        print("prism: invalid configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        _print_config_error(exc)
         raise SystemExit(2) from None
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    print("prism: invalid configuration:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
 
 
 def _print_dev_key(key: str) -> None:
@@ -54,18 +58,22 @@ def cmd_serve(args) -> int:
         cause = _startup_failure(exc)
         if cause is None:
             raise
-        where = f" (store {config.resolve_path(config.store.path)})" if not isinstance(cause, OSError) else ""
+        if isinstance(cause, ConfigError):
+            _print_config_error(cause)
+            return 2
+        where = "" if isinstance(cause, OSError) else \
+            f" (store {config.resolve_path(config.store.path)})"
         print(f"prism: cannot start{where}: {cause}", file=sys.stderr)
         return 1
     return 0
 
 
 def _startup_failure(exc: BaseException) -> BaseException | None:
-    """The port-in-use or unopenable-store error behind a failed start, if that is all
-    that went wrong. Trio nurseries wrap errors in exception groups, so a bare
-    `except OSError` never matched and the operator got a traceback."""
+    """The port-in-use, unopenable-store or unbuildable-provider error behind a failed
+    start, if that is all that went wrong. Trio nurseries wrap errors in exception
+    groups, so a bare `except OSError` never matched and the operator got a traceback."""
     from store import StoreError
-    kinds = (OSError, StoreError)
+    kinds = (OSError, StoreError, ConfigError)
     if isinstance(exc, BaseExceptionGroup):
         match, rest = exc.split(kinds)
         if match is None or rest is not None:

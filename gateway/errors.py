@@ -9,7 +9,9 @@
     │   ├── NotFound                404     not_found
     │   │   └── ModelNotFound       404     model_not_found
     │   ├── InsufficientBalance     402     insufficient_balance
+    │   │   └── PriceMissing        402     insufficient_balance (code price_missing)
     │   ├── RateLimited             429     rate_limited       (carries retry_after)
+    │   ├── WireError               400     protocol_error     (control socket frame; code says which)
     │   └── UpstreamClientError     400     invalid_request    (upstream refused our request)
     └── UpstreamError               502     provider_error     (upstream failed us)
         ├── UpstreamTimeout         502     provider_error
@@ -79,6 +81,10 @@ class InsufficientBalance(ClientError):
     type_name = "insufficient_balance"
 
 
+class PriceMissing(InsufficientBalance):
+    """A model with no price is refused, never served free."""
+
+
 class RateLimited(ClientError):
     status = 429
     type_name = "rate_limited"
@@ -89,6 +95,12 @@ class RateLimited(ClientError):
         if retry_after is not None:
             # Retry-After is whole seconds; round up so a client never retries early.
             self.headers.setdefault("Retry-After", str(max(1, int(-(-retry_after // 1)))))
+
+
+class WireError(ClientError):
+    """A control-socket frame that cannot be accepted (garbage, oversized, unknown type,
+    malformed fields). ``code`` names which; the connection that sent it is closed."""
+    type_name = "protocol_error"
 
 
 class UpstreamClientError(ClientError):

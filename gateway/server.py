@@ -90,8 +90,10 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
     host = host or config.server.host
     port = config.server.port if port is None else port
     writer = store.Writer(config.resolve_path(config.store.path))
-    writer.start()
+    # Build first: a provider that cannot be built raises before the writer thread
+    # exists, instead of leaving it running outside the `finally` that closes it.
     services = build_services(config, writer, admin_token)
+    writer.start()
     try:
         orphans = await writer.call(store.expire_all_open)
         if orphans:

@@ -34,6 +34,13 @@ class Services:
         for observer in self.observers:
             observer(record)
 
+    admission: Any = field(default=None)
+    dispatcher: Any = field(default=None)
+
     def __post_init__(self) -> None:
+        from gateway.billing.admission import Admission
+        from gateway.dispatch import Dispatcher
         from gateway.pipeline import Pipeline
+        self.admission = Admission(self)
+        self.dispatcher = Dispatcher(self)
         self.pipeline = Pipeline(self)

@@ -112,4 +112,5 @@ def outcome_headers(outcome: Outcome | None, model: str) -> dict[str, str]:
             h["X-Prism-Usage-Estimated"] = "true"
         if outcome.failover:
             h["X-Prism-Failover"] = "true"
+        h.update(outcome.headers)
     return h

@@ -35,7 +35,7 @@ async def chat_completions():
                         headers=common.outcome_headers(outcome, outcome.model))
 
     st = await pipeline.open_stream(ctx, req)
-    model = st.prep.entry.model.id
+    model = st.prep.selection.entry.model.id
     encoder = openai_chat_stream.StreamEncoder(id="chatcmpl-" + ctx.request_id[4:], model=model,
                                         created=int(time.time()), include_usage=req.include_usage)
 
