@@ -1,4 +1,4 @@
-"""`prism serve | simulate | keys ... | wallet ...`: the one console entry point.
+"""`prism serve | tui | simulate | keys ... | wallet ...`: the one console entry point.
 
 Key and wallet commands write to the SQLite store directly (WAL lets them run beside a
 live gateway); the gateway picks new keys up on first use and honours revocations made
@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 
 from gateway.config import ConfigError, load_config
@@ -47,7 +48,9 @@ def cmd_serve(args) -> int:
             async def started(task_status=trio.TASK_STATUS_IGNORED):
                 await run_gateway(config, host=args.host, port=args.port,
                                   admin_token=admin_token_from_env(), shutdown_trigger=shutdown,
-                                  on_dev_key=_print_dev_key, task_status=task_status)
+                                  on_dev_key=_print_dev_key,
+                                  config_path=os.path.abspath(args.config),
+                                  task_status=task_status)
             async with trio.open_nursery() as nursery:
                 url = await nursery.start(started)
                 print(f"prism: serving on {url} (Ctrl-C to stop)", flush=True)
@@ -82,6 +85,22 @@ def _startup_failure(exc: BaseException) -> BaseException | None:
             match = match.exceptions[0]
         return match
     return exc if isinstance(exc, kinds) else None
+
+
+def cmd_tui(args) -> int:
+    """The dashboard. It talks only to the gateway's control socket, never the store."""
+    if args.socket:
+        path = args.socket
+    else:
+        config = _load(args.config)
+        path = config.resolve_path(config.control.socket)
+    from textual.logging import TextualHandler
+
+    from tui.app import PrismApp
+    # Log lines written to the terminal would tear the dashboard's screen.
+    logging.getLogger().handlers[:] = [TextualHandler()]
+    PrismApp(path).run()
+    return 0
 
 
 def cmd_simulate(args) -> int:
@@ -174,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     s.set_defaults(func=cmd_serve)
 
+    s = sub.add_parser("tui", help="the operator dashboard (talks to a running gateway)")
+    s.add_argument("--config", default="prism.toml", help="where to find control.socket")
+    s.add_argument("--socket", help="control socket path (overrides the config)")
+    s.set_defaults(func=cmd_tui)
+
     s = sub.add_parser("simulate", help="run the upstream simulator over HTTP")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=9100)
@@ -208,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every upstream request at INFO: ~0.1 ms and one line per call.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     from store import StoreError
     try:

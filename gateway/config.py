@@ -21,6 +21,9 @@ from typing import Any
 PROVIDER_KINDS = ("openai", "anthropic", "gemini", "simulator")
 TIERS = ("eco", "balanced", "sport")
 CAPABILITIES = ("chat", "tools", "vision", "json", "images", "video", "long_context")
+MODES = ("eco", "balanced", "sport")
+TASK_TYPES = ("simple", "code", "reasoning", "complex")
+PICKS = ("cheapest", "best")
 
 
 class ConfigError(Exception):
@@ -51,6 +54,7 @@ class StoreConfig:
 @dataclass(frozen=True)
 class ControlConfig:
     socket: str = "prism.sock"
+    event_buffer: int = 256             # live events queued per dashboard before dropping
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class PlanConfig:
+    """A subscription: quota windows that pay for requests before the wallet does, and
+    what the plan may use. Windows are rolling (5h, 7d) or daily (resetting at
+    daily_reset_hour UTC); the daily token caps use the daily period too. Limits left
+    unset do not apply. Rate limits left unset fall back to [limits]."""
     id: str
     window_5h_usd: float | None = None
     window_7d_usd: float | None = None
@@ -110,6 +118,55 @@ class PlanConfig:
     fallthrough_to_wallet: bool = True
     models: tuple[str, ...] = ()
     modes: tuple[str, ...] = ()
+    # A free plan: its refusals say free_tier_limit and name the limit.
+    free: bool = False
+    daily_input_tokens: int | None = None
+    daily_output_tokens: int | None = None
+    max_tokens: int | None = None          # cap on a request's max_tokens (and its default)
+    streaming: bool = True
+    session_messages: int | None = None    # messages per session (routing counts them)
+    key_rpm: int | None = None
+    key_tpm: int | None = None
+    account_rpm: int | None = None
+    account_tpm: int | None = None
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Default rate limits (GCRA), per API key and per account, in requests and tokens
+    per minute; 0 means no limit. Plans override them one by one. A request's tokens
+    are its prompt plus its max output, corrected to the real usage when it ends.
+    The burst is how much may arrive at once: by default one minute's worth."""
+    key_rpm: int = 0
+    key_tpm: int = 0
+    account_rpm: int = 0
+    account_tpm: int = 0
+    burst_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class ModeRuleConfig:
+    """How one mode picks a model for `model: "any"`. Empty means the built-in default
+    for that mode (gateway.routing.modes.DEFAULT_RULES), so a file may override one key."""
+    pick: str = ""        # cheapest | best
+    simple: str = ""      # per task type: the lowest tier allowed (the quality floor)
+    code: str = ""
+    reasoning: str = ""
+    complex: str = ""
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    default_mode: str = ""               # for auto routing without X-Prism-Mode; "" = 400
+    eco: ModeRuleConfig = field(default_factory=ModeRuleConfig)
+    balanced: ModeRuleConfig = field(default_factory=ModeRuleConfig)
+    sport: ModeRuleConfig = field(default_factory=ModeRuleConfig)
+    breaker_failures: int = 5            # consecutive failures that open a route's breaker
+    breaker_cooldown: float = 30.0       # seconds open before one probe is let through
+    session_ttl: float = 1800.0          # sliding: every use pushes expiry this far out
+    session_max_messages: int = 100
+    session_compact_at: int = 90         # condense the oldest into a summary at this count
+    session_keep_messages: int = 20      # the most recent kept verbatim by a compaction
 
 
 @dataclass(frozen=True)
@@ -121,6 +178,8 @@ class Config:
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelConfig, ...] = ()
     plans: tuple[PlanConfig, ...] = ()
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     base_dir: str = "."   # relative paths in the file resolve against the file's folder
 
     def provider(self, provider_id: str) -> ProviderConfig:
@@ -261,6 +320,8 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         for m in pl.models:
             if m not in public:
                 problems.append(f"plans[{i}].models: unknown model {m!r}")
+        _check_plan(pl, f"plans[{i}]", problems)
+    _check_routing(cfg.routing, problems)
     s = cfg.server
     _check_positive(s, "server", ("max_body_bytes", "read_timeout", "keep_alive_timeout",
                                   "max_request_seconds"), problems)
@@ -270,10 +331,56 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         problems.append("server.port: must be 0..65535")
     # A zero sweep interval spins the sweeper; a zero hold TTL refuses every request.
     _check_positive(cfg.store, "store", ("hold_ttl_seconds", "sweep_interval"), problems)
+    _check_positive(cfg.control, "control", ("event_buffer",), problems)
     if cfg.store.key_cache_ttl < 0:
         problems.append("store.key_cache_ttl: must not be negative")
+    _check_limits(cfg.limits, problems)
     if cfg.bootstrap.dev_key_credits_usd < 0:
         problems.append("bootstrap.dev_key_credits_usd: must not be negative")
+
+
+def _check_plan(pl: PlanConfig, where: str, problems: list[str]) -> None:
+    if pl.daily_usd is not None and (pl.window_5h_usd is not None or pl.window_7d_usd is not None):
+        problems.append(f"{where}.daily_usd: a plan has rolling windows (window_5h_usd, "
+                        "window_7d_usd) or a daily window, not both")
+    for mode in pl.modes:
+        if mode not in TIERS:
+            problems.append(f"{where}.modes: {mode!r} is not one of {', '.join(TIERS)}")
+    for name in ("daily_input_tokens", "daily_output_tokens", "max_tokens", "session_messages",
+                 "key_rpm", "key_tpm", "account_rpm", "account_tpm"):
+        v = getattr(pl, name)
+        if v is not None and v < 0:
+            problems.append(f"{where}.{name}: must not be negative")
+    if pl.max_tokens == 0:
+        problems.append(f"{where}.max_tokens: must be positive")
+
+
+def _check_limits(lim: LimitsConfig, problems: list[str]) -> None:
+    for name in ("key_rpm", "key_tpm", "account_rpm", "account_tpm"):
+        if getattr(lim, name) < 0:
+            problems.append(f"limits.{name}: must not be negative (0 means no limit)")
+    if lim.burst_seconds <= 0:
+        problems.append("limits.burst_seconds: must be positive")
+
+
+def _check_routing(r: RoutingConfig, problems: list[str]) -> None:
+    if r.default_mode and r.default_mode not in MODES:
+        problems.append(f"routing.default_mode: {r.default_mode!r} is not one of {', '.join(MODES)}")
+    for mode in MODES:
+        rule = getattr(r, mode)
+        if rule.pick and rule.pick not in PICKS:
+            problems.append(f"routing.{mode}.pick: {rule.pick!r} is not one of {', '.join(PICKS)}")
+        for task in TASK_TYPES:
+            tier = getattr(rule, task)
+            if tier and tier not in TIERS:
+                problems.append(f"routing.{mode}.{task}: {tier!r} is not one of {', '.join(TIERS)}")
+    _check_positive(r, "routing", ("breaker_failures", "breaker_cooldown", "session_ttl",
+                                   "session_max_messages", "session_compact_at",
+                                   "session_keep_messages"), problems)
+    # Compaction must fire before the cap and leave room for the next turns.
+    if not r.session_keep_messages < r.session_compact_at <= r.session_max_messages:
+        problems.append("routing: need session_keep_messages < session_compact_at <= "
+                        "session_max_messages")
 
 
 def _check_positive(section: Any, where: str, names: tuple[str, ...], problems: list[str]) -> None:

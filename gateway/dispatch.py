@@ -1,56 +1,175 @@
-"""Calling the upstream for a prepared request: which route, with what deadline.
+"""Calling the upstream for a prepared request: which route, with what deadline, and
+what to do when a route fails.
 
-The only place that picks a provider out of a Selection's routes. Today it takes the
-first route; failover across routes and circuit breaking belong here too, so that the
-pipeline sees one call whatever happened underneath. Stream opening pulls the first
-event, so a failure before the first byte is still a plain error response.
+The only place that picks a provider out of a Selection's routes. Routes are tried in
+order; a route whose circuit breaker is open is skipped; a failure that says the route
+is unwell (routing/failover.fails_over) moves on to the next route. All of that happens
+before the client has seen a byte: complete() returns a whole Response, and open()
+pulls the stream's first event before returning, so a stream that fails before its
+first event is retried elsewhere while one that fails later is not (its failure
+reaches the client in-band, and the pipeline settles what was delivered). Whatever
+happened underneath, the pipeline sees one call and settles once.
+
+Breakers are per route (provider + upstream model), live as long as the dispatcher,
+and survive catalog rebuilds and reloads; ``breaker_states()`` shows them to the
+admin API and the dashboard.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, AsyncIterator
+import time
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import trio
 
 from gateway import canonical as c
 from gateway import errors
+from gateway.config import RouteConfig
+from gateway.routing.breaker import Breaker
+from gateway.routing.failover import exhausted, fails_over
 
 if TYPE_CHECKING:
     from gateway.pipeline import Prepared
     from gateway.services import Services
+
+T = TypeVar("T")
 
 
 def upstream_timeout(exc: trio.TooSlowError) -> errors.UpstreamTimeout:
     return errors.UpstreamTimeout("upstream did not answer within the request deadline")
 
 
+def _route_key(route: RouteConfig) -> str:
+    return f"{route.provider}/{route.model}"
+
+
 class Dispatcher:
-    def __init__(self, services: "Services") -> None:
+    def __init__(self, services: "Services", clock: Callable[[], float] = time.monotonic) -> None:
         self.s = services
+        self._clock = clock
+        self._breakers: dict[str, Breaker] = {}
+
+    # ------------------------------------------------------------ breakers
+
+    def breaker(self, route: RouteConfig) -> Breaker:
+        key = _route_key(route)
+        b = self._breakers.get(key)
+        if b is None:
+            r = self.s.config.routing
+            b = self._breakers[key] = Breaker(r.breaker_failures, r.breaker_cooldown, self._clock)
+        return b
+
+    def breaker_states(self) -> dict[str, dict[str, Any]]:
+        """Every configured route's breaker, keyed "provider/upstream_model": state
+        (closed | open | half_open), consecutive_failures, retry_in_seconds, and
+        lifetime failures/successes. Routes never called show as closed."""
+        out: dict[str, dict[str, Any]] = {}
+        for m in self.s.config.models:
+            for r in m.routes:
+                key = _route_key(r)
+                if key in out:
+                    continue
+                b = self._breakers.get(key)
+                snap = b.snapshot() if b is not None else {
+                    "state": "closed", "consecutive_failures": 0, "retry_in_seconds": 0.0,
+                    "failures": 0, "successes": 0}
+                out[key] = {"provider": r.provider, "upstream_model": r.model, **snap}
+        return out
+
+    def provider_breaker_states(self) -> dict[str, str]:
+        """One state per provider for gauges that are per provider: the worst of its
+        routes' (open > half_open > closed)."""
+        rank = {"closed": 0, "half_open": 1, "open": 2}
+        out: dict[str, str] = {p.id: "closed" for p in self.s.config.providers}
+        for st in self.breaker_states().values():
+            if rank[st["state"]] > rank[out.get(st["provider"], "closed")]:
+                out[st["provider"]] = st["state"]
+        return out
+
+    # ------------------------------------------------------------ calls
 
     def read_timeout(self, prep: "Prepared") -> float:
         return self.s.config.provider(prep.route.provider).read_timeout
 
+    def _attempt_deadline(self, route: RouteConfig) -> float:
+        pc = self.s.config.provider(route.provider)
+        return pc.connect_timeout + pc.read_timeout
+
+    async def _each_route(self, prep: "Prepared",
+                          attempt: Callable[[Any, RouteConfig], Awaitable[T]]) -> T:
+        """Run ``attempt(provider, route)`` on each usable route until one succeeds."""
+        failures: list[BaseException] = []
+        paused: float | None = None
+        for i, route in enumerate(prep.selection.routes):
+            provider = self.s.providers.get(route.provider)
+            breaker = self.breaker(route)
+            if provider is None:       # removed by a reload while this request was queued
+                continue
+            if not breaker.allow():
+                wait = breaker.retry_in()
+                paused = wait if paused is None else min(paused, wait)
+                continue
+            prep.route = route
+            prep.failover = prep.failover or i > 0
+            try:
+                result = await attempt(provider, route)
+            except errors.PrismError as exc:
+                if not fails_over(exc):
+                    breaker.success()   # it answered: the request was at fault, not the route
+                    raise
+                breaker.failure()
+                failures.append(exc)
+                continue
+            except BaseException:
+                breaker.release()       # cancelled: no verdict on the route
+                raise
+            breaker.success()
+            return result
+        raise exhausted(prep.selection.entry.model.id, failures, paused)
+
     async def complete(self, prep: "Prepared") -> c.Response:
-        prep.route = prep.selection.routes[0]
-        provider = self.s.providers[prep.route.provider]
+        async def attempt(provider: Any, route: RouteConfig) -> c.Response:
+            try:
+                with trio.fail_after(self._attempt_deadline(route)):
+                    return await provider.complete(prep.req, route.model)
+            except trio.TooSlowError as exc:
+                raise upstream_timeout(exc) from None
+
         try:
             with trio.fail_after(self.s.config.server.max_request_seconds):
-                return await provider.complete(prep.req, prep.route.model)
+                return await self._each_route(prep, attempt)
         except trio.TooSlowError as exc:
             raise upstream_timeout(exc) from None
 
     async def open(self, prep: "Prepared") -> tuple[AsyncIterator[c.StreamEvent], c.StreamEvent]:
-        prep.route = prep.selection.routes[0]
-        events = self.s.providers[prep.route.provider].stream(prep.req, prep.route.model)
+        async def attempt(provider: Any, route: RouteConfig):
+            events = provider.stream(prep.req, route.model)
+            try:
+                with trio.fail_after(self.s.config.provider(route.provider).read_timeout):
+                    first = await events.__anext__()
+            except BaseException as exc:
+                with trio.CancelScope(shield=True):
+                    await events.aclose()
+                if isinstance(exc, StopAsyncIteration):
+                    raise errors.UpstreamProtocolError("upstream sent an empty stream") from None
+                if isinstance(exc, trio.TooSlowError):
+                    raise upstream_timeout(exc) from None
+                raise
+            return events, first
+
+        events, first = await self._each_route(prep, attempt)
+        return self._watch(events, self.breaker(prep.route)), first
+
+    async def _watch(self, events: AsyncIterator[c.StreamEvent],
+                     breaker: Breaker) -> AsyncIterator[c.StreamEvent]:
+        """Relay the rest of a stream, telling the route's breaker if it breaks mid-way
+        (too late to fail over, but the next request should know)."""
         try:
-            with trio.fail_after(self.read_timeout(prep)):
-                first = await events.__anext__()
-        except BaseException as exc:
-            with trio.CancelScope(shield=True):
-                await events.aclose()
-            if isinstance(exc, StopAsyncIteration):
-                raise errors.UpstreamProtocolError("upstream sent an empty stream") from None
-            if isinstance(exc, trio.TooSlowError):
-                raise upstream_timeout(exc) from None
+            async for ev in events:
+                yield ev
+        except errors.PrismError as exc:
+            if fails_over(exc):
+                breaker.failure()
             raise
-        return events, first
+        finally:
+            with trio.CancelScope(shield=True):
+                await events.aclose()   # type: ignore[attr-defined]

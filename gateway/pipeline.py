@@ -3,18 +3,22 @@
 Blueprints decode their wire format into a canonical Request, hand it here, and encode
 what comes back:
 
-    select model and routes (routing/select)  -> count the prompt
+    select model and routes (router -> routing/select)
+    -> prepend the session's history (sessions), when X-Prism-Session names one
+    -> count the prompt
     -> admit: reserve the worst case, one guarded write (billing/admission)
     -> call the upstream (dispatch)            -> close: settle or void, shielded
+    -> save the turn to the session, after a successful close only
 
 Each step lives in its own module; this one only fixes their order and the rule that
 every admitted request is closed exactly once, whatever happens in between.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import trio
 
@@ -23,7 +27,8 @@ from gateway import errors, tokenizer
 from gateway.billing.admission import Outcome
 from gateway.billing.meter import Meter
 from gateway.config import RouteConfig
-from gateway.routing.select import Selection, select
+from gateway.routing.hints import RoutingHints
+from gateway.routing.select import Selection
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -44,6 +49,12 @@ class CallContext:
     model: str | None = None
     started: float = field(default_factory=time.monotonic)
     logged: bool = False   # the request-log row is written once, by whoever ends the request
+    # X-Prism-Mode / -Model-Prefer / -Session, parsed by http/common.authenticate.
+    hints: RoutingHints | None = None
+    # Plan hook: when set (by whoever knows the caller's plan), the model ids this
+    # caller may use; routing never picks outside it and refuses pins outside it (403).
+    allowed_models: frozenset[str] | None = None
+    prepared: Any = None   # the Prepared request once selected: stream headers read it
 
 
 @dataclass
@@ -57,6 +68,7 @@ class Prepared:
     route: RouteConfig | None = None     # the route actually called (set by dispatch)
     failover: bool = False
     headers: dict[str, str] = field(default_factory=dict)   # extra response headers
+    turn: Any = None    # sessions.Turn when the request belongs to a session
 
     @property
     def entry(self):
@@ -92,9 +104,18 @@ class Pipeline:
         return tokenizer.count_request(req)
 
     async def prepare(self, ctx: CallContext, req: c.Request, capability: str = "chat") -> Prepared:
-        selection = select(self.s.catalog, req, capability)
-        prep = Prepared(ctx, req, selection, await self._count_prompt(req))
+        selection = await self.s.router.select(ctx, req, capability)
+        turn = None
+        if ctx.hints is not None and ctx.hints.session:
+            req, turn = await self.s.sessions.attach(ctx, req)
+        prep = Prepared(ctx, req, selection, await self._count_prompt(req), turn=turn)
+        prep.headers.update(selection.headers)
+        ctx.prepared = prep
         await self.s.admission.admit(prep)
+        if prep.req.max_tokens is None:
+            # The hold covers the model's output cap, so the upstream must be held to it
+            # too (Anthropic would otherwise apply its own, possibly larger, default).
+            prep.req = dataclasses.replace(prep.req, max_tokens=selection.entry.model.max_output_tokens)
         return prep
 
     async def log_refusal(self, ctx: CallContext, err: errors.PrismError) -> None:
@@ -108,6 +129,8 @@ class Pipeline:
             await self.s.admission.close(prep, None, exc)
             raise
         outcome = await self.s.admission.close(prep, _usage_of(resp, prep.prompt_tokens), None)
+        if prep.turn is not None:
+            await self.s.sessions.save(prep, resp.message)
         return resp, outcome
 
     async def open_stream(self, ctx: CallContext, req: c.Request) -> OpenStream:
@@ -139,6 +162,8 @@ class Pipeline:
                 if data:
                     yield data
                 st.meter.delivered(ev)
+                if st.prep.turn is not None:
+                    st.prep.turn.observe(ev)
                 # The deadline wraps only the read: a cancel scope must never span a yield.
                 with trio.fail_after(idle):
                     try:
@@ -163,5 +188,7 @@ class Pipeline:
                             and st.meter.upstream_usage is None)
             usage = None if failed_early else st.meter.usage()
             st.outcome = await self.s.admission.close(st.prep, usage, error)
+            if error is None and st.prep.turn is not None:
+                await self.s.sessions.save(st.prep, None)
         if error is None:
             yield trailer(st.outcome)

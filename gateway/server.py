@@ -2,7 +2,8 @@
 
 run_gateway opens the store on its writer thread, expires holds orphaned by a previous
 process, warms the key cache, builds providers and the app, then serves hypercorn and
-the hold sweeper in one nursery. On shutdown hypercorn stops accepting, in-flight
+the hold sweeper in one nursery, beside the operator's control socket
+(gateway.control.server). On shutdown hypercorn stops accepting, in-flight
 requests get `server.shutdown_grace` seconds, and whatever is still running after that
 is cancelled; their shielded settlements still run before the writer closes.
 """
@@ -20,11 +21,15 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve as hyper_serve
 
 import store
+from gateway import tokenizer
 from gateway.auth import KeyCache, KeyInfo
 from gateway.billing.ledger import Ledger
 from gateway.billing.pricing import usd_to_micros
 from gateway.config import Config
+from gateway.control.server import serve_control
+from gateway.flags import ProviderFlags
 from gateway.http.app import create_app
+from gateway.metrics import Metrics
 from gateway.providers import build_providers
 from gateway.routing.catalog import Catalog
 from gateway.services import Services
@@ -36,11 +41,13 @@ def _hyper_config(config: Config, host: str, port: int) -> HyperConfig:
     s = config.server
     hc = HyperConfig()
     hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    # No hypercorn read_timeout: it bounds every receive on the connection, and a client
-    # waiting for a long (streamed) answer sends nothing, so it would cut the answer off
-    # after read_timeout seconds. Slow request bodies are bounded by the app's
-    # BODY_TIMEOUT (= server.read_timeout), slow headers and idle connections by
-    # keep_alive_timeout.
+    # hypercorn's read_timeout bounds every receive on the connection, and a client
+    # waiting for a long (streamed) answer sends nothing, so server.read_timeout there
+    # would cut answers off after that many seconds. Slow bodies are bounded by the
+    # app's BODY_TIMEOUT (= server.read_timeout), slow headers and idle connections by
+    # keep_alive_timeout; this is only the backstop for a connection left silent
+    # longer than any request may last (e.g. one wedged by an early error answer).
+    hc.read_timeout = s.max_request_seconds + s.read_timeout
     hc.keep_alive_timeout = s.keep_alive_timeout
     hc.graceful_timeout = s.shutdown_grace
     hc.accesslog = None
@@ -62,9 +69,11 @@ async def _bootstrap_dev_key(config: Config, writer) -> str | None:
 async def _sweeper(writer, interval: float) -> None:
     while True:
         await trio.sleep(interval)
-        n = await writer.call(store.expire_holds, time.time())
-        if n:
-            log.warning("expired %d orphaned hold(s)", n)
+        # Wallet and plan-window holds alike, and idempotency records past their day.
+        swept = await writer.call(store.sweep, time.time())
+        if swept.holds:
+            log.warning("expired %d orphaned hold(s) (%d wallet, %d window)", swept.holds,
+                        swept.wallet_holds, swept.window_holds)
 
 
 def build_services(config: Config, writer, admin_token: str | None) -> Services:
@@ -74,28 +83,39 @@ def build_services(config: Config, writer, admin_token: str | None) -> Services:
             return None
         return KeyInfo(key.id, key.account_id, key.name, key.key_hash)
 
-    return Services(
+    services = Services(
         config=config, writer=writer,
         ledger=Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds),
         keys=KeyCache(lookup, ttl=config.store.key_cache_ttl),
         catalog=Catalog(config), providers=build_providers(config), admin_token=admin_token)
+    services.flags = ProviderFlags(writer, config, on_change=services.rebuild_catalog)
+    services.metrics = Metrics(m.id for m in config.models)
+    services.observers.append(services.metrics.observe)
+    return services
 
 
 async def run_gateway(config: Config, *, host: str | None = None, port: int | None = None,
                       admin_token: str | None = None,
                       shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
                       on_dev_key: Callable[[str], None] | None = None,
+                      config_path: str | None = None,
+                      clock: Callable[[], float] | None = None,
                       task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Serve until shutdown_trigger returns; task_status gets the bound base URL."""
+    """Serve until shutdown_trigger returns; task_status gets the bound base URL.
+    `config_path` is the file `config` came from, re-read by POST /-/reload.
+    `clock` replaces the wall clock for session expiry (tests)."""
     host = host or config.server.host
     port = config.server.port if port is None else port
     writer = store.Writer(config.resolve_path(config.store.path))
     # Build first: a provider that cannot be built raises before the writer thread
     # exists, instead of leaving it running outside the `finally` that closes it.
     services = build_services(config, writer, admin_token)
+    services.config_path = config_path
+    if clock is not None:
+        services.clock = clock
     writer.start()
     try:
-        orphans = await writer.call(store.expire_all_open)
+        orphans = (await writer.call(store.startup_sweep)).holds
         if orphans:
             log.warning("expired %d hold(s) left open by a previous run", orphans)
         plaintext = await _bootstrap_dev_key(config, writer)
@@ -103,6 +123,10 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             on_dev_key(plaintext)
         for key_hash, key_id, account_id, name in await writer.call(store.load_active_keys):
             services.keys.put(KeyInfo(key_id, account_id, name, key_hash))
+        await services.flags.load()
+        # The BPE tables take ~0.5-2 s to load; pay it before listening, off the event
+        # loop, not on the first request.
+        await trio.to_thread.run_sync(tokenizer.count_text, "warm up")
         services.ready = True
         app = create_app(services)
         async with trio.open_nursery() as nursery:
@@ -113,12 +137,14 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(_sweeper, writer, config.store.sweep_interval)
+            nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
+            await nursery.start(serve_control, services)
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:
         services.ready = False
         with trio.CancelScope(shield=True):
-            for p in services.providers.values():
+            for p in [*services.providers.values(), *services.retired]:
                 await p.aclose()
             await trio.to_thread.run_sync(writer.close)
 

@@ -17,9 +17,15 @@ from store.keys import (KEY_PREFIX, create_account, create_account_with_key,
 from store.ledger import (SettleResult, adjust, check_invariants, expire_all_open,
                           expire_holds, get_wallet, hold_for_request, ledger_rows,
                           open_holds, reserve, settle, top_up, void)
+from store.flags import (append_audit, audit_log, audited, load_provider_flags,
+                         set_provider_flags)
 from store.logs import insert_request_log, request_logs
-from store.models import (MODELS, Account, ApiKey, Hold, LedgerEntry, RequestLog,
-                          SchemaVersion, Wallet)
+from store.models import (MODELS, Account, ApiKey, AuditLog, Hold, LedgerEntry,
+                          ProviderFlag, RequestLog, SchemaVersion, Wallet)
+from store.overview import account_summaries, count_open_holds, open_hold_rows
+from store.responses import (SavedResponse, delete_response, get_response,
+                             purge_expired_responses, save_response)
+from store.models import StoredResponse
 from store.writer import Writer
 
 __all__ = [
@@ -36,5 +42,39 @@ __all__ = [
     "expire_all_open", "SettleResult", "get_wallet", "ledger_rows", "open_holds",
     "hold_for_request", "check_invariants",
     "insert_request_log", "request_logs",
+    "AuditLog", "ProviderFlag", "append_audit", "audit_log", "audited",
+    "load_provider_flags", "set_provider_flags",
+    "account_summaries", "count_open_holds", "open_hold_rows",
     "Writer",
+]
+__all__ += [
+    "StoredResponse", "SavedResponse", "save_response", "get_response", "delete_response",
+    "purge_expired_responses",
+]
+
+# Plan windows, the account's position, idempotency keys and customer usage (issue 4).
+from store.idempotency import (Claim, InProgress, KeyReused, Stored, purge_idempotency)
+from store.models import IdempotencyRecord, QuotaEntry, QuotaHold
+from store.quota import (Admitted, Closed, Position, QuotaExceeded, WindowUsage,
+                         account_position, admit, expire_all_open_quota,
+                         expire_quota_holds, is_quota_hold, quota_holds)
+from store.usage import request_record, usage_page, usage_rows, usage_summary
+from store.sweep import startup_sweep, sweep
+
+__all__ += [
+    "QuotaHold", "QuotaEntry", "IdempotencyRecord", "Admitted", "Closed", "Position",
+    "QuotaExceeded", "WindowUsage", "account_position", "admit", "expire_quota_holds",
+    "expire_all_open_quota", "is_quota_hold", "quota_holds",
+    "Claim", "Stored", "KeyReused", "InProgress", "purge_idempotency",
+    "usage_rows", "usage_page", "usage_summary", "request_record", "sweep", "startup_sweep",
+]
+
+# Session memory for X-Prism-Session (issue 5).
+from store.models import Session
+from store.sessions import (SessionData, append_turn, compact_session, delete_session,
+                            open_session, peek_session, purge_sessions)
+
+__all__ += [
+    "Session", "SessionData", "open_session", "peek_session", "append_turn",
+    "compact_session", "delete_session", "purge_sessions",
 ]

@@ -49,6 +49,10 @@ _APPEND_ONLY_TRIGGERS = (
     "BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only'); END",
     "CREATE TRIGGER IF NOT EXISTS ledger_entry_no_delete BEFORE DELETE ON ledger_entry "
     "BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS quota_entry_no_update BEFORE UPDATE ON quota_entry "
+    "BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS quota_entry_no_delete BEFORE DELETE ON quota_entry "
+    "BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only'); END",
 )
 
 # _UPGRADES[n - 1] takes a version-n database to version n + 1, inside migrate's
@@ -178,6 +182,22 @@ def schema_version(db: pw.SqliteDatabase) -> int | None:
             .where(SchemaVersion.id == 1).scalar(db))
 
 
+def _add_missing_columns(db: pw.SqliteDatabase, model) -> None:
+    """Add the nullable columns a table gained since the file was written.
+
+    create_all(safe=True) creates missing tables and indexes but never alters an
+    existing table; a new nullable column needs no data migration, so it is added
+    here rather than by a numbered upgrade (which concurrent changes would fight over).
+    Anything else (a NOT NULL column, a changed type) still needs an _UPGRADES step."""
+    table = model._meta.table_name
+    present = {c.name for c in db.get_columns(table)}
+    for f in model._meta.sorted_fields:
+        if f.column_name not in present and f.null:
+            ctx = db.get_sql_context()
+            column, params = ctx.sql(f.ddl(ctx)).query()
+            db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN {column}', params)
+
+
 def migrate(db: pw.SqliteDatabase) -> None:
     """Bring the schema to SCHEMA_VERSION in one transaction; a no-op when current.
 
@@ -192,6 +212,7 @@ def migrate(db: pw.SqliteDatabase) -> None:
                 f"database schema is version {found}; this Prism knows {SCHEMA_VERSION}")
         for model in MODELS:
             pw.SchemaManager(model, db).create_all(safe=True)
+            _add_missing_columns(db, model)
         for statement in _APPEND_ONLY_TRIGGERS:
             db.execute_sql(statement)
         if found is None:

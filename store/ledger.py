@@ -33,7 +33,7 @@ _ADJUST = """UPDATE wallet SET balance_micros = balance_micros + ?, updated_at =
  RETURNING id, balance_micros"""
 _ADMIT = """UPDATE wallet SET held_micros = held_micros + ?, updated_at = ?
  WHERE account_id = ? AND balance_micros - held_micros >= ?
- RETURNING id, balance_micros"""
+ RETURNING id, balance_micros, held_micros"""
 _WALLET = "SELECT balance_micros, held_micros FROM wallet WHERE account_id = ?"
 _INSERT_HOLD = """INSERT INTO hold (id, wallet_id, request_id, amount_micros, state,
  charged_micros, overrun_micros, created_at, expires_at, closed_at)
@@ -49,7 +49,7 @@ _CLOSED = """SELECT h.charged_micros, h.overrun_micros, w.balance_micros
  FROM hold h JOIN wallet w ON w.id = h.wallet_id WHERE h.id = ?"""
 _RELEASE = """UPDATE wallet SET held_micros = held_micros - ?,
  balance_micros = balance_micros - ?, updated_at = ? WHERE id = ?
- RETURNING balance_micros"""
+ RETURNING balance_micros, held_micros"""
 _EXPIRE = """UPDATE hold SET state = 'expired', closed_at = ?
  WHERE state = 'open' AND expires_at <= ?
  RETURNING id, wallet_id, request_id, amount_micros"""
@@ -149,22 +149,30 @@ def reserve(db, account_id: str, request_id: str, amount_micros: int,
         raise ValueError("a hold needs a positive time to live")
     now = time.time() if now is None else now
     with write_tx(db):
-        wallet_id, balance = _guarded(
-            db, _ADMIT, (amount_micros, now, account_id, amount_micros), account_id,
-            lambda balance, held: InsufficientFunds(balance - held, amount_micros))
-        hold = Hold(id=new_id("hold_"), wallet=wallet_id, request_id=request_id,
-                    amount_micros=amount_micros, state="open", charged_micros=0,
-                    overrun_micros=0, created_at=now, expires_at=now + ttl_seconds,
-                    closed_at=None)
-        try:
-            db.execute_sql(_INSERT_HOLD, (hold.id, wallet_id, request_id, amount_micros,
-                                          now, hold.expires_at))
-        except pw.IntegrityError:
-            # Raising rolls the admission back with it.
-            raise DuplicateRequest(request_id) from None
-        _post(db, wallet_id, "hold", 0, balance, now, hold_id=hold.id,
-              request_id=request_id)
-    return hold
+        return post_reserve(db, account_id, request_id, amount_micros, ttl_seconds, now)[0]
+
+
+def post_reserve(db, account_id: str, request_id: str, amount_micros: int,
+                 ttl_seconds: float, now: float) -> tuple[Hold, int, int]:
+    """The body of `reserve`, for callers already inside a write transaction (plan
+    admission tries the quota window first in the same transaction): the hold and
+    the wallet's balance and held after it."""
+    wallet_id, balance, held = _guarded(
+        db, _ADMIT, (amount_micros, now, account_id, amount_micros), account_id,
+        lambda balance, held: InsufficientFunds(balance - held, amount_micros))
+    hold = Hold(id=new_id("hold_"), wallet=wallet_id, request_id=request_id,
+                amount_micros=amount_micros, state="open", charged_micros=0,
+                overrun_micros=0, created_at=now, expires_at=now + ttl_seconds,
+                closed_at=None)
+    try:
+        db.execute_sql(_INSERT_HOLD, (hold.id, wallet_id, request_id, amount_micros,
+                                      now, hold.expires_at))
+    except pw.IntegrityError:
+        # Raising rolls the admission back with it.
+        raise DuplicateRequest(request_id) from None
+    _post(db, wallet_id, "hold", 0, balance, now, hold_id=hold.id,
+          request_id=request_id)
+    return hold, balance, held
 
 
 def _close(db, hold_id: str, state: str, kind: str, cost: int, estimated: bool,
@@ -172,23 +180,31 @@ def _close(db, hold_id: str, state: str, kind: str, cost: int, estimated: bool,
     log = None if log is None else check_log_fields(log)
     now = time.time() if now is None else now
     with write_tx(db):
-        row = _one(db, _CLOSE, (state, now, cost, cost, cost, cost, hold_id))
-        if row is None:
-            found = _one(db, _CLOSED, (hold_id,))
-            if found is None:
-                raise HoldNotFound(hold_id)
-            return SettleResult(*found, already_closed=True)
-        wallet_id, request_id, amount, charged, overrun = row
-        (balance,) = _one(db, _RELEASE, (amount, charged, now, wallet_id))
-        _post(db, wallet_id, kind, -charged, balance, now, hold_id=hold_id,
-              request_id=request_id, estimated=estimated)
-        if log is not None:
-            log.setdefault("request_id", request_id)
-            log.setdefault("created_at", now)
-            log.setdefault("cost_micros", charged)
-            log.setdefault("estimated", estimated)
-            write_log(db, log, replace=True)
-    return SettleResult(charged, overrun, balance, already_closed=False)
+        return post_close(db, hold_id, state, kind, cost, estimated, log, now)[0]
+
+
+def post_close(db, hold_id: str, state: str, kind: str, cost: int, estimated: bool,
+               log: dict | None, now: float) -> tuple[SettleResult, int | None]:
+    """The body of settle/void inside the caller's write transaction; `log` must
+    already have passed check_log_fields. Returns the result and the wallet's held
+    amount after it (None when the hold had already ended)."""
+    row = _one(db, _CLOSE, (state, now, cost, cost, cost, cost, hold_id))
+    if row is None:
+        found = _one(db, _CLOSED, (hold_id,))
+        if found is None:
+            raise HoldNotFound(hold_id)
+        return SettleResult(*found, already_closed=True), None
+    wallet_id, request_id, amount, charged, overrun = row
+    balance, held = _one(db, _RELEASE, (amount, charged, now, wallet_id))
+    _post(db, wallet_id, kind, -charged, balance, now, hold_id=hold_id,
+          request_id=request_id, estimated=estimated)
+    if log is not None:
+        log.setdefault("request_id", request_id)
+        log.setdefault("created_at", now)
+        log.setdefault("cost_micros", charged)
+        log.setdefault("estimated", estimated)
+        write_log(db, log, replace=True)
+    return SettleResult(charged, overrun, balance, already_closed=False), held
 
 
 def settle(db, hold_id: str, cost_micros: int, *, estimated: bool = False,
@@ -338,4 +354,7 @@ def check_invariants(db) -> list[str]:
                             f"sum {running}")
         for (account,) in db.execute_sql(_ORPHAN_AUDIT):
             problems.append(f"account {account} has no wallet")
+        # Window holds keep books of their own (store.quota); same snapshot.
+        from store.quota import quota_problems
+        problems.extend(quota_problems(db))
     return problems

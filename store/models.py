@@ -139,9 +139,30 @@ class RequestLog(_Base):
     estimated = pw.BooleanField(default=False)
     failover = pw.BooleanField(default=False)
     stream = pw.BooleanField(default=False)
+    mode = pw.CharField(null=True)   # eco | balanced | sport, when routing chose by mode
 
     class Meta:
         table_name = "request_log"
+        # Customer usage queries: one account's rows by time.
+        indexes = ((("account_id", "created_at"), False),)
+
+
+class StoredResponse(_Base):
+    """A Responses-API response kept for GET /v1/responses/{id} and previous_response_id.
+
+    ``request_json`` is the conversation so far as Responses input items (everything
+    before this response's output, without instructions); ``response_json`` is the
+    Response object exactly as the client got it. Rows are deleted outright, not
+    flagged, so a deleted conversation leaves nothing behind."""
+    id = pw.CharField(primary_key=True)         # 'resp_...'
+    account_id = pw.CharField()
+    created_at = pw.FloatField()
+    expires_at = pw.FloatField(index=True)      # the purge's scan
+    request_json = pw.TextField()
+    response_json = pw.TextField()
+
+    class Meta:
+        table_name = "stored_response"
 
 
 class SchemaVersion(_Base):
@@ -152,5 +173,171 @@ class SchemaVersion(_Base):
         table_name = "schema_version"
 
 
+class ProviderFlag(_Base):
+    """An operator's runtime override of a provider's flags (store.flags). NULL means
+    "as prism.toml says", so a flag nobody touched still follows the file on reload."""
+    provider_id = pw.CharField(primary_key=True)
+    enabled = pw.BooleanField(null=True)
+    images = pw.BooleanField(null=True)
+    video = pw.BooleanField(null=True)
+    updated_at = pw.FloatField()
+
+    class Meta:
+        table_name = "provider_flag"
+
+
+class AuditLog(_Base):
+    """Who changed what through the control socket or the admin API; append-only."""
+    id = pw.AutoField()
+    at = pw.FloatField(index=True)
+    actor = pw.CharField()
+    action = pw.CharField()
+    detail = pw.TextField()   # JSON object
+
+    class Meta:
+        table_name = "audit_log"
+
+
+QUOTA_LEDGER_KINDS = ("hold", "settle", "void", "expire")
+
+
+class QuotaHold(_Base):
+    """A hold against an account's plan windows (store.quota), the window twin of Hold.
+
+    While open it counts its worst case (amount_micros, input_tokens, output_tokens)
+    in every window its created_at falls in; settled, it counts what was charged and
+    used; voided or expired, nothing. A window's usage is therefore a sum over these
+    rows by created_at, and admission is one INSERT ... SELECT guarded by that sum.
+    Token usage is recorded as reported (it is not money); the charge is capped at
+    the hold like a wallet's, with the excess kept as overrun."""
+    id = pw.CharField(primary_key=True)          # 'qhold_...'
+    account = pw.ForeignKeyField(Account, backref="quota_holds", on_delete="RESTRICT",
+                                 index=False)
+    plan = pw.CharField()
+    request_id = pw.CharField(unique=True)
+    amount_micros = pw.BigIntegerField()
+    input_tokens = pw.IntegerField(default=0)
+    output_tokens = pw.IntegerField(default=0)
+    state = pw.CharField(default="open")
+    charged_micros = pw.BigIntegerField(default=0)
+    overrun_micros = pw.BigIntegerField(default=0)
+    used_input_tokens = pw.IntegerField(default=0)
+    used_output_tokens = pw.IntegerField(default=0)
+    created_at = pw.FloatField()
+    expires_at = pw.FloatField()
+    closed_at = pw.FloatField(null=True)
+
+    class Meta:
+        table_name = "quota_hold"
+        constraints = [_one_of("state", HOLD_STATES),
+                       pw.SQL("CHECK (amount_micros >= 0)"),
+                       pw.SQL("CHECK (input_tokens >= 0 AND output_tokens >= 0)"),
+                       pw.SQL("CHECK (used_input_tokens >= 0 AND used_output_tokens >= 0)"),
+                       pw.SQL("CHECK (charged_micros BETWEEN 0 AND amount_micros)"),
+                       pw.SQL("CHECK (overrun_micros >= 0)")]
+        indexes = (
+            # Covers the window sums, so admission reads only the index.
+            (("account", "created_at", "state", "amount_micros", "charged_micros",
+              "input_tokens", "output_tokens", "used_input_tokens", "used_output_tokens"),
+             False),
+            (("state", "expires_at"), False),
+        )
+
+
+class QuotaUsage(_Base):
+    """Window usage pre-summed by the minute and the hour its holds were created in
+    (grain 60 or 3600; start is the bucket's first second). Each bucket is the sum of
+    its holds' current values (store.quota keeps it so, in the transaction that
+    changes a hold), so a window is summed from at most a minute of hold rows, the
+    minute buckets up to the next hour, and hour buckets after that."""
+    account_id = pw.CharField()
+    grain = pw.IntegerField()
+    start = pw.BigIntegerField()
+    usd = pw.BigIntegerField(default=0)
+    input_tokens = pw.BigIntegerField(default=0)
+    output_tokens = pw.BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "quota_usage"
+        primary_key = pw.CompositeKey("account_id", "grain", "start")
+        without_rowid = True
+
+
+class QuotaEntry(_Base):
+    """Append-only books of the window holds: one 'hold' row when a hold is made and
+    one terminal row when it ends. amount_micros and the token columns are the usage
+    the row adds to its hold's windows (non-zero only on 'settle')."""
+    id = pw.AutoField()
+    account = pw.ForeignKeyField(Account, backref="quota_entries", on_delete="RESTRICT",
+                                 index=False)
+    kind = pw.CharField()
+    hold = pw.ForeignKeyField(QuotaHold, backref="entries", on_delete="RESTRICT")
+    request_id = pw.CharField()
+    amount_micros = pw.BigIntegerField(default=0)
+    input_tokens = pw.IntegerField(default=0)
+    output_tokens = pw.IntegerField(default=0)
+    estimated = pw.BooleanField(default=False)
+    created_at = pw.FloatField()
+
+    class Meta:
+        table_name = "quota_entry"
+        constraints = [_one_of("kind", QUOTA_LEDGER_KINDS)]
+        indexes = ((("account", "id"), False),)
+
+
+class IdempotencyRecord(_Base):
+    """One Idempotency-Key of one account (store.idempotency): 'pending' while its
+    first request runs, then 'done' with the response to replay for 24 hours."""
+    account_id = pw.CharField()
+    key = pw.CharField()
+    body_hash = pw.CharField()
+    state = pw.CharField()
+    claim = pw.CharField()               # who holds a pending record
+    request_id = pw.CharField(null=True)
+    status = pw.IntegerField(null=True)
+    headers_json = pw.TextField(null=True)
+    body = pw.BlobField(null=True)
+    complete = pw.BooleanField(default=True)   # False: a stream the client left early
+    created_at = pw.FloatField()
+    lease_until = pw.FloatField()        # a pending record past this is abandoned
+    expires_at = pw.FloatField(index=True)
+
+    class Meta:
+        table_name = "idempotency_record"
+        primary_key = pw.CompositeKey("account_id", "key")
+        constraints = [_one_of("state", ("pending", "done"))]
+
+
+class Session(_Base):
+    """A conversation kept for X-Prism-Session (store.sessions). The id is the client's
+    and only unique within its account, so one account can never find, extend or
+    delete another's session: every lookup is by (account_id, id).
+
+    ``system`` is the JSON list of canonical system messages; ``messages`` the JSON list
+    of {"t": tokens, "m": canonical message} for every other turn, oldest first;
+    ``summary`` condenses what compaction removed. ``tokens`` is the prompt the history
+    adds (system + summary + messages); ``version`` guards compaction against a turn
+    appended meanwhile."""
+    account_id = pw.CharField()
+    id = pw.CharField()
+    created_at = pw.FloatField()
+    updated_at = pw.FloatField()
+    expires_at = pw.FloatField(index=True)   # sliding; the purge's scan
+    system = pw.TextField(default="[]")
+    system_tokens = pw.IntegerField(default=0)
+    messages = pw.TextField(default="[]")
+    message_count = pw.IntegerField(default=0)
+    tokens = pw.IntegerField(default=0)
+    summary = pw.TextField(null=True)
+    summary_tokens = pw.IntegerField(default=0)
+    version = pw.IntegerField(default=0)
+
+    class Meta:
+        table_name = "session"
+        primary_key = pw.CompositeKey("account_id", "id")
+
+
 # Creation order: every table after the tables it references.
-MODELS = (Account, ApiKey, Wallet, Hold, LedgerEntry, RequestLog, SchemaVersion)
+MODELS = (Account, ApiKey, Wallet, Hold, LedgerEntry, RequestLog, SchemaVersion,
+          ProviderFlag, AuditLog, StoredResponse, QuotaHold, QuotaEntry,
+          QuotaUsage, IdempotencyRecord, Session)

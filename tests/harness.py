@@ -141,14 +141,19 @@ class Gateway:
     thread: ServerThread
     db_path: str
     url: str
+    socket_path: str = ""   # the control socket (gateway.control.server)
     admin: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
         self.admin = httpx.Client(base_url=self.url,
                                   headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
 
-    def create_key(self, credits_usd: float = 10.0, name: str = "test") -> dict:
-        r = self.admin.post("/-/keys", json={"name": name, "credits_usd": credits_usd})
+    def create_key(self, credits_usd: float = 10.0, name: str = "test",
+                   plan: str | None = None) -> dict:
+        body: dict = {"name": name, "credits_usd": credits_usd}
+        if plan is not None:
+            body["plan"] = plan
+        r = self.admin.post("/-/keys", json=body)
         assert r.status_code == 201, r.text
         return r.json()
 
@@ -160,15 +165,30 @@ class Gateway:
         self.thread.stop()
 
 
-def start_gateway(tmp: Path, sim_url: str | None, *, upstream_kinds=(), **overrides: Any) -> Gateway:
+_DEFAULT_TOKEN = object()
+
+
+def start_gateway(tmp: Path, sim_url: str | None, *, upstream_kinds=(),
+                  admin_token: Any = _DEFAULT_TOKEN, config_path: str | None = None,
+                  clock: Callable[[], float] | None = None, **overrides: Any) -> Gateway:
+    """A gateway on its own store under `tmp`. ``admin_token`` defaults to ADMIN_TOKEN;
+    None starts it as if PRISM_ADMIN_TOKEN were unset. With ``config_path`` the
+    config is read from that file instead (and /-/reload re-reads it). ``clock``
+    replaces the wall clock the gateway uses for session expiry."""
     from gateway.server import run_gateway
+    token = ADMIN_TOKEN if admin_token is _DEFAULT_TOKEN else admin_token
     os.environ.setdefault("PRISM_TEST_UPSTREAM_KEY", "sk-upstream-test")
-    raw = gateway_config(tmp, sim_url, upstream_kinds=upstream_kinds, **overrides)
-    config = parse_config(raw, base_dir=str(tmp))
+    if config_path is None:
+        raw = gateway_config(tmp, sim_url, upstream_kinds=upstream_kinds, **overrides)
+        config = parse_config(raw, base_dir=str(tmp))
+    else:
+        from gateway.config import load_config
+        config = load_config(config_path)
 
     async def serve(stop: trio.Event, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        await run_gateway(config, admin_token=ADMIN_TOKEN, shutdown_trigger=stop.wait,
-                          task_status=task_status)
+        await run_gateway(config, admin_token=token, shutdown_trigger=stop.wait,
+                          config_path=config_path, clock=clock, task_status=task_status)
 
     thread = ServerThread(serve).start()
-    return Gateway(thread, raw["store"]["path"], thread.url)
+    return Gateway(thread, config.resolve_path(config.store.path), thread.url,
+                   config.resolve_path(config.control.socket))

@@ -1,21 +1,40 @@
 """Admission and settlement of one request: the money side of the pipeline.
 
-admit() reserves the worst case before any upstream call; close() ends that hold
-exactly once (settle on usage, void when nothing was produced) and writes the request's
-log row in the same transaction, then tells the observers. close() is shielded with its
-own deadline, so a client hanging up, a timeout or a shutdown cannot skip it.
+admit() runs, in this order, before any upstream call:
+    the account's plan      -> 403 plan_restricted / free_tier_limit (billing.plans)
+    rate limits (GCRA)      -> 429 rate_limited, per key and per account (billing.ratelimit)
+    the hold                -> plan windows first, then the wallet if the plan falls
+                               through (or there is no plan), in one guarded write
+                               (store.quota.admit) -> 429 quota_exceeded / 402
+close() ends that hold exactly once (settle on usage, void when nothing was produced)
+and writes the request's log row in the same transaction, then tells the observers.
+It is shielded with its own deadline, so a client hanging up, a timeout or a shutdown
+cannot skip it, and a second close of the same request changes nothing.
+
+Both leave "where the caller stands" in prep.headers (which the pipeline hands on as
+Outcome.headers): RateLimit-*, X-Prism-Wallet-Remaining, X-Prism-Window-Remaining.
+Streams send their headers before close(), so the figures they carry are the ones
+after admission; `pending_headers` lets the HTTP layer pick them up.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 
+import store
 from gateway import canonical as c
 from gateway import errors
-from gateway.billing.pricing import cost_micros, worst_case_micros
+from gateway.billing.plans import (AccountPlans, check_request, find_plan, rate_limits,
+                                   session_messages)
+from gateway.billing.pricing import cost_micros, format_usd, worst_case_micros
+from gateway.billing.ratelimit import GCRA, Decision, Limit
+from gateway.billing.windows import plan_windows
+from gateway.config import PlanConfig
 
 if TYPE_CHECKING:
     from gateway.pipeline import CallContext, Prepared
@@ -38,6 +57,14 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class _Live:
+    """An admitted request not yet closed."""
+    plan: PlanConfig | None
+    tokens: list[tuple[Any, Limit, int]]   # token-limit charges to correct at close
+    headers: dict[str, str]
+
+
 def _status(error: BaseException | None) -> int:
     if error is None:
         return 200
@@ -50,19 +77,133 @@ def _error_type(error: BaseException | None) -> str | None:
     return error.type_name if isinstance(error, errors.PrismError) else type(error).__name__
 
 
+def rate_headers(decision: Decision) -> dict[str, str]:
+    """RateLimit-Limit/-Remaining/-Reset for the limit closest to running out (the
+    separate-header form of the IETF httpapi draft), and RateLimit-Policy listing
+    every limit that applies."""
+    tight = decision.tightest()
+    if tight is None:
+        return {}
+    policy = ", ".join(f'{s.limit.rate};w={s.limit.period_s};burst={s.limit.burst};'
+                       f'name="{s.limit.name}"' for s in decision.states)
+    return {"RateLimit-Limit": str(tight.limit.burst),
+            "RateLimit-Remaining": str(tight.remaining),
+            "RateLimit-Reset": str(math.ceil(tight.reset_s)),
+            "RateLimit-Policy": policy}
+
+
+def position_headers(pos: "store.Position | None", funded_by: str | None) -> dict[str, str]:
+    if pos is None:
+        return {}
+    h = {"X-Prism-Wallet-Remaining": format_usd(max(pos.available_micros, 0))}
+    usd = [(w.name, w.remaining("usd")) for w in pos.windows if w.limit_micros is not None]
+    if usd:
+        h["X-Prism-Window-Remaining"] = format_usd(min(r for _, r in usd))
+        h["X-Prism-Windows-Remaining"] = ", ".join(f"{n}={format_usd(r)}" for n, r in usd)
+    for w in pos.windows:
+        if w.limit_input is not None:
+            h["X-Prism-Daily-Input-Tokens-Remaining"] = str(w.remaining("input_tokens"))
+        if w.limit_output is not None:
+            h["X-Prism-Daily-Output-Tokens-Remaining"] = str(w.remaining("output_tokens"))
+    if funded_by:
+        h["X-Prism-Funded-By"] = funded_by
+    return h
+
+
 class Admission:
-    def __init__(self, services: "Services") -> None:
+    def __init__(self, services: "Services", *, clock: Callable[[], float] = time.time,
+                 monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
         self.s = services
+        self.clock = clock
+        self.limiter = GCRA(monotonic_ns)
+        self.plans = AccountPlans(self._lookup_plan, ttl=services.config.store.key_cache_ttl)
+        self._live: dict[str, _Live] = {}
+
+    async def _lookup_plan(self, account_id: str) -> str | None:
+        account = await self.s.writer.call(store.get_account, account_id)
+        return None if account is None else account.plan
+
+    async def plan_for(self, account_id: str) -> PlanConfig | None:
+        return find_plan(self.s.config, await self.plans.plan_id(account_id))
+
+    async def position(self, account_id: str) -> tuple[PlanConfig | None, "store.Position",
+                                                       float]:
+        """(plan, position, as-of time) for the customer routes and the dashboard."""
+        plan = await self.plan_for(account_id)
+        now = self.clock()
+        windows = plan_windows(plan, now) if plan is not None else ()
+        pos = await self.s.writer.call(store.account_position, account_id, windows)
+        return plan, pos, now
+
+    def pending_headers(self, request_id: str) -> dict[str, str]:
+        """The headers of an admitted request that has not closed yet (a stream whose
+        response is about to start)."""
+        live = self._live.get(request_id)
+        return dict(live.headers) if live is not None else {}
+
+    def _rate_check(self, prep: "Prepared", plan: PlanConfig | None,
+                    tokens: int) -> tuple[Decision | None, list[tuple[Any, Limit, int]]]:
+        ctx = prep.ctx
+        items = []
+        for name, limit in rate_limits(self.s.config, plan).items():
+            who = ("key", ctx.key_id) if name.startswith("key") else ("account", ctx.account_id)
+            items.append((who, limit, 1 if limit.unit == "requests" else tokens))
+        if not items:
+            return None, []
+        decision = self.limiter.acquire(items)
+        if not decision.allowed:
+            limit = decision.refused_by
+            if decision.retry_after_s is None:
+                message = (f"Rate limit: this request needs up to {tokens} tokens but "
+                           f"{limit.name} allows at most {limit.burst} at once; lower "
+                           f"max_tokens or shorten the prompt")
+            else:
+                message = (f"Rate limit exceeded: {limit.name} allows {limit.rate} "
+                           f"{limit.unit} per minute (burst {limit.burst}); retry in "
+                           f"{decision.retry_after_s:.2f}s")
+            raise errors.RateLimited(message, retry_after=decision.retry_after_s,
+                                     code=limit.name.replace("-", "_"),
+                                     headers=rate_headers(decision))
+        return decision, [i for i in items if i[1].unit == "tokens"]
 
     async def admit(self, prep: "Prepared") -> None:
+        ctx = prep.ctx
         entry = prep.selection.entry
+        plan = await self.plan_for(ctx.account_id)
+        if plan is not None:
+            check_request(self.s.config, plan, model_id=entry.model.id,
+                          mode=getattr(prep.selection, "mode", None), stream=prep.req.stream,
+                          max_tokens=prep.req.max_tokens,
+                          session_count=session_messages(prep.req, prep.selection))
+            if plan.max_tokens is not None and prep.req.max_tokens is None:
+                # The cap is also the default, so the upstream never runs past it.
+                prep.req = dataclasses.replace(
+                    prep.req, max_tokens=min(plan.max_tokens, entry.model.max_output_tokens))
         max_out = prep.req.max_tokens or entry.model.max_output_tokens
         hold = worst_case_micros(entry.price, prep.prompt_tokens, max_out)
+        decision, token_items = self._rate_check(prep, plan, prep.prompt_tokens + max_out)
+        now = self.clock()
+        windows = plan_windows(plan, now) if plan is not None else ()
         # Shielded: a reserve that completes after its caller stopped waiting would leave
         # a hold nobody ends. Any pending cancel lands at the caller's next checkpoint,
         # inside the try that voids the hold.
         with trio.CancelScope(shield=True):
-            prep.hold_id = await self.s.ledger.reserve(prep.ctx.account_id, prep.ctx.request_id, hold)
+            try:
+                # A stream's headers leave before it settles, so it reports its standing
+                # after the hold; anything else reports it after settlement instead.
+                admitted = await self.s.ledger.admit(
+                    ctx.account_id, ctx.request_id, hold, plan=plan, windows=windows,
+                    input_tokens=prep.prompt_tokens, output_tokens=max_out, now=now,
+                    position=prep.req.stream)
+            except BaseException:
+                for key, limit, cost in token_items:
+                    self.limiter.refund(key, limit, cost)
+                raise
+        prep.hold_id = admitted.hold_id
+        if decision is not None:
+            prep.headers.update(rate_headers(decision))
+        prep.headers.update(position_headers(admitted.position, admitted.funded_by))
+        self._live[ctx.request_id] = _Live(plan, token_items, prep.headers)
 
     def _log(self, prep: "Prepared", error: BaseException | None, usage: c.Usage | None,
              cost: int) -> dict[str, Any]:
@@ -77,25 +218,39 @@ class Admission:
             tokens_out=usage.output_tokens if usage else 0,
             cached_tokens=usage.cached_input_tokens if usage else 0,
             cost_micros=cost, estimated=bool(usage and usage.estimated), failover=prep.failover,
-            stream=prep.req.stream)
+            stream=prep.req.stream, mode=getattr(prep.selection, "mode", None))
 
     async def close(self, prep: "Prepared", usage: c.Usage | None,
                     error: BaseException | None) -> Outcome:
-        """End the hold exactly once: settle on usage, void when nothing was produced."""
+        """End the hold exactly once: settle on usage, void when nothing was produced.
+        Closing a request again returns what was recorded the first time."""
         prep.ctx.logged = True
+        live = self._live.pop(prep.ctx.request_id, None)
         model = prep.selection.entry.model.id
         with trio.CancelScope(shield=True):
             with trio.move_on_after(_SETTLE_DEADLINE):
+                cost = None if usage is None else cost_micros(prep.selection.entry.price, usage)
+                log = self._log(prep, error, usage, cost or 0)
+                plan = live.plan if live is not None else None
+                windows = (plan_windows(plan, self.clock())
+                           if plan is not None and not prep.req.stream else ())
+                closed = await self.s.ledger.close(
+                    prep.hold_id, cost, input_tokens=usage.input_tokens if usage else 0,
+                    output_tokens=usage.output_tokens if usage else 0,
+                    estimated=bool(usage and usage.estimated), log=log,
+                    account_id=None if prep.req.stream else prep.ctx.account_id,
+                    windows=windows)
+                result = closed.result
+                if live is not None:
+                    used = usage.input_tokens + usage.output_tokens if usage else 0
+                    for key, limit, charged in live.tokens:
+                        self.limiter.refund(key, limit, charged - used)
+                if not result.already_closed:
+                    self.s.notify({**log, "cost_micros": result.charged_micros})
+                prep.headers.update(position_headers(closed.position, closed.funded_by))
                 if usage is None:
-                    log = self._log(prep, error, None, 0)
-                    await self.s.ledger.void(prep.hold_id, log=log)
-                    self.s.notify(log)
-                    return Outcome(model, 0, 0, 0, failover=prep.failover, headers=prep.headers)
-                cost = cost_micros(prep.selection.entry.price, usage)
-                log = self._log(prep, error, usage, cost)
-                result = await self.s.ledger.settle(prep.hold_id, cost, estimated=usage.estimated,
-                                                    log=log)
-                self.s.notify({**log, "cost_micros": result.charged_micros})
+                    return Outcome(model, result.charged_micros, 0, 0, failover=prep.failover,
+                                   headers=prep.headers)
                 return Outcome(model, result.charged_micros, usage.input_tokens,
                                usage.output_tokens, usage.estimated, prep.failover, prep.headers)
         # Deadline passed: the hold stays open for the sweeper to expire.

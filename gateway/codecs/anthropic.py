@@ -12,8 +12,10 @@ Top-level request fields fall in four groups:
 - Anthropic-only options carried in ``Request.metadata`` so an Anthropic upstream gets
   them back and every other upstream ignores them: ``thinking`` ("anthropic_thinking"),
   ``output_config`` minus its ``format`` ("anthropic_output_config"), and every
-  ``cache_control`` marker ("anthropic_cache_control": the top-level one, plus those on
-  system blocks, top-level message content blocks and tools, by canonical position);
+  ``cache_control`` marker ("anthropic_cache_control": the top-level one, and those on
+  tools, system blocks and top-level message content blocks, by position: a message
+  counted from the end of the conversation, so history put in front of the client's
+  messages, as session memory does, cannot move a breakpoint);
 - ``REFUSED_FIELDS``: ``mcp_servers``, whose tools Anthropic would run server-side and
   no other upstream can; server tools in ``tools`` are refused the same way;
 - everything else is dropped. ``IGNORED_FIELDS`` lists the known ones we knowingly do
@@ -34,11 +36,18 @@ system messages anywhere in the conversation are hoisted, in order, into ``syste
 consecutive tool messages merge into one user turn of tool_result blocks; thinking
 without a signature (another vendor's reasoning, which Anthropic would reject) and
 assistant images are dropped; ``temperature`` is clamped to Anthropic's 0..1; ``seed``
-is dropped; a missing ``max_tokens`` becomes ``DEFAULT_MAX_TOKENS`` because Anthropic
+and message names are dropped; a missing ``max_tokens`` becomes ``DEFAULT_MAX_TOKENS`` because Anthropic
 requires one; tool arguments that are not a JSON object become ``{}``. JSON mode:
 ``json_schema`` goes out as ``output_config.format`` (Anthropic's structured outputs);
 ``json_object`` has no Anthropic field, so a written instruction (``JSON_INSTRUCTION``)
 is appended as the last system block.
+
+Responses: stop reasons end_turn, stop_sequence and pause_turn mean "stop" (as does a
+reason newer than this codec: the generation finished, and failing it would bill the
+client for an error), max_tokens and model_context_window_exceeded "length", tool_use
+"tool_calls", refusal "content_filter". Out, "stop" is always end_turn with a null
+stop_sequence, since the canonical model does not carry which sequence matched. Upstream
+blocks of types we do not know (server tool blocks) are skipped.
 
 Usage: Anthropic's ``input_tokens`` excludes cache reads and writes; canonical
 ``input_tokens`` is the whole prompt, so both are added in and cache reads become
@@ -52,8 +61,20 @@ import json
 from typing import Any, NoReturn
 
 from gateway.canonical import (
-    FinishReason, ImagePart, Message, Part, Request, Response, ResponseFormat, TextPart,
-    ThinkingPart, Tool, ToolCallPart, ToolChoice, ToolResultPart, Usage,
+    FinishReason,
+    ImagePart,
+    Message,
+    Part,
+    Request,
+    Response,
+    ResponseFormat,
+    TextPart,
+    ThinkingPart,
+    Tool,
+    ToolCallPart,
+    ToolChoice,
+    ToolResultPart,
+    Usage,
 )
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 
@@ -164,8 +185,7 @@ def to_canonical_request(body: object, *, require_max_tokens: bool = True) -> Re
     top_cache = _cache_control(body, "")
     if top_cache is not None:
         caches["top"] = top_cache
-    system = _system(body.get("system"), caches)
-    messages = system + _messages(body.get("messages"), len(system), caches)
+    messages = _system(body.get("system"), caches) + _messages(body.get("messages"), caches)
     tools = _tools(body.get("tools"), caches)
     tool_choice, parallel = _tool_choice(body.get("tool_choice"), tools)
     top_k = _opt(body, "top_k", "", int, "a non-negative integer")
@@ -195,10 +215,10 @@ def _cache_control(d: dict, where: str) -> dict | None:
     return _opt(d, "cache_control", where, dict, "an object")
 
 
-def _mark(caches: dict, msg: int, part: int, block: dict, where: str) -> None:
+def _mark(caches: dict, kind: str, position: list, block: dict, where: str) -> None:
     cc = _cache_control(block, where)
     if cc is not None:
-        caches.setdefault("blocks", []).append([msg, part, cc])
+        caches.setdefault(kind, []).append([*position, cc])
 
 
 def _system(v: object, caches: dict) -> tuple[Message, ...]:
@@ -214,11 +234,11 @@ def _system(v: object, caches: dict) -> tuple[Message, ...]:
         if not isinstance(b, dict) or b.get("type") != "text":
             _bad(where, "must be a text block ({\"type\": \"text\", \"text\": ...})")
         parts.append(TextPart(_req_str(b, "text", where, empty_ok=True)))
-        _mark(caches, 0, j, b, where)
+        _mark(caches, "system", [j], b, where)
     return (Message("system", tuple(parts)),) if parts else ()
 
 
-def _messages(v: object, offset: int, caches: dict) -> tuple[Message, ...]:
+def _messages(v: object, caches: dict) -> tuple[Message, ...]:
     if not isinstance(v, list) or not v:
         _bad("messages", "is required and must be a non-empty array of message objects")
     if len(v) > MAX_MESSAGES:
@@ -238,7 +258,9 @@ def _messages(v: object, offset: int, caches: dict) -> tuple[Message, ...]:
         elif isinstance(content, list):
             parts = tuple(_block(b, role, f"{cw}[{j}]") for j, b in enumerate(content))
             for j, b in enumerate(content):
-                _mark(caches, offset + i, j, b, f"{cw}[{j}]")
+                # Counted from the end: history a session layer puts in front of
+                # the client's messages must not move a breakpoint.
+                _mark(caches, "blocks", [i - len(v), j], b, f"{cw}[{j}]")
         else:
             _bad(cw, "must be a string or an array of content blocks")
         out.append(Message(role, parts))
@@ -433,16 +455,23 @@ def from_canonical_request(req: Request, upstream_model: str) -> dict:
     """Encode for an Anthropic upstream (see the module docstring for what cannot go)."""
     caches = req.metadata.get("anthropic_cache_control")
     caches = caches if isinstance(caches, dict) else {}
+    system_marks = {m[0]: m[1] for m in caches.get("system", ()) if isinstance(m, list) and len(m) == 2}
     marks = {(m[0], m[1]): m[2] for m in caches.get("blocks", ())
              if isinstance(m, list) and len(m) == 3}
     system: list[dict] = []
     messages: list[dict] = []
-    for i, m in enumerate(req.messages):
-        blocks = [b for j, p in enumerate(m.parts)
-                  if (b := _encode_part(p, marks.get((i, j)))) is not None]
+    position = -sum(1 for m in req.messages if m.role != "system")
+    for m in req.messages:
         if m.role == "system":
-            system.extend(b for b in blocks if b["type"] == "text")
+            for p in m.parts:   # system messages hold text parts only
+                system.append({"type": "text", "text": p.text})
+                if len(system) - 1 in system_marks:
+                    system[-1]["cache_control"] = system_marks[len(system) - 1]
             continue
+        blocks = [b for j, p in enumerate(m.parts)
+                  if not (m.role == "assistant" and isinstance(p, ImagePart))
+                  and (b := _encode_part(p, marks.get((position, j)))) is not None]
+        position += 1
         role = "assistant" if m.role == "assistant" else "user"
         if role == "user":
             # Anthropic wants a turn's tool results first, and all of them in one turn.

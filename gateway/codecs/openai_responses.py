@@ -1,12 +1,12 @@
 """OpenAI Responses API wire format <-> the canonical model, client side only.
 
-Owns every Responses shape a client sends or receives: request bodies in
-(``to_canonical_request``), the Response object out (``from_canonical_response`` and
-the item builders the stream encoder shares, both in openai_responses_out and
-re-exported here), and the
-conversion of a stored response back into input items for ``previous_response_id``
-chaining (``input_items``, ``output_as_input``, ``history_messages``). No upstream
-speaks this dialect through us, so there is no upstream half. Pure: no I/O.
+Owns the Responses shapes a client sends: request bodies in (``to_canonical_request``)
+and the conversation kept for ``previous_response_id`` chaining (``input_items``,
+``output_as_input``, ``history_messages``). The chain is stored as Responses input
+items, not as canonical values, so replaying it runs through this same validated
+decoder. The Response object out lives in openai_responses_out (``from_canonical_response``
+and ``request_echo`` are re-exported here) and its stream in openai_responses_stream.
+No upstream speaks this dialect through us, so there is no upstream half. Pure: no I/O.
 
 Rules chosen where the wire and the canonical model do not meet one to one:
 - ``instructions`` becomes the first (system) message. As on OpenAI it is not carried
@@ -249,9 +249,9 @@ def _image(p: dict, where: str) -> ImagePart:
                                  "image_url as an https or data: URL")
     url = _req_str(p, "image_url", where)
     detail = p.get("detail")
-    if detail is not None and detail not in _DETAILS:
+    if detail is not None and not (isinstance(detail, str) and detail in _DETAILS):
         _bad(f"{where}.detail", "must be one of auto, low, high, original")
-    detail = _DETAILS.get(detail)
+    detail = _DETAILS.get(detail) if detail is not None else None
     m = _DATA_URL.fullmatch(url)
     if m:
         return ImagePart(data_b64=m[2], media_type=m[1], detail=detail)
@@ -303,7 +303,8 @@ def _tools(v: object) -> tuple[Tool, ...]:
         kind = t.get("type")
         if kind != "function":
             shown = f"'{kind}'" if isinstance(kind, str) else "missing"
-            builtin = " is a built-in OpenAI tool and" if kind in BUILTIN_TOOLS else ""
+            builtin = (" is a built-in OpenAI tool and"
+                       if isinstance(kind, str) and kind in BUILTIN_TOOLS else "")
             _bad(f"{where}.type", f"{shown}{builtin} is not supported by this gateway: only "
                                   f"function tools are (web_search, file_search, "
                                   f"code_interpreter and other built-in tools are not)")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import math
 import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -65,29 +64,35 @@ def _check_text(value: Any, field: str, *, optional: bool = False,
         raise _fail(field, f"expected a non-empty string of at most {max_len} characters")
 
 
+_SCALARS = frozenset({type(None), bool, str, bytes, float})
+
+
 def check_plain(value: Any, field: str = "data", depth: int = 0) -> None:
-    """Refuse anything but None, bool, int, finite-or-not float, str, bytes, lists and
-    string-keyed maps: CBOR tags decode to datetimes, sets, regexes and the like, which
-    neither side means to exchange."""
+    """Refuse anything but None, bool, int, float, str, bytes, lists and string-keyed
+    maps: CBOR tags decode to datetimes, sets, regexes and the like, which neither side
+    means to exchange. Exact type checks (not isinstance) keep subclasses out and keep
+    this cheap: it runs on every live event."""
     if depth > MAX_DEPTH:
         raise _fail(field, "nested too deeply")
-    if value is None or isinstance(value, (bool, str, bytes, float)):
+    kind = type(value)
+    if kind in _SCALARS:
         return
-    if isinstance(value, int):
+    if kind is int:
         if not -2 ** 64 < value < 2 ** 64:
             raise _fail(field, "integer out of range")
         return
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            check_plain(item, field, depth + 1)
-        return
-    if isinstance(value, dict):
-        for k, item in value.items():
-            if not isinstance(k, str):
+    if kind is list or kind is tuple:
+        items = value
+    elif kind is dict:
+        for k in value:
+            if type(k) is not str:
                 raise _fail(field, "map keys must be strings")
+        items = value.values()
+    else:
+        raise _fail(field, f"unsupported value of type {kind.__name__}")
+    for item in items:
+        if type(item) not in _SCALARS:
             check_plain(item, field, depth + 1)
-        return
-    raise _fail(field, f"unsupported value of type {type(value).__name__}")
 
 
 # ---------------------------------------------------------------- messages
@@ -378,8 +383,3 @@ class FrameDecoder:
             self._failed = WireError(f"connection closed inside a frame ({len(self._buf)} "
                                      "bytes pending)", code="truncated_frame")
             raise self._failed
-
-
-def usd(micros: int) -> float:
-    """Display only (house rule 9): micro-USD as a float of dollars."""
-    return micros / 1_000_000 if math.isfinite(micros) else 0.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hmac
 
-from quart import Blueprint, g
+from quart import Blueprint, g, request
 
 import store
 from gateway import errors
@@ -22,6 +22,11 @@ _MAX_CREDIT_USD = 1_000_000.0
 
 @bp.before_request
 async def _guard() -> None:
+    # Take the whole body before answering anything, refusals and body-less routes
+    # included: a response that completes while the upload is still arriving leaves
+    # hypercorn's keep-alive connection wedged (quart-trio cancels the close), and the
+    # client's next request on it never gets an answer.
+    await request.get_data(cache=True)
     token = common.services().admin_token
     if not token:
         raise errors.PermissionDenied(

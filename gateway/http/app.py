@@ -14,9 +14,10 @@ from werkzeug.exceptions import HTTPException
 
 from gateway import errors
 from gateway.http import (
-    admin, anthropic_routes, common, gemini_routes, health, models_routes, openai_routes,
-    responses_routes,
+    account_routes, admin, admin_ops, anthropic_routes, common, gemini_routes, health,
+    models_routes, openai_routes, responses_routes,
 )
+from gateway.http import sessions_routes
 from gateway.http.limits import BodyLimit
 from gateway.pipeline import CallContext
 from gateway.services import Services
@@ -89,7 +90,7 @@ def create_app(services: Services) -> QuartTrio:
         return await render(err)
 
     for module in (health, openai_routes, responses_routes, anthropic_routes, gemini_routes,
-                   models_routes, admin):
+                   models_routes, admin, admin_ops, account_routes, sessions_routes):
         app.register_blueprint(module.bp)
     async def log_oversize(request_id: str, path: str, dialect: str, err: errors.PrismError) -> None:
         ctx = CallContext(request_id=request_id, route=path, dialect=dialect)

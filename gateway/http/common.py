@@ -18,6 +18,7 @@ from quart import current_app, g, request
 from gateway import errors
 from gateway.billing.pricing import format_usd
 from gateway.pipeline import CallContext, Outcome
+from gateway.routing import hints
 
 _GEMINI_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "FAILED_PRECONDITION",
                   403: "PERMISSION_DENIED", 404: "NOT_FOUND", 413: "INVALID_ARGUMENT",
@@ -28,7 +29,8 @@ def dialect_for_path(path: str) -> str:
     """Which dialect's error shape a path answers in (before any blueprint has run)."""
     if path.startswith("/v1/messages"):
         return "anthropic"
-    if path.startswith("/v1beta/") or ":generateContent" in path or ":streamGenerateContent" in path:
+    if path.startswith("/v1beta/") or ":generateContent" in path or ":streamGenerateContent" in path \
+            or ":countTokens" in path:
         return "gemini"
     return "openai"
 
@@ -99,11 +101,23 @@ async def authenticate(route: str, dialect: str, *extra_headers: str,
     info = await services().keys.verify(token)
     ctx.account_id = info.account_id
     ctx.key_id = info.key_id
+    # X-Prism-Mode / -Model-Prefer / -Session for routing, whatever the dialect.
+    ctx.hints = hints.from_headers(request.headers.get)
     return ctx
 
 
-def outcome_headers(outcome: Outcome | None, model: str) -> dict[str, str]:
+def outcome_headers(outcome: Outcome | None, model: str, prep: Any = None) -> dict[str, str]:
+    """Response headers for a generation. With no outcome yet (a stream about to start)
+    they still carry what selection and dispatch already know (X-Prism-Task-Type,
+    X-Prism-Failover), from ``prep`` or else from this request's context."""
     h = {"X-Prism-Model": model, "X-Request-Id": g.request_id}
+    if outcome is None:
+        ctx = getattr(g, "ctx", None)
+        prep = prep if prep is not None else getattr(ctx, "prepared", None)
+        if prep is not None:
+            if prep.failover:
+                h["X-Prism-Failover"] = "true"
+            h.update(prep.headers)
     if outcome is not None:
         h.update({"X-Prism-Cost": format_usd(outcome.cost_micros),
                   "X-Prism-Tokens-In": str(outcome.tokens_in),

@@ -1,6 +1,116 @@
-"""Routes of the gemini dialect (being built for the protocols issue)."""
+"""Gemini-dialect routes: POST /v1/models/{model}:generateContent, :streamGenerateContent
+and :countTokens, and the same under /v1beta. Decode, check the route, dispatch, encode.
+
+One rule per version prefix catches ``{model}:{method}``; the method is split off here
+because Quart's converters cannot match a colon suffix. The GET rules on the same paths
+(models_routes.py) are separate rules for another method, so the two coexist.
+
+Keys arrive as Bearer, ``x-api-key``, ``x-goog-api-key`` or ``?key=`` (Google's SDKs use
+the header, curl examples the query). Before any hold or upstream call, the route the
+model resolves to is checked (codecs.gemini.check_route): Gemini-only features on a
+route that is not Gemini fail with unsupported_gemini_feature.
+
+Streams are ``data: {GenerateContentResponse}`` events; the last carries finishReason
+and usageMetadata. Unlike the OpenAI routes there is no ``: prism cost=...`` comment
+after it: google-genai reads every non-``data:`` line as JSON and fails on a comment.
+The bill is in the X-Prism headers of non-streamed calls and in the request log.
+"""
 from __future__ import annotations
 
-from quart import Blueprint
+from quart import Blueprint, Response, g, request
+
+from gateway import errors, tokenizer
+from gateway.codecs import gemini, gemini_stream
+from gateway.codecs.sse import encode_event
+from gateway.http import common
+from gateway.pipeline import Outcome
 
 bp = Blueprint("gemini", __name__)
+
+_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no"}
+_KEY_HEADERS = ("x-api-key", "x-goog-api-key")
+_METHODS = ("generateContent", "streamGenerateContent", "countTokens")
+
+
+def _target(version: str, target: str) -> tuple[str, str]:
+    model, sep, method = target.rpartition(":")
+    if not sep or not model or method not in _METHODS:
+        raise errors.NotFound(f"No route for POST /{version}/models/{target}; the methods are "
+                              f"{', '.join(_METHODS)}")
+    return model.removeprefix("models/"), method
+
+
+def _check_route(req) -> None:
+    s = common.services()
+    entry = s.catalog.resolve(req.model)
+    routes = s.catalog.routes(entry.model)
+    if routes:
+        gemini.check_route(req, s.config.provider(routes[0].provider).kind)
+
+
+@bp.post("/v1/models/<path:target>")
+@bp.post("/v1beta/models/<path:target>")
+async def model_method(target: str):
+    g.dialect = "gemini"
+    # Take the body off the wire before anything can refuse the request: a response
+    # sent over an unread body can leave the keep-alive connection hanging for the
+    # client's next request (seen with hypercorn's trio worker). Bounded by the app's
+    # MAX_CONTENT_LENGTH; read_json_object below parses this cached copy.
+    await request.get_data(cache=True)
+    version = request.path.split("/", 2)[1]
+    model, method = _target(version, target)
+    if method == "countTokens":
+        return await _count_tokens(model)
+    ctx = await common.authenticate(f"/{version}/models/{{model}}:{method}", "gemini",
+                                    *_KEY_HEADERS, query_param="key")
+    ctx.model = model
+    body = await common.read_json_object()
+    stream = method == "streamGenerateContent"
+    req = gemini.to_canonical_request(body, model=model, stream=stream)
+    _check_route(req)
+    pipeline = common.services().pipeline
+    if not stream:
+        resp, outcome = await pipeline.complete(ctx, req)
+        payload = gemini.from_canonical_response(resp, outcome.model)
+        if not payload["responseId"]:
+            payload["responseId"] = ctx.request_id
+        return Response(common.dumps(payload), content_type="application/json",
+                        headers=common.outcome_headers(outcome, outcome.model))
+
+    st = await pipeline.open_stream(ctx, req)
+    model_id = st.prep.entry.model.id
+    encoder = gemini_stream.StreamEncoder(id=ctx.request_id, model=model_id)
+
+    def frames(chunks: list[dict]) -> bytes:
+        return b"".join(encode_event(common.dumps(chunk)) for chunk in chunks)
+
+    def encode(ev) -> bytes:
+        return frames(encoder.encode(ev))
+
+    def trailer(outcome: Outcome) -> bytes:
+        return frames(encoder.end())
+
+    def error_frame(err: errors.PrismError) -> bytes:
+        # google-genai raises an APIError for a data line that opens with {"error":
+        return encode_event(common.dumps(common.error_body(err, "gemini")))
+
+    headers = dict(_SSE_HEADERS)
+    headers.update(common.outcome_headers(None, model_id))
+    return Response(pipeline.stream_body(st, encode, trailer, error_frame), headers=headers)
+
+
+async def _count_tokens(model: str):
+    """An estimate with the gateway's own tokenizer (what reservations use), not the
+    upstream's count; nothing is billed or logged."""
+    await common.authenticate(request.path, "gemini", *_KEY_HEADERS, query_param="key", log=False)
+    body = await common.read_json_object()
+    inner = body.get("generateContentRequest", body.get("generate_content_request"))
+    if inner is not None:
+        if not isinstance(inner, dict):
+            raise errors.InvalidRequest("generateContentRequest must be an object",
+                                        field="generateContentRequest")
+        body = inner
+    req = gemini.to_canonical_request(body, model=model, stream=False)
+    common.services().catalog.resolve(model)
+    return {"totalTokens": tokenizer.count_request(req)}

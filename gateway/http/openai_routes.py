@@ -10,7 +10,7 @@ from gateway import errors
 from gateway.billing.pricing import format_usd
 from gateway.codecs import openai_chat, openai_chat_stream
 from gateway.codecs.sse import encode_event
-from gateway.http import common
+from gateway.http import common, idempotency
 from gateway.pipeline import Outcome
 
 bp = Blueprint("openai", __name__)
@@ -20,6 +20,7 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contr
 
 
 @bp.post("/v1/chat/completions")
+@idempotency.idempotent
 async def chat_completions():
     ctx = await common.authenticate("/v1/chat/completions", "openai")
     body = await common.read_json_object()
@@ -52,5 +53,5 @@ async def chat_completions():
         return encode_event(common.dumps(common.error_body(err, "openai")))
 
     headers = dict(_SSE_HEADERS)
-    headers.update(common.outcome_headers(None, model))
+    headers.update(common.outcome_headers(None, model, st.prep))
     return Response(pipeline.stream_body(st, encode, trailer, error_frame), headers=headers)

@@ -1,8 +1,10 @@
 """Public model ids and aliases -> the configured model and its ordered routes (pure).
 
-The catalog is rebuilt from config (and on reload); lookups are dict hits. A disabled
-model, or one whose every route's provider is disabled, is invisible: listing skips it
-and resolving it answers model_not_found, exactly as if it were absent.
+The catalog is rebuilt from config (and on reload, and when an operator flips a
+provider flag); lookups are dict hits. A disabled model, or one whose every route's
+provider is disabled, is invisible: listing skips it and resolving it answers
+model_not_found, exactly as if it were absent. The catalog also carries the mode rules
+(routing/modes) built from the same config, so one swap changes both.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from gateway import errors
 from gateway.billing.pricing import TokenPrice
 from gateway.config import Config, ModelConfig, RouteConfig
+from gateway.routing.modes import rules_from
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class Catalog:
     def __init__(self, config: Config, disabled_providers: frozenset[str] = frozenset()) -> None:
         self._disabled = disabled_providers | {p.id for p in config.providers if not p.enabled}
         self._by_name: dict[str, Entry] = {}
+        self._models: list[Entry] = []
         for m in config.models:
             price = None
             if m.input_usd_per_mtok is not None and m.output_usd_per_mtok is not None:
@@ -31,6 +35,8 @@ class Catalog:
                                                      m.cached_input_usd_per_mtok)
             for name in (m.id, *m.aliases):
                 self._by_name[name] = Entry(name, m, price)
+            self._models.append(self._by_name[m.id])
+        self.rules = rules_from(config.routing)
 
     def routes(self, model: ModelConfig) -> tuple[RouteConfig, ...]:
         return tuple(r for r in model.routes if r.provider not in self._disabled)
@@ -45,6 +51,20 @@ class Catalog:
                                        code="model_not_found")
         return e
 
+    def resolve_pin(self, name: str) -> Entry:
+        """A model named by X-Prism-Model-Prefer: the same lookup, an error that names
+        the header, since the body's model field may be fine."""
+        try:
+            return self.resolve(name)
+        except errors.ModelNotFound:
+            raise errors.ModelNotFound(
+                f"X-Prism-Model-Prefer names {name!r}, which is not an available model; "
+                f"GET /v1/models lists the ids and aliases", code="model_not_found") from None
+
     def public_entries(self) -> list[Entry]:
         """Every visible public id, aliases as their own entries, in config order."""
         return [e for e in self._by_name.values() if self._visible(e)]
+
+    def models(self) -> list[Entry]:
+        """Every visible model once (under its id), in config order: smart routing's pool."""
+        return [e for e in self._models if self._visible(e)]

@@ -138,7 +138,7 @@ async def _loadgen(spec: dict) -> dict:
     measure_from = start + spec["warmup"]
     stop_at = measure_from + spec["duration"]
     lat: list[float] = []
-    stats = {"ok": 0, "errors": 0}
+    stats = {"ok": 0, "errors": 0, "total": 0}
 
     async def worker() -> None:
         conn = None
@@ -147,9 +147,13 @@ async def _loadgen(spec: dict) -> dict:
                 conn = await asyncio.open_connection(host, port)
             reader, writer = conn
             t0 = time.perf_counter()
-            writer.write(request)
-            status, close = await _read_response(reader)
+            try:
+                writer.write(request)
+                status, close = await _read_response(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                status, close = 0, True  # dropped by the server: count it, reconnect
             t1 = time.perf_counter()
+            stats["total"] += 1
             if measure_from <= t0 and t1 <= stop_at:
                 stats["ok" if status == 200 else "errors"] += 1
                 lat.append(t1 - t0)
@@ -163,6 +167,7 @@ async def _loadgen(spec: dict) -> dict:
     await asyncio.gather(*(worker() for _ in range(spec["concurrency"])))
     lat.sort()
     return {"rps": stats["ok"] / spec["duration"], "ok": stats["ok"], "errors": stats["errors"],
+            "sent_total": stats["total"],
             "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3,
             "loadgen_cpu_s": time.process_time() - cpu0}
 
@@ -252,6 +257,13 @@ class Children:
 def _cpu_of(stat_path: str) -> float:
     fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
 
 
 def _url_in(line: str) -> str:
@@ -394,6 +406,7 @@ def report(res: dict) -> None:
         print(f"{name:10} {s['n']:6d} {_fmt(s['p50_ms'])} {_fmt(s['p90_ms'])} "
               f"{_fmt(s['p99_ms'])} {_fmt(s['mean_ms'])} {s['errors']:6d}")
     print(f"{'added':10} {'':6} {_fmt(res['added_p50_ms'])} {'':6} {_fmt(res['added_p99_ms'])}")
+    print(f"first gateway chat request after start-up: {res['gateway_first_request_ms']:.0f} ms")
     c1 = res["cpu_ms_per_req_c1"]
     print(f"CPU per request at c=1: gateway {c1['gateway']:.2f} ms (event-loop thread "
           f"{c1['gateway.loop']:.2f}, store writer and other threads "
@@ -408,10 +421,12 @@ def report(res: dict) -> None:
     print(f"{'':10} {'rps':>8} {'p50ms':>7} {'p99ms':>7} {'errors':>6}  CPU ms/request per process")
     for name in ("bare", "simulator", "gateway"):
         s = tp[name]
-        cpu = ", ".join(f"{k} {v:.2f}" for k, v in s["cpu_ms_per_req"].items() if v > 0.005)
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in s["cpu_ms_per_req"].items() if v >= 0.02)
         print(f"{name:10} {s['rps']:8.0f} {s['p50_ms']:7.2f} {s['p99_ms']:7.2f} {s['errors']:6d}  {cpu}")
     print(f"gateway/bare = {res['rps_ratio']:.2f}; the gateway's event-loop thread would saturate "
           f"a core at ~{res['gateway_rps_ceiling']:.0f} rps; {os.cpu_count()} CPUs on this machine")
+    print(f"1-minute load average: {res['loadavg_start']:.2f} at start, {res['loadavg_end']:.2f} at "
+          f"end (includes this benchmark; well above it means other work competed for CPU)")
     print("\n== targets ==")
     for name, ok, text in res["verdicts"]:
         print(f"[{'MET' if ok else 'MISSED'}] {name}: {text}")
@@ -456,10 +471,15 @@ def bench(args) -> dict:
 
         path = "/v1/chat/completions"
         gw_body = chat_body(PUBLIC_MODEL)
-        res: dict = {"config": {"requests": args.requests, "warmup": args.warmup,
-                                "stream_requests": args.stream_requests, "duration_s": args.duration,
-                                "concurrency": CONCURRENCY, "cpus": os.cpu_count()}}
+        res: dict = {"loadavg_start": _loadavg(), "config": {
+            "requests": args.requests, "warmup": args.warmup, "stream_requests": args.stream_requests,
+            "duration_s": args.duration, "concurrency": CONCURRENCY, "cpus": os.cpu_count()}}
         with httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=4)) as client:
+            # The very first chat request: shows lazy start-up work (tokenizer tables,
+            # upstream connection) that a client pays for after every restart.
+            t0 = time.perf_counter()
+            client.post(gw + path, content=gw_body, headers=gw_headers).raise_for_status()
+            res["gateway_first_request_ms"] = (time.perf_counter() - t0) * 1e3
             print(f"latency: {args.requests} requests each after {args.warmup} warm-up ...", flush=True)
             cpu0 = children.cpu()
             res["latency"] = latency_phase(client, {
@@ -497,6 +517,10 @@ def bench(args) -> dict:
             ("gateway rps >= 0.5 x bare", res["rps_ratio"] >= TARGETS["rps_ratio"],
              f"{tp['gateway']['rps']:.0f} vs {tp['bare']['rps']:.0f} rps = {res['rps_ratio']:.2f} x"),
         ]
+        res["loadavg_end"] = _loadavg()
+        res["gateway_requests_total"] = (
+            args.warmup + lat["gateway"]["n"] + lat["gateway"]["errors"] + 20
+            + res["streaming"]["gateway"]["total"]["n"] + tp["gateway"]["sent_total"])
         failures = sum(s["errors"] for s in lat.values()) + sum(s["errors"] for s in tp.values())
         if failures:
             print(f"WARNING: {failures} non-200 responses; see {tmp}/*.err", file=sys.stderr)
@@ -516,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--profile", help="attach `py-spy record --gil` to the gateway for the whole "
                                      "run, writing this file (.json speedscope, .txt raw "
-                                     "collapsed stacks, else flamegraph .svg)")
+                                     "collapsed stacks, else flamegraph .svg); sampling pauses the "
+                                     "gateway, so its timings are not benchmark figures")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, db)")
     p.add_argument("--budget", type=float, default=240.0, help="hard wall-clock limit, seconds")
     p.add_argument("--_bare", help=argparse.SUPPRESS)
@@ -538,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.alarm(0)
     report(res)
+    if args.profile:
+        print(f"\nprofile written to {args.profile}; the gateway served about "
+              f"{res['gateway_requests_total']} requests while profiled (all phases)")
+        if args.profile.endswith(".txt"):
+            print(f"  python tests/bench/summarize_profile.py {args.profile} --rate 250 "
+                  f"--requests {res['gateway_requests_total']}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
         print(f"\nwrote {args.json}")

@@ -5,10 +5,13 @@ connections can admit more than the wallet holds. Each thread opens the file its
 as separate gateway processes would.
 """
 import threading
+import time
 
 import pytest
 
 import store
+from gateway.billing.windows import plan_windows
+from gateway.config import PlanConfig
 
 THREADS = 8
 ATTEMPTS = 1000
@@ -16,10 +19,16 @@ HOLD = 100_000
 FUNDS = 1_000_000
 
 
-def race(path, account_id, work):
+def _wallet_figures(db, account_id):
+    wallet = store.get_wallet(db, account_id)
+    return wallet.balance_micros, wallet.held_micros
+
+
+def race(path, account_id, work, observe=_wallet_figures):
     """Run work(db, thread_index, attempt_index) ATTEMPTS times over THREADS threads,
     each on its own connection, all released together; returns per-attempt outcomes
-    and what a concurrent observer saw."""
+    and what a concurrent observer saw (observe(db, account_id), by default the
+    wallet's (balance, held))."""
     start = threading.Barrier(THREADS + 1)
     outcomes, seen, failures = [], [], []
     finished = threading.Event()
@@ -39,8 +48,7 @@ def race(path, account_id, work):
         db = store.open_database(path)
         try:
             while not finished.is_set():
-                wallet = store.get_wallet(db, account_id)
-                seen.append((wallet.balance_micros, wallet.held_micros))
+                seen.append(observe(db, account_id))
         finally:
             db.close()
 
@@ -107,4 +115,71 @@ def test_concurrent_reserve_and_overrunning_settle_never_overdraw(funded):
     assert all(balance >= held >= 0 for balance, held in seen)
     wallet = store.get_wallet(db, account_id)
     assert (wallet.balance_micros, wallet.held_micros) == (0, 0)
+    assert store.check_invariants(db) == []
+
+
+# ---------------------------------------------------------------- plan windows
+
+PLAN = PlanConfig(id="pro", window_5h_usd=FUNDS / 1e6, fallthrough_to_wallet=False)
+
+
+@pytest.fixture
+def subscribed(tmp_path):
+    path = str(tmp_path / "prism.db")
+    db = store.open_database(path)
+    account = store.create_account(db, "subscriber", plan="pro")
+    yield path, db, account.id
+    db.close()
+
+
+def _window_used(db, account_id):
+    pos = store.account_position(db, account_id, plan_windows(PLAN, time.time()))
+    return pos.windows[0].used_micros
+
+
+def test_concurrent_window_reservations_never_exceed_the_5h_window(subscribed):
+    path, db, account_id = subscribed
+
+    def work(conn, index, attempt):
+        try:
+            store.admit(conn, account_id, f"r{attempt}", HOLD, 60, plan="pro",
+                        windows=plan_windows(PLAN, time.time()), fallthrough=False)
+            return "admitted"
+        except store.QuotaExceeded as refusal:
+            assert refusal.needed == HOLD and refusal.used + HOLD > FUNDS
+            return "refused"
+
+    outcomes, seen = race(path, account_id, work, observe=_window_used)
+    assert outcomes.count("admitted") == FUNDS // HOLD == 10
+    assert all(0 <= used <= FUNDS for used in seen)
+    assert _window_used(db, account_id) == FUNDS
+    assert len(store.quota_holds(db, account_id, state="open")) == 10
+    assert store.get_wallet(db, account_id).held_micros == 0
+    assert store.check_invariants(db) == []
+
+
+def test_concurrent_window_then_wallet_fallthrough_admits_exactly_both(subscribed):
+    path, db, account_id = subscribed
+    store.top_up(db, account_id, FUNDS // 2, "seed")
+    plan = PlanConfig(id="pro", window_5h_usd=FUNDS / 1e6, fallthrough_to_wallet=True)
+
+    def work(conn, index, attempt):
+        try:
+            got = store.admit(conn, account_id, f"r{attempt}", HOLD, 60, plan="pro",
+                              windows=plan_windows(plan, time.time()), fallthrough=True)
+        except store.InsufficientFunds as refusal:
+            assert refusal.quota is not None
+            return "refused"
+        return got
+
+    outcomes, seen = race(path, account_id, work)
+    admitted = [o for o in outcomes if o != "refused"]
+    assert sum(o.funded_by == "window" for o in admitted) == 10
+    assert sum(o.funded_by == "wallet" for o in admitted) == 5
+    assert all(balance >= held >= 0 for balance, held in seen)
+    for got in admitted:   # settle half of each: the charge lands where the hold was made
+        assert store.quota.close(db, got.hold_id, cost_micros=HOLD // 2).funded_by == got.funded_by
+    wallet = store.get_wallet(db, account_id)
+    assert (wallet.balance_micros, wallet.held_micros) == (FUNDS // 2 - 5 * HOLD // 2, 0)
+    assert _window_used(db, account_id) == 10 * HOLD // 2
     assert store.check_invariants(db) == []

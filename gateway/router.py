@@ -1,0 +1,41 @@
+"""The async side of model selection: what routing/select needs that takes I/O.
+
+routing/select is pure and decides from the catalog, the request, a mode, a pin and
+a plan's model set. This module gathers those: the X-Prism-* hints parsed onto the
+CallContext, and, only when model "any"/"auto" arrives without X-Prism-Mode, the
+caller's account default mode (one store read), then [routing] default_mode from
+prism.toml. Explicit model names never cost a read.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import store
+from gateway import canonical as c
+from gateway.routing.hints import NO_HINTS
+from gateway.routing.select import AUTO_MODELS, Selection, select
+
+if TYPE_CHECKING:
+    from gateway.pipeline import CallContext
+    from gateway.services import Services
+
+
+class Router:
+    def __init__(self, services: "Services") -> None:
+        self.s = services
+
+    async def default_mode(self, ctx: "CallContext") -> str | None:
+        """The account's default mode, else the gateway's, else None (-> 400)."""
+        if ctx.account_id:
+            account = await self.s.writer.call(store.get_account, ctx.account_id)
+            if account is not None and account.default_mode:
+                return account.default_mode
+        return self.s.config.routing.default_mode or None
+
+    async def select(self, ctx: "CallContext", req: c.Request, capability: str = "chat") -> Selection:
+        hints = ctx.hints or NO_HINTS
+        mode = hints.mode
+        if mode is None and req.model in AUTO_MODELS:
+            mode = await self.default_mode(ctx)
+        return select(self.s.catalog, req, capability, mode=mode, prefer=hints.prefer,
+                      allowed=ctx.allowed_models)

@@ -1,0 +1,70 @@
+"""Providers: health, breaker state and the runtime flags, toggled with e / i / v.
+
+A toggle is sent to the gateway (which persists, audits and applies it) and the table
+is re-read from the answer, so what is shown is what the gateway now does.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label
+
+from gateway.control import wire
+from tui.common import fill_table, selected_key
+
+COLUMNS = ("provider", "kind", "enabled", "images", "video", "breaker", "req 5m", "err 5m")
+
+
+def _flag(on: bool) -> str:
+    return "[green]on[/green]" if on else "[red]off[/red]"
+
+
+class ProvidersView(Vertical):
+    BINDINGS = [
+        Binding("e", "toggle('enabled')", "Enabled"),
+        Binding("i", "toggle('images')", "Images"),
+        Binding("v", "toggle('video')", "Video"),
+        Binding("r", "reload", "Refresh"),
+    ]
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.providers: dict[str, dict[str, Any]] = {}
+
+    def compose(self) -> ComposeResult:
+        table = DataTable(id="providers-table", cursor_type="row")
+        table.add_columns(*COLUMNS)
+        yield table
+        yield Label("", id="breaker-note", classes="hint")
+
+    async def reload(self) -> None:
+        table = self.query_one("#providers-table", DataTable)
+        data = await self.app.call(wire.ListProviders)
+        if data is None or not table.is_attached:
+            return  # refused, unreachable, or the app closed while we waited
+        self.providers = {p["id"]: p for p in data["items"]}
+        fill_table(table, (
+            (p["id"], (p["id"], p["kind"], _flag(p["enabled"]), _flag(p["images"]),
+                       _flag(p["video"]), p["breaker"], str(p["recent"]["requests"]),
+                       str(p["recent"]["errors"])))
+            for p in data["items"]))
+        notes = {p.get("breaker_note") for p in data["items"] if p.get("breaker_note")}
+        self.query_one("#breaker-note", Label).update("breaker: " + "; ".join(notes)
+                                                      if notes else "")
+
+    async def action_toggle(self, flag: str) -> None:
+        pid = selected_key(self.query_one("#providers-table", DataTable))
+        if pid is None or pid not in self.providers:
+            self.app.notify("No provider selected", severity="warning")
+            return
+        value = not self.providers[pid][flag]
+        result = await self.app.call(wire.SetProviderFlags, provider_id=pid, **{flag: value})
+        if result is not None:
+            self.app.notify(f"{pid}: {flag} {'on' if value else 'off'}")
+        await self.reload()
+
+    async def action_reload(self) -> None:
+        await self.reload()
