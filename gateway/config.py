@@ -170,6 +170,19 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    """Images and video (gateway/media): reference-image fetching and the video poller.
+    allow_private_hosts lets the gateway fetch image_url from loopback and private
+    addresses (never cloud metadata); off by default because that is an SSRF hole."""
+    allow_private_hosts: bool = False
+    fetch_max_bytes: int = 10 * 1024 * 1024
+    fetch_timeout: float = 10.0
+    fetch_max_redirects: int = 3
+    video_poll_interval: float = 2.0
+    video_max_bytes: int = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -180,6 +193,7 @@ class Config:
     plans: tuple[PlanConfig, ...] = ()
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
     base_dir: str = "."   # relative paths in the file resolve against the file's folder
 
     def provider(self, provider_id: str) -> ProviderConfig:
@@ -335,6 +349,8 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
     if cfg.store.key_cache_ttl < 0:
         problems.append("store.key_cache_ttl: must not be negative")
     _check_limits(cfg.limits, problems)
+    _check_positive(cfg.media, "media", ("fetch_max_bytes", "fetch_timeout",
+                                         "video_poll_interval", "video_max_bytes"), problems)
     if cfg.bootstrap.dev_key_credits_usd < 0:
         problems.append("bootstrap.dev_key_credits_usd: must not be negative")
 

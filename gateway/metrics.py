@@ -169,8 +169,7 @@ class Metrics:
         for g in providers:
             out.append(f"prism_provider_enabled{_labels(provider=g.provider)} {int(g.enabled)}")
         family("prism_circuit_breaker_state", "gauge",
-               "1 for each provider's current breaker state (always closed until circuit "
-               "breakers land).")
+               "1 for each provider's current breaker state (the worst of its routes').")
         for g in providers:
             for state in ("closed", "open", "half_open"):
                 out.append(f"prism_circuit_breaker_state{_labels(provider=g.provider, state=state)} "

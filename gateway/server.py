@@ -29,6 +29,7 @@ from gateway.config import Config
 from gateway.control.server import serve_control
 from gateway.flags import ProviderFlags
 from gateway.http.app import create_app
+from gateway.media.jobs import media_of
 from gateway.metrics import Metrics
 from gateway.providers import build_providers
 from gateway.routing.catalog import Catalog
@@ -139,6 +140,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             nursery.start_soon(_sweeper, writer, config.store.sweep_interval)
             nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
             await nursery.start(serve_control, services)
+            await nursery.start(media_of(services).run)   # the video poller (issue 6)
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:

@@ -78,3 +78,13 @@ __all__ += [
     "Session", "SessionData", "open_session", "peek_session", "append_turn",
     "compact_session", "delete_session", "purge_sessions",
 ]
+
+# Video jobs for /v1/videos (issue 6).
+from store.media import (VideoJob, close_video_hold, finish_video_job, get_video_job,
+                         hold_state, insert_video_job, list_video_jobs,
+                         unfinished_video_jobs, update_video_job)
+
+__all__ += [
+    "VideoJob", "close_video_hold", "finish_video_job", "get_video_job", "hold_state",
+    "insert_video_job", "list_video_jobs", "unfinished_video_jobs", "update_video_job",
+]

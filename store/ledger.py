@@ -355,6 +355,6 @@ def check_invariants(db) -> list[str]:
         for (account,) in db.execute_sql(_ORPHAN_AUDIT):
             problems.append(f"account {account} has no wallet")
         # Window holds keep books of their own (store.quota); same snapshot.
-        from store.quota import quota_problems
+        from store.quota_audit import quota_problems
         problems.extend(quota_problems(db))
     return problems

@@ -341,3 +341,7 @@ class Session(_Base):
 MODELS = (Account, ApiKey, Wallet, Hold, LedgerEntry, RequestLog, SchemaVersion,
           ProviderFlag, AuditLog, StoredResponse, QuotaHold, QuotaEntry,
           QuotaUsage, IdempotencyRecord, Session)
+
+# Video generation jobs (issue 6) live in store.media; appended so migrate creates them.
+from store.media import VideoJob  # noqa: E402
+MODELS = MODELS + (VideoJob,)

@@ -18,6 +18,10 @@ from tui.common import fill_table, selected_key
 COLUMNS = ("provider", "kind", "enabled", "images", "video", "breaker", "req 5m", "err 5m")
 
 
+_BREAKER = {"closed": "closed", "half_open": "[yellow]half_open[/yellow]",
+            "open": "[b red]open[/b red]"}
+
+
 def _flag(on: bool) -> str:
     return "[green]on[/green]" if on else "[red]off[/red]"
 
@@ -48,12 +52,16 @@ class ProvidersView(Vertical):
         self.providers = {p["id"]: p for p in data["items"]}
         fill_table(table, (
             (p["id"], (p["id"], p["kind"], _flag(p["enabled"]), _flag(p["images"]),
-                       _flag(p["video"]), p["breaker"], str(p["recent"]["requests"]),
+                       _flag(p["video"]), _BREAKER.get(p["breaker"], p["breaker"]),
+                       str(p["recent"]["requests"]),
                        str(p["recent"]["errors"])))
             for p in data["items"]))
-        notes = {p.get("breaker_note") for p in data["items"] if p.get("breaker_note")}
-        self.query_one("#breaker-note", Label).update("breaker: " + "; ".join(notes)
-                                                      if notes else "")
+        tripped = [f"{r['provider']}/{r['upstream_model']} {r['state']}"
+                   + (f" (retry in {r['retry_in_seconds']:.0f}s)" if r["state"] == "open" else "")
+                   for p in data["items"] for r in p.get("routes", [])
+                   if r["state"] != "closed"]
+        self.query_one("#breaker-note", Label).update(
+            "breakers: " + ("; ".join(tripped) if tripped else "all routes closed"))
 
     async def action_toggle(self, flag: str) -> None:
         pid = selected_key(self.query_one("#providers-table", DataTable))

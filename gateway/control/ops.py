@@ -23,10 +23,6 @@ if TYPE_CHECKING:
 # The admin API's own ceiling on one credit or correction (1M USD).
 MAX_ADJUST_MICROS = 1_000_000 * 1_000_000
 LIST_LIMIT = 1000
-# Placeholder until circuit breakers land with the routing issue: every provider
-# reports "closed" and says so.
-BREAKER_PLACEHOLDER = "closed"
-BREAKER_NOTE = "placeholder: circuit breakers are not implemented yet"
 WINDOWS_NOTE = "quota windows arrive with plan billing"
 
 
@@ -49,18 +45,26 @@ def redact_url(url: str) -> str:
 
 
 def providers(s: "Services") -> dict[str, Any]:
+    """Each provider's flags, breaker (the worst of its routes', and every route's own
+    as the dispatcher keeps them) and recent traffic."""
+    worst = s.dispatcher.provider_breaker_states()
+    routes: dict[str, list[dict[str, Any]]] = {}
+    for route in s.dispatcher.breaker_states().values():
+        routes.setdefault(route["provider"], []).append(route)
     rows = []
     for pc in s.config.providers:
         state = s.flags.state(pc.id)
         rows.append({"id": pc.id, "kind": pc.kind, **state.as_dict(),
                      "overridden": s.flags.overridden(pc.id),
-                     "breaker": BREAKER_PLACEHOLDER, "breaker_note": BREAKER_NOTE,
+                     "breaker": worst.get(pc.id, "closed"),
+                     "routes": routes.get(pc.id, []),
                      "recent": s.metrics.recent(pc.id)})
     return _items(rows)
 
 
 def provider_gauges(s: "Services") -> list[ProviderGauge]:
-    return [ProviderGauge(pc.id, s.flags.enabled(pc.id), BREAKER_PLACEHOLDER)
+    worst = s.dispatcher.provider_breaker_states()
+    return [ProviderGauge(pc.id, s.flags.enabled(pc.id), worst.get(pc.id, "closed"))
             for pc in s.config.providers]
 
 

@@ -18,6 +18,7 @@ from gateway.http import (
     models_routes, openai_routes, responses_routes,
 )
 from gateway.http import sessions_routes
+from gateway.http import media_routes
 from gateway.http.limits import BodyLimit
 from gateway.pipeline import CallContext
 from gateway.services import Services
@@ -92,6 +93,7 @@ def create_app(services: Services) -> QuartTrio:
     for module in (health, openai_routes, responses_routes, anthropic_routes, gemini_routes,
                    models_routes, admin, admin_ops, account_routes, sessions_routes):
         app.register_blueprint(module.bp)
+    app.register_blueprint(media_routes.bp)
     async def log_oversize(request_id: str, path: str, dialect: str, err: errors.PrismError) -> None:
         ctx = CallContext(request_id=request_id, route=path, dialect=dialect)
         await services.pipeline.log_refusal(ctx, err)

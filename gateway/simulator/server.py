@@ -36,6 +36,7 @@ from gateway.simulator.core import (
 )
 from gateway.simulator.faults import parse_fault
 from gateway.simulator.inproc import chunk_delay
+from gateway.simulator.media import MediaSim
 from gateway.simulator.wire import OPENAI, WireAdapter, adapter_for, bearer
 
 __all__ = ["create_sim_app", "serve_simulator", "main_simulate"]
@@ -101,10 +102,12 @@ class _SimApp:
         self.in_flight = 0
         self.max_in_flight = 0
         self.last_authorization = ""
+        self.media = MediaSim()   # images and videos (simulator/media.py)
 
     def _stats(self) -> dict[str, Any]:
         return {"requests": self.requests, "in_flight": self.in_flight,
-                "max_in_flight": self.max_in_flight, "last_authorization": self.last_authorization}
+                "max_in_flight": self.max_in_flight, "last_authorization": self.last_authorization,
+                **self.media.stats()}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -122,6 +125,7 @@ class _SimApp:
         if path == "/_sim/reset" and method == "POST":
             self.requests = self.max_in_flight = 0
             self.last_authorization = ""
+            self.media.reset()
             await _send_json(send, 200, self._stats())
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -132,6 +136,8 @@ class _SimApp:
             await _send_json(send, 200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": 0, "owned_by": "prism-simulator"}
                 for m in SIM_MODELS]})
+            return
+        if await self.media.handle(scope, receive, send, bool(bearer(headers))):
             return
         wire = adapter_for(path)
         if wire is None:

@@ -71,7 +71,9 @@ def test_lists(control_gateway, connect):
     c = connect(gw.socket_path)
     providers = c.ok(wire.ListProviders)["items"]
     assert [p["id"] for p in providers] == ["up"]
-    assert providers[0]["breaker"] == "closed" and "placeholder" in providers[0]["breaker_note"]
+    assert providers[0]["breaker"] == "closed"
+    assert [r["upstream_model"] for r in providers[0]["routes"]] == ["sim-mini", "sim-big",
+                                                                     "sim-free", "x"]
     models = {m["id"]: m for m in c.ok(wire.ListModels)["items"]}
     assert models["prism-mini"]["visible"] and not models["prism-off"]["visible"]
     accounts = {a["id"]: a for a in c.ok(wire.ListAccounts)["items"]}

@@ -108,7 +108,7 @@ def test_metrics_parse_as_prometheus_text(ops_gateway):
 
 
 def test_upstream_errors_are_counted_by_provider(sim_url, tmp_path):
-    gw = harness.start_gateway(tmp_path, sim_url)
+    gw = harness.start_gateway(tmp_path, sim_url, routing={"breaker_failures": 1})
     try:
         key = gw.create_key()
         r = httpx.post(gw.url + "/v1/chat/completions", timeout=30,
@@ -120,6 +120,11 @@ def test_upstream_errors_are_counted_by_provider(sim_url, tmp_path):
         assert 'prism_upstream_errors_total{provider="up"} 1' in text
         health = gw.admin.get("/-/health/providers").json()["providers"][0]
         assert health["recent"]["errors"] == 1 and health["recent"]["requests"] == 1
+        # One failure opens the route's breaker (breaker_failures = 1), and it shows.
+        assert health["breaker"] == "open"
+        route = next(r for r in health["routes"] if r["upstream_model"] == "sim-mini")
+        assert route["state"] == "open" and route["failures"] == 1
+        assert 'prism_circuit_breaker_state{provider="up",state="open"} 1' in text
     finally:
         gw.stop()
 

@@ -1,8 +1,6 @@
 """Plans, windows, the free tier and rate limits through a real gateway and SQLite file."""
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 import trio
@@ -206,4 +204,3 @@ async def test_concurrent_requests_never_overrun_a_window(gw, sim_url):
         assert store.check_invariants(db) == []
     finally:
         db.close()
-    time.sleep(0)

@@ -1,7 +1,6 @@
 """Group commit in the Writer: queued jobs share one transaction, each in a savepoint."""
 import contextlib
 import threading
-import time
 
 import pytest
 import trio
@@ -111,4 +110,3 @@ def test_batch_max_one_commits_each_job(path):
     p, account_id = path
     with Writer(p, batch_max=1) as writer:
         assert writer.call_sync(store.top_up, account_id, 1, "x") == 1_000_001
-    time.sleep(0)

@@ -30,10 +30,13 @@ NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 
 PROVIDERS = [
     {"id": "sim", "kind": "simulator", "enabled": True, "images": True, "video": False,
-     "overridden": {}, "breaker": "closed", "breaker_note": "placeholder",
+     "overridden": {}, "breaker": "closed", "routes": [],
      "recent": {"requests": 12, "errors": 0, "window_seconds": 300}},
     {"id": "openai", "kind": "openai", "enabled": False, "images": False, "video": False,
-     "overridden": {"enabled": False}, "breaker": "closed", "breaker_note": "placeholder",
+     "overridden": {"enabled": False}, "breaker": "open",
+     "routes": [{"provider": "openai", "upstream_model": "gpt-4o-mini", "state": "open",
+                 "consecutive_failures": 5, "retry_in_seconds": 12.0, "failures": 5,
+                 "successes": 0}],
      "recent": {"requests": 3, "errors": 2, "window_seconds": 300}},
 ]
 ACCOUNTS = [

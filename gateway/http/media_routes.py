@@ -1,0 +1,64 @@
+"""OpenAI-dialect media routes: images and video jobs. Decode, hand to gateway/media,
+encode; the money and the checks live there."""
+from __future__ import annotations
+
+from quart import Response
+
+from quart import Blueprint
+
+from gateway.billing.pricing import format_usd
+from gateway.http import common
+from gateway.media import images, videos
+
+bp = Blueprint("media", __name__)
+
+
+def _json(payload, headers=None, status: int = 200) -> Response:
+    return Response(common.dumps(payload), status=status, content_type="application/json",
+                    headers=headers or {})
+
+
+@bp.post("/v1/images/generations")
+async def images_generations():
+    ctx = await common.authenticate("/v1/images/generations", "openai")
+    body = await common.read_json_object()
+    payload, outcome = await images.generate(common.services(), ctx, body)
+    return _json(payload, common.outcome_headers(outcome, outcome.model))
+
+
+@bp.post("/v1/videos")
+async def videos_create():
+    ctx = await common.authenticate("/v1/videos", "openai")
+    body = await common.read_json_object()
+    job, headers = await videos.create(common.services(), ctx, body)
+    h = {"X-Prism-Model": job.model, "X-Request-Id": ctx.request_id,
+         "X-Prism-Cost-Reserved": format_usd(job.price_micros), **headers}
+    return _json(videos.job_object(job), h)
+
+
+@bp.get("/v1/videos")
+async def videos_list():
+    ctx = await common.authenticate("/v1/videos", "openai", log=False)
+    jobs = await videos.listing(common.services(), ctx)
+    return _json({"object": "list", "data": [videos.job_object(j) for j in jobs]})
+
+
+@bp.get("/v1/videos/<job_id>")
+async def videos_get(job_id: str):
+    ctx = await common.authenticate("/v1/videos", "openai", log=False)
+    job = await videos.get(common.services(), ctx, job_id)
+    return _json(videos.job_object(job), {"X-Prism-Model": job.model})
+
+
+@bp.delete("/v1/videos/<job_id>")
+async def videos_cancel(job_id: str):
+    ctx = await common.authenticate("/v1/videos", "openai", log=False)
+    job = await videos.cancel(common.services(), ctx, job_id)
+    return _json(videos.job_object(job), {"X-Prism-Model": job.model, "X-Prism-Cost": "0"})
+
+
+@bp.get("/v1/videos/<job_id>/content")
+async def videos_content(job_id: str):
+    ctx = await common.authenticate("/v1/videos", "openai", log=False)
+    data, ctype = await videos.content(common.services(), ctx, job_id)
+    return Response(data, content_type=ctype)
