@@ -58,6 +58,9 @@ def cmd_serve(args) -> int:
     try:
         trio.run(main)
     except BaseException as exc:
+        if _only(exc, KeyboardInterrupt):    # a second Ctrl-C cut the drain short
+            print("prism: interrupted; in-flight requests were cut off", file=sys.stderr)
+            return 130
         cause = _startup_failure(exc)
         if cause is None:
             raise
@@ -69,6 +72,13 @@ def cmd_serve(args) -> int:
         print(f"prism: cannot start{where}: {cause}", file=sys.stderr)
         return 1
     return 0
+
+
+def _only(exc: BaseException, kind: type[BaseException]) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        match, rest = exc.split(kind)
+        return match is not None and rest is None
+    return isinstance(exc, kind)
 
 
 def _startup_failure(exc: BaseException) -> BaseException | None:

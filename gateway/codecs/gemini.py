@@ -28,7 +28,9 @@ Request fields fall in five groups:
 - refused: ``stream: true`` on generateContent (call streamGenerateContent), cachedContent
   (a cache lives in the caller's own Google project, which our upstream key cannot
   read), candidateCount above 1, responseModalities other than TEXT, inline or file data
-  that is not an image, and responseMimeType other than application/json or text/plain
+  that is not an image and toolCall / toolResponse parts (all unsupported_gemini_feature),
+  bytes fields (inlineData.data, thoughtSignature) that are not base64, as Gemini
+  refuses them too, and responseMimeType other than application/json or text/plain
   (unsupported_response_format);
 - checked: response schemas, by codecs/schema.py (invalid_response_format_schema);
 - dropped: everything else. ``IGNORED_FIELDS`` lists the Gemini fields we know and
@@ -54,7 +56,9 @@ no system role in contents); executableCode / codeExecutionResult parts become t
 images inside tool results follow the functionResponse as inlineData parts; tool-call
 arguments that are not a JSON object travel as ``{"_raw": <text>}`` (Gemini args are an
 object); the "error" finish reason goes out as OTHER and "tool_calls" as STOP, which is
-what Gemini itself says beside function calls.
+what Gemini itself says beside function calls. Signatures and inline image data that
+are not base64 (they can only come from another provider) are left out when writing
+Gemini, because google-genai types them as bytes and would reject the whole body.
 """
 from __future__ import annotations
 
@@ -134,7 +138,6 @@ def _is_int(v: object) -> bool:
 
 def _is_num(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
 
 
 # ---------------------------------------------------------------- client request in
@@ -520,7 +523,8 @@ def _response_format(gen: dict) -> ResponseFormat | None:
 
 
 def check_route(req: Request, provider_kind: str) -> None:
-    """Refuse, before any upstream call, what only a native Gemini route can serve."""
+    """Refuse, before any upstream call, what only a native Gemini route can serve.
+    The simulator stands in for every upstream kind, Gemini included, so it passes."""
     if provider_kind in ("gemini", "simulator"):
         return
     native = req.metadata.get("gemini_native")

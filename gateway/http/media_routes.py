@@ -2,9 +2,7 @@
 encode; the money and the checks live there."""
 from __future__ import annotations
 
-from quart import Response
-
-from quart import Blueprint
+from quart import Blueprint, Response
 
 from gateway.billing.pricing import format_usd
 from gateway.http import common

@@ -112,7 +112,10 @@ async def vet(url: str, resolver: Resolver, allow_private: bool) -> tuple[httpx.
         if why:
             raise refused(f"{host!r} resolves to a forbidden address: {why}")
     ip = addresses[0]
-    target = httpx.URL(url).copy_with(host=ip, port=port, fragment=None)
+    try:
+        target = httpx.URL(url).copy_with(host=ip, port=port, fragment=None)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise refused(f"not a valid URL ({exc})") from None
     return target, ip, host
 
 

@@ -222,6 +222,8 @@ async def generate(s: "Services", ctx: CallContext,
                 raise
             images = _images_of(result, route.provider)[:req.n]
             break
+        if not images:
+            raise errors.UpstreamProtocolError(f"upstream {route.provider} returned no images")
     except BaseException as exc:
         error = exc
         raise
@@ -231,8 +233,6 @@ async def generate(s: "Services", ctx: CallContext,
                                upstream_model=route.model, error=error, cost=cost or 0)
         ctx.logged = True
         charged = await money.close(s, held, cost, log, ctx.account_id)
-    if not images:
-        raise errors.UpstreamProtocolError(f"upstream {route.provider} returned no images")
     created = result.get("created")
     payload = {"created": created if isinstance(created, int) else int(time.time()),
                "data": images}

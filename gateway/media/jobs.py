@@ -60,6 +60,9 @@ class MediaService:
         self._clients: dict[str, Any] = {}
         self._wake = trio.Event()
         self._lock = trio.Lock()   # one poll pass at a time (poller and explicit pokes)
+        # One billing at a time: two concurrent bills of a swept job would each take a
+        # fresh hold and settle it.
+        self._bill_lock = trio.Lock()
 
     # ------------------------------------------------------------ clients
 
@@ -169,6 +172,10 @@ class MediaService:
 
     async def bill(self, job_id: str) -> None:
         """Close an ended job's hold: settle a completed job's price, void the rest."""
+        async with self._bill_lock:
+            await self._bill(job_id)
+
+    async def _bill(self, job_id: str) -> None:
         job = await self.s.writer.call(store.get_video_job, job_id)
         if job is None or job.billed:
             return

@@ -109,7 +109,9 @@ class SimulatorMediaClient:
         d = media.directives(body["prompt"])
         if "status" in d:
             raise errors.UpstreamError(f"upstream {self.config.id} failed (simulated)")
-        n = min(body.get("n", 1), int(d.get("returned", body.get("n", 1))))
+        n = body.get("n", 1)
+        if d.get("returned", "").isdigit():
+            n = min(n, int(d["returned"]))   # fewer images than asked (billing tests)
         pics = media.generate_images(body["prompt"], n, size=body.get("size"),
                                      aspect_ratio=body.get("aspect_ratio"),
                                      seed=body.get("seed"), references=references)

@@ -592,7 +592,7 @@ def test_stream_errors():
 
 
 def test_stream_blocked_prompt():
-    events, d = decode_stream([{"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+    events, _ = decode_stream([{"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
                                 "usageMetadata": {"promptTokenCount": 9}}])
     assert events == [StreamStart("", ""), Finish("content_filter"), UsageEvent(Usage(9, 0))]
 

@@ -84,11 +84,14 @@ async def test_200_concurrent_requests_against_a_wallet_for_50(fresh_gateway, si
         key = gw.create_key(credits_usd=(50 * hold_amount + hold_amount // 2) / 1e6)
         await client.post(sim_url + "/_sim/reset")
         statuses: list[int] = []
+        unexpected: list[tuple[int, str]] = []
 
         async def one() -> None:
             resp = await client.post("/v1/chat/completions", json=body,
                                      headers={"authorization": f"Bearer {key['key']}"})
             statuses.append(resp.status_code)
+            if resp.status_code not in (200, 402):
+                unexpected.append((resp.status_code, resp.text[:300]))
             if resp.status_code == 402:
                 assert resp.json()["error"]["type"] == "insufficient_balance"
 
@@ -97,10 +100,13 @@ async def test_200_concurrent_requests_against_a_wallet_for_50(fresh_gateway, si
                 nursery.start_soon(one)
         stats = (await client.get(sim_url + "/_sim/stats")).json()
 
-    assert set(statuses) <= {200, 402}, statuses
+    assert set(statuses) <= {200, 402}, unexpected
     served = statuses.count(200)
     assert served >= 50
-    assert stats["max_in_flight"] <= 50
+    # The simulator's own counter can read 51 for an instant (it decrements after the
+    # gateway already has the reply and has admitted the next request), so the
+    # in-flight bound is checked on the holds themselves: their open intervals.
+    assert stats["max_in_flight"] <= 51
     assert stats["requests"] == served  # nothing reached the upstream without a hold
     _wait_no_open_holds(gw)
     assert _invariants(gw) == []
@@ -110,6 +116,13 @@ async def test_200_concurrent_requests_against_a_wallet_for_50(fresh_gateway, si
         assert wallet.balance_micros >= 0
         holds = list(Hold.select().where(Hold.wallet == wallet.id))
         assert len(holds) == served and all(h.state == "settled" for h in holds)
+        # Ledger row ids are the commit order: replaying them gives the exact number of
+        # holds open at every instant.
+        open_now = peak = 0
+        for row in LedgerEntry.select().where(LedgerEntry.wallet == wallet.id).order_by(LedgerEntry.id):
+            open_now += {"hold": 1, "settle": -1, "void": -1, "expire": -1}.get(row.kind, 0)
+            peak = max(peak, open_now)
+        assert peak <= 50
         spent = sum(h.charged_micros for h in holds)
         assert wallet.balance_micros == 50 * hold_amount + hold_amount // 2 - spent
     finally:
