@@ -54,6 +54,10 @@ class CallContext:
     # Plan hook: when set (by whoever knows the caller's plan), the model ids this
     # caller may use; routing never picks outside it and refuses pins outside it (403).
     allowed_models: frozenset[str] | None = None
+    # Dialect hook: when set, given the Selection before admission, returns the routes
+    # that can serve this request, in order, or raises a ClientError when none can, so
+    # a dialect-native feature never fails over to an upstream that would drop it.
+    route_filter: Callable[[Selection], tuple[RouteConfig, ...]] | None = None
     prepared: Any = None   # the Prepared request once selected: stream headers read it
 
 
@@ -105,6 +109,8 @@ class Pipeline:
 
     async def prepare(self, ctx: CallContext, req: c.Request, capability: str = "chat") -> Prepared:
         selection = await self.s.router.select(ctx, req, capability)
+        if ctx.route_filter is not None:
+            selection = dataclasses.replace(selection, routes=ctx.route_filter(selection))
         turn = None
         if ctx.hints is not None and ctx.hints.session:
             req, turn = await self.s.sessions.attach(ctx, req)

@@ -29,8 +29,8 @@ import trio
 import store
 from gateway import canonical as c
 from gateway import errors
-from gateway.billing.plans import (AccountPlans, check_request, find_plan, rate_limits,
-                                   session_messages)
+from gateway.billing.plans import (AccountPlans, allowed_models, check_request, find_plan,
+                                   rate_limits, session_messages)
 from gateway.billing.pricing import cost_micros, format_usd, worst_case_micros
 from gateway.billing.ratelimit import GCRA, Decision, Limit
 from gateway.billing.windows import plan_windows
@@ -125,6 +125,14 @@ class Admission:
 
     async def plan_for(self, account_id: str) -> PlanConfig | None:
         return find_plan(self.s.config, await self.plans.plan_id(account_id))
+
+    async def allowed_models(self, account_id: str) -> frozenset[str] | None:
+        """The model ids the account's plan allows (None: any), for routing's
+        CallContext.allowed_models, so smart routing never picks outside the plan."""
+        plan = await self.plan_for(account_id)
+        if plan is None or not plan.models:
+            return None
+        return allowed_models(self.s.config, plan)
 
     async def position(self, account_id: str) -> tuple[PlanConfig | None, "store.Position",
                                                        float]:

@@ -6,10 +6,11 @@ plan forbids it (model, mode, streaming, max_tokens, session length). Free plans
 `rate_limits` resolves the per-key and per-account GCRA limits (plan value, else the
 [limits] default; 0 = none). `AccountPlans` caches which plan each account is on.
 
-Session length is counted by routing (sessions live there): it puts the number of
-messages the session holds once this request is added in
-``Request.metadata["prism_session_messages"]`` (or a ``session_messages`` attribute
-on its Selection). Without either, the session limit is not enforced.
+Session length is counted by routing (gateway.sessions): it puts the number of
+messages the session already holds, before this request, in
+``Request.metadata["prism_session_messages"]`` (a ``session_messages`` attribute on
+the Selection is read too). A request is refused when its own message would take the
+session past the plan's `session_messages`. Without either, the limit does not apply.
 """
 from __future__ import annotations
 
@@ -55,14 +56,14 @@ def check_request(config: Config, plan: PlanConfig, *, model_id: str, mode: str 
                   stream: bool, max_tokens: int | None, session_count: int | None) -> None:
     """Raise the 403 for the first thing the plan does not allow."""
     if plan.models and model_id not in allowed_models(config, plan):
-        raise _refuse(plan, "model_not_in_plan",
+        raise _refuse(plan, "model_not_allowed",
                       f"the model {model_id!r} is not included; available: "
                       f"{', '.join(sorted(allowed_models(config, plan)))}")
     # A request routed without a mode (no X-Prism-Mode, or routing that predates modes)
     # is not refused for its mode.
     if plan.modes and mode is not None and mode not in plan.modes:
         hint = "; the other modes need a paid plan" if plan.free else ""
-        raise _refuse(plan, "mode_not_in_plan", f"mode {mode!r} is not included (allowed: "
+        raise _refuse(plan, "mode_not_allowed", f"mode {mode!r} is not included (allowed: "
                                                 f"{', '.join(plan.modes)}){hint}")
     if stream and not plan.streaming:
         raise _refuse(plan, "streaming", "streaming is not available; send the request "
@@ -71,7 +72,7 @@ def check_request(config: Config, plan: PlanConfig, *, model_id: str, mode: str 
         raise _refuse(plan, "max_tokens", f"max_tokens is {max_tokens}; it cannot exceed "
                                           f"{plan.max_tokens}")
     if plan.session_messages is not None and session_count is not None \
-            and session_count > plan.session_messages:
+            and session_count + 1 > plan.session_messages:
         raise _refuse(plan, "session_messages",
                       f"a session holds at most {plan.session_messages} messages; start a new "
                       "session (another X-Prism-Session id)")

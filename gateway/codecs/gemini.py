@@ -19,8 +19,9 @@ Request fields fall in five groups:
   responseMimeType, responseSchema / responseJsonSchema / _responseJsonSchema;
 - carried in ``Request.metadata`` for the upstreams that understand them:
   ``gemini_native`` (built-in tools such as googleSearch, codeExecution, urlContext:
-  {feature: config}; ``check_route`` refuses them with unsupported_gemini_feature on a
-  route that is not Gemini, before any upstream call), ``gemini_thinking``
+  {feature: config}; ``check_route`` / ``usable_routes`` refuse them with
+  unsupported_gemini_feature on routes that are not Gemini, before any upstream call,
+  and keep failover off such routes), ``gemini_thinking``
   (generationConfig.thinkingConfig), ``gemini_safety`` (safetySettings; other upstreams
   have their own filters, so dropping them there loosens nothing we promised), and
   ``openai_extra`` (presencePenalty / frequencyPenalty, which OpenAI-compatible and
@@ -65,7 +66,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn, Sequence, TypeVar
 
 from gateway.canonical import (
     ImagePart, Message, Part, Request, ResponseFormat, TextPart, ThinkingPart, Tool,
@@ -83,8 +84,10 @@ from gateway.errors import (
 
 __all__ = [
     "to_canonical_request", "from_canonical_request", "to_canonical_response",
-    "from_canonical_response", "check_route", "IGNORED_FIELDS",
+    "from_canonical_response", "check_route", "usable_routes", "IGNORED_FIELDS",
 ]
+
+R = TypeVar("R")
 
 MAX_CONTENTS = 10_000
 MAX_TOOLS = 128
@@ -538,6 +541,25 @@ def check_route(req: Request, provider_kind: str) -> None:
         raise UnsupportedResponseFormat(
             f"the model {req.model!r} is served by a {provider_kind} provider, which takes "
             f"only an object at the root of a response schema", field="generationConfig")
+
+
+def usable_routes(req: Request, routes: Sequence[R], kind_of: Callable[[R], str | None]) -> tuple[R, ...]:
+    """The routes, in order, whose provider kind can serve ``req`` (``kind_of`` None:
+    unknown, kept for the dispatcher to judge); when none can, check_route's refusal for
+    the first. Failover must not land a native feature on an upstream that drops it."""
+    usable, refusal = [], None
+    for route in routes:
+        kind = kind_of(route)
+        try:
+            if kind is not None:
+                check_route(req, kind)
+        except (UnsupportedGeminiFeature, UnsupportedResponseFormat) as exc:
+            refusal = refusal or exc
+            continue
+        usable.append(route)
+    if not usable and refusal is not None:
+        raise refusal
+    return tuple(usable)
 
 
 def _object_root(schema: dict) -> bool:

@@ -101,6 +101,8 @@ async def authenticate(route: str, dialect: str, *extra_headers: str,
     info = await services().keys.verify(token)
     ctx.account_id = info.account_id
     ctx.key_id = info.key_id
+    # The plan's model list, so routing never picks a model the plan refuses (cached).
+    ctx.allowed_models = await services().admission.allowed_models(info.account_id)
     # X-Prism-Mode / -Model-Prefer / -Session for routing, whatever the dialect.
     ctx.hints = hints.from_headers(request.headers.get)
     return ctx

@@ -6,9 +6,11 @@ because Quart's converters cannot match a colon suffix. The GET rules on the sam
 (models_routes.py) are separate rules for another method, so the two coexist.
 
 Keys arrive as Bearer, ``x-api-key``, ``x-goog-api-key`` or ``?key=`` (Google's SDKs use
-the header, curl examples the query). Before any hold or upstream call, the route the
-model resolves to is checked (codecs.gemini.check_route): Gemini-only features on a
-route that is not Gemini fail with unsupported_gemini_feature.
+the header, curl examples the query). Once the pipeline has selected the model and its
+routes, and before any hold or upstream call, the routes are narrowed to those whose
+upstream can serve the request (CallContext.route_filter -> codecs.gemini.usable_routes):
+Gemini-only features with no Gemini route fail with unsupported_gemini_feature, and
+never fail over to an upstream that would drop them.
 
 Streams are ``data: {GenerateContentResponse}`` events; the last carries finishReason
 and usageMetadata. Unlike the OpenAI routes there is no ``: prism cost=...`` comment
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, g, request
 
+from gateway import canonical as c
 from gateway import errors, tokenizer
 from gateway.codecs import gemini, gemini_stream
 from gateway.codecs.sse import encode_event
 from gateway.http import common
 from gateway.pipeline import Outcome
+from gateway.routing.select import AUTO_MODELS
 
 bp = Blueprint("gemini", __name__)
 
@@ -41,12 +45,16 @@ def _target(version: str, target: str) -> tuple[str, str]:
     return model.removeprefix("models/"), method
 
 
-def _check_route(req) -> None:
-    s = common.services()
-    entry = s.catalog.resolve(req.model)
-    routes = s.catalog.routes(entry.model)
-    if routes:
-        gemini.check_route(req, s.config.provider(routes[0].provider).kind)
+def _route_filter(req: c.Request):
+    """Keeps the pipeline's selected routes to those whose upstream can serve ``req``;
+    runs after model selection (any/auto, pins, plans) and before any hold is taken."""
+    providers = common.services().providers
+
+    def kind_of(route) -> str | None:
+        provider = providers.get(route.provider)
+        return provider.config.kind if provider is not None else None
+
+    return lambda selection: gemini.usable_routes(req, selection.routes, kind_of)
 
 
 @bp.post("/v1/models/<path:target>")
@@ -68,7 +76,7 @@ async def model_method(target: str):
     body = await common.read_json_object()
     stream = method == "streamGenerateContent"
     req = gemini.to_canonical_request(body, model=model, stream=stream)
-    _check_route(req)
+    ctx.route_filter = _route_filter(req)
     pipeline = common.services().pipeline
     if not stream:
         resp, outcome = await pipeline.complete(ctx, req)
@@ -96,7 +104,7 @@ async def model_method(target: str):
         return encode_event(common.dumps(common.error_body(err, "gemini")))
 
     headers = dict(_SSE_HEADERS)
-    headers.update(common.outcome_headers(None, model_id))
+    headers.update(common.outcome_headers(None, model_id, st.prep))
     return Response(pipeline.stream_body(st, encode, trailer, error_frame), headers=headers)
 
 
@@ -112,5 +120,6 @@ async def _count_tokens(model: str):
                                         field="generateContentRequest")
         body = inner
     req = gemini.to_canonical_request(body, model=model, stream=False)
-    common.services().catalog.resolve(model)
+    if model not in AUTO_MODELS:
+        common.services().catalog.resolve(model)   # an unknown model is a 404 here too
     return {"totalTokens": tokenizer.count_request(req)}

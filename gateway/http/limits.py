@@ -63,3 +63,40 @@ class BodyLimit:
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"x-request-id", request_id.encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+class FinishAfterBody:
+    """Hold back a response's last body message until the request body has arrived.
+
+    A route may answer before reading the body (a bad key, say). If the response then
+    completes while the client is still uploading, hypercorn's h11 connection is left
+    waiting for the rest of a request nobody reads and the keep-alive connection stops
+    answering. Quart keeps reading the body in its own task, so waiting here (bounded
+    by the body timeout) lets the request finish first and the connection stay usable.
+    """
+
+    def __init__(self, app: Any, body_timeout: float) -> None:
+        self.app = app
+        self.body_timeout = body_timeout
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        import trio
+        arrived = trio.Event()
+
+        async def watched_receive() -> dict:
+            msg = await receive()
+            if msg["type"] == "http.disconnect" or not msg.get("more_body", False):
+                arrived.set()
+            return msg
+
+        async def guarded_send(msg: dict) -> None:
+            if (msg["type"] == "http.response.body" and not msg.get("more_body", False)
+                    and not arrived.is_set()):
+                with trio.move_on_after(self.body_timeout):
+                    await arrived.wait()
+            await send(msg)
+
+        await self.app(scope, watched_receive, guarded_send)

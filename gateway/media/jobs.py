@@ -63,6 +63,9 @@ class MediaService:
         # One billing at a time: two concurrent bills of a swept job would each take a
         # fresh hold and settle it.
         self._bill_lock = trio.Lock()
+        # Jobs this process is creating upstream right now: their upstream id is not
+        # known yet, which after a restart would mean "never created", but not here.
+        self.submitting: set[str] = set()
 
     # ------------------------------------------------------------ clients
 
@@ -110,6 +113,8 @@ class MediaService:
             await self.bill(job.id)
             return
         if job.upstream_id is None:
+            if job.id in self.submitting:
+                return
             # Created upstream never completed (a crash mid-submit): nothing to wait for.
             await self.end(job.id, "failed", "the upstream job was never created")
             return

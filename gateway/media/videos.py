@@ -10,6 +10,8 @@ import json
 import secrets
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 import store
 from gateway import errors
 from gateway.billing.pricing import usd_to_micros
@@ -63,16 +65,21 @@ async def create(s: "Services", ctx: CallContext, body: dict[str, Any]) -> tuple
                         provider=route.provider, upstream_model=route.model, prompt=prompt,
                         params=json.dumps(params), price_micros=price, hold_id=held.hold_id)
     media = media_of(s)
+    media.submitting.add(job_id)
     try:
-        remote = await client.video_create({"model": route.model, "prompt": prompt, **params})
-        upstream_id = remote.get("id")
-        if not isinstance(upstream_id, str) or not upstream_id:
-            raise errors.UpstreamProtocolError(f"upstream {route.provider} sent no video id")
-    except BaseException as exc:
-        message = exc.message if isinstance(exc, errors.PrismError) else type(exc).__name__
-        await media.end(job_id, "failed", message)
-        raise
-    await s.writer.call(store.update_video_job, job_id, upstream_id=upstream_id)
+        try:
+            remote = await client.video_create({"model": route.model, "prompt": prompt, **params})
+            upstream_id = remote.get("id")
+            if not isinstance(upstream_id, str) or not upstream_id:
+                raise errors.UpstreamProtocolError(f"upstream {route.provider} sent no video id")
+        except BaseException as exc:
+            message = exc.message if isinstance(exc, errors.PrismError) else type(exc).__name__
+            with trio.CancelScope(shield=True):
+                await media.end(job_id, "failed", message)
+            raise
+        await s.writer.call(store.update_video_job, job_id, upstream_id=upstream_id)
+    finally:
+        media.submitting.discard(job_id)
     media.wake()
     job = await s.writer.call(store.get_video_job, job_id)
     return job, held.headers

@@ -10,7 +10,7 @@ Pure generators (no I/O):
 Video jobs are stateless on purpose: an id carries its creation time, delay and
 outcome, so a job survives a restart of whichever process polls it (the in-process
 simulator lives inside the gateway). Tests steer media with a prompt directive
-``[[sim video_delay=2 status=500 fail=1]]`` (see faults.py for the chat one).
+``[[sim video_delay=2 create_delay=0.5 status=500 fail=1 returned=1]]`` (see faults.py for the chat one).
 
 MediaSim serves, for the HTTP simulator (server.py hooks it in):
     POST /v1/images/generations        OpenAI Images: url (-> /_sim/images/<id>.png) or b64_json
@@ -290,6 +290,10 @@ class MediaSim:
         if not isinstance(prompt, str) or not prompt:
             await _err(send, 400, "prompt is required")
             return
+        wait = _float(directives(prompt).get("create_delay"), 0.0)
+        if wait > 0:
+            import trio
+            await trio.sleep(wait)
         vid = video_id(prompt, time.time())
         self.models[vid] = str(body.get("model", ""))
         await _json(send, 200, video_object(vid, self.models[vid]))

@@ -15,7 +15,7 @@ from gateway.canonical import (
 )
 from gateway.codecs.gemini import (
     IGNORED_FIELDS, check_route, from_canonical_request, from_canonical_response,
-    to_canonical_request, to_canonical_response,
+    to_canonical_request, to_canonical_response, usable_routes,
 )
 from gateway.codecs.gemini_stream import StreamDecoder, StreamEncoder
 from gateway.errors import (
@@ -363,6 +363,15 @@ def test_check_route_refuses_non_object_roots_off_gemini():
         with pytest.raises(UnsupportedResponseFormat):
             check_route(req, kind)
     check_route(decode(body(generationConfig={"responseSchema": {"type": "OBJECT"}})), "openai")
+
+
+def test_usable_routes_keep_order_and_refuse_when_none_fit():
+    kinds = {"a": "openai", "b": "gemini", "c": "anthropic", "d": None, "e": "simulator"}
+    native = decode(body(tools=[{"googleSearch": {}}]))
+    assert usable_routes(native, "abcde", kinds.get) == ("b", "d", "e")
+    assert usable_routes(decode(body()), "abcde", kinds.get) == tuple("abcde")
+    with pytest.raises(UnsupportedGeminiFeature):
+        usable_routes(native, "ac", kinds.get)
 
 
 # ---------------------------------------------------------------- upstream requests

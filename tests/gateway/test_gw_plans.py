@@ -69,14 +69,14 @@ FREE = PlanConfig(id="free", free=True, max_tokens=4000, modes=("eco",), streami
 
 
 @pytest.mark.parametrize("kwargs, code", [
-    (dict(model_id="big"), "model_not_in_plan"),
-    (dict(mode="sport"), "mode_not_in_plan"),
+    (dict(model_id="big"), "model_not_allowed"),
+    (dict(mode="sport"), "mode_not_allowed"),
     (dict(stream=True), "streaming"),
     (dict(max_tokens=4001), "max_tokens"),
-    (dict(session_count=6), "session_messages"),
+    (dict(session_count=5), "session_messages"),   # five already: a sixth is refused
 ])
 def test_free_tier_refusals_name_the_limit(kwargs, code):
-    facts = dict(model_id="mini", mode="eco", stream=False, max_tokens=4000, session_count=5)
+    facts = dict(model_id="mini", mode="eco", stream=False, max_tokens=4000, session_count=4)
     facts.update(kwargs)
     config = cfg()
     with pytest.raises(errors.FreeTierLimit) as info:
@@ -89,7 +89,7 @@ def test_free_tier_refusals_name_the_limit(kwargs, code):
 def test_free_tier_allows_what_it_allows_and_a_missing_mode():
     config = cfg()
     check_request(config, FREE, model_id="mini", mode="eco", stream=False, max_tokens=4000,
-                  session_count=5)
+                  session_count=4)
     check_request(config, FREE, model_id="mini", mode=None, stream=False, max_tokens=None,
                   session_count=None)
 
@@ -99,7 +99,7 @@ def test_paid_plan_restrictions_say_plan_restricted():
     with pytest.raises(errors.PlanRestricted) as info:
         check_request(cfg(), plan, model_id="big", mode=None, stream=True, max_tokens=None,
                       session_count=None)
-    assert info.value.status == 403 and info.value.code == "model_not_in_plan"
+    assert info.value.status == 403 and info.value.code == "model_not_allowed"
     assert "'team'" in info.value.message
 
 

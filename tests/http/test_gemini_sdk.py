@@ -29,7 +29,13 @@ NO_AFC = types.AutomaticFunctionCallingConfig(disable=True)
 
 @pytest.fixture(scope="module")
 def gw(sim_url, tmp_path_factory):
-    g = harness.start_gateway(tmp_path_factory.mktemp("gemini"), sim_url, upstream_kinds=tuple(KINDS))
+    providers, models = harness.upstream_providers(sim_url, tuple(KINDS))
+    # Served by OpenAI first, failing over to Gemini: native features must skip the first.
+    models.append({**models[0], "id": "via-openai-then-gemini", "routes": [
+        {"provider": "sim-openai", "model": "sim-openai-model"},
+        {"provider": "sim-gemini", "model": "sim-gemini-model"}]})
+    g = harness.start_gateway(tmp_path_factory.mktemp("gemini"), sim_url,
+                              providers=providers, models=models)
     yield g
     g.stop()
 
@@ -245,6 +251,39 @@ def test_google_search_needs_a_gemini_route(client, sim_url, model):
     # The same request on the Gemini route goes through to the upstream.
     r = client.models.generate_content(model="via-gemini", contents="say: searched", config=config)
     assert r.text == "searched"
+
+
+def served_by(gw, key, request_id: str) -> str:
+    db = gw.db()
+    try:
+        rows = store.request_logs(db, account_id=key["account_id"], limit=500)
+    finally:
+        db.close()
+    (row,) = [r for r in rows if r.request_id == request_id]
+    return row.provider
+
+
+def test_native_features_skip_routes_that_would_drop_them(client, gw, key):
+    search = types.GenerateContentConfig(tools=[types.Tool(google_search=types.GoogleSearch())])
+    r = client.models.generate_content(model="via-openai-then-gemini", contents="say: found", config=search)
+    assert r.text == "found"
+    assert served_by(gw, key, r.sdk_http_response.headers["x-request-id"]) == "sim-gemini"
+    # Without native features the first route serves as usual.
+    r = client.models.generate_content(model="via-openai-then-gemini", contents="say: plain")
+    assert served_by(gw, key, r.sdk_http_response.headers["x-request-id"]) == "sim-openai"
+
+
+def test_smart_routing_model_any(gw, key):
+    auto = genai.Client(api_key=key["key"], http_options=types.HttpOptions(
+        base_url=gw.url, api_version="v1beta", headers={"X-Prism-Mode": "eco"}))
+    r = auto.models.generate_content(model="any", contents="say: routed")
+    assert r.text == "routed"
+    assert r.sdk_http_response.headers["x-prism-model"] != "any"
+    modeless = genai.Client(api_key=key["key"], http_options=types.HttpOptions(
+        base_url=gw.url, api_version="v1beta"))
+    with pytest.raises(genai_errors.ClientError) as exc:
+        modeless.models.generate_content(model="any", contents="x")
+    assert exc.value.message.startswith("missing_mode_header:")
 
 
 def test_non_object_schema_root_needs_a_gemini_route(client, sim_url):

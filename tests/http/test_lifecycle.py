@@ -105,3 +105,24 @@ def test_gateway_sends_its_provider_key_upstream(gateway, sim_url):
     assert r.status_code == 200
     stats = httpx.get(sim_url + "/_sim/stats").json()
     assert stats["last_authorization"] == "sk-upstream-test"   # never the client's key
+
+
+def test_early_refusal_keeps_the_keep_alive_connection_usable(gateway):
+    """A 401 sent before the body finished uploading must not wedge the connection."""
+    port = int(gateway.url.rsplit(":", 1)[1])
+    body = b'{"model":"prism-mini","messages":[{"role":"user","content":"' + b"x" * 200_000 + b'"}]}'
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer sk-prism-bad\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        s.sendall(body[:1000])
+        time.sleep(0.3)
+        s.sendall(body[1000:])
+        data = b""
+        while b"invalid_api_key" not in data:
+            data += s.recv(65536)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while b'"ok"' not in data:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed instead of answering"
+            data += chunk

@@ -131,7 +131,7 @@ def test_plan_model_restriction(gw):
     r = post(gw, key, {**BODY, "model": "prism-big"})
     assert r.status_code == 403
     err = r.json()["error"]
-    assert (err["type"], err["code"]) == ("plan_restricted", "model_not_in_plan")
+    assert (err["type"], err["code"]) == ("plan_restricted", "model_not_allowed")
 
 
 def test_rate_limit_429_with_headers_and_no_hold(gw):
@@ -204,3 +204,25 @@ async def test_concurrent_requests_never_overrun_a_window(gw, sim_url):
         assert store.check_invariants(db) == []
     finally:
         db.close()
+
+
+def test_free_tier_mode_and_session_limits(gw):
+    key = gw.create_key(credits_usd=0, plan="free")
+    small = {**BODY, "max_tokens": 5}
+    r = post(gw, key, small, **{"X-Prism-Mode": "sport"})
+    assert r.status_code == 403, r.text
+    err = r.json()["error"]
+    assert (err["type"], err["code"]) == ("free_tier_limit", "mode_not_allowed")
+    assert "'sport'" in err["message"] and "paid plan" in err["message"]
+    assert post(gw, key, small, **{"X-Prism-Mode": "eco"}).status_code == 200
+    # Five messages a session: three turns store six (question and answer each); the
+    # fourth question would be the seventh message.
+    codes = [post(gw, key, small, **{"X-Prism-Mode": "eco", "X-Prism-Session": "chat-1"})
+             for _ in range(4)]
+    assert [r.status_code for r in codes] == [200, 200, 200, 403], [r.text for r in codes]
+    err = codes[-1].json()["error"]
+    assert (err["type"], err["code"]) == ("free_tier_limit", "session_messages")
+    assert "new session" in err["message"]
+    # Another session starts afresh.
+    r = post(gw, key, small, **{"X-Prism-Mode": "eco", "X-Prism-Session": "chat-2"})
+    assert r.status_code == 200

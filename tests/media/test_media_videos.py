@@ -85,6 +85,18 @@ def test_cancel_voids_the_hold(gw):
     assert ms.invariants(gw) == []
 
 
+def test_slow_upstream_create_is_not_failed_by_the_poller(gw):
+    """Regression: the poller (every 0.1 s here) once failed a job whose upstream create
+    was still in flight, because its upstream id was not stored yet."""
+    key = gw.create_key(credits_usd=1.0)
+    r = httpx.post(gw.url + "/v1/videos", headers=_h(key),
+                   json={"model": "vid", "prompt": "x [[sim create_delay=0.6 video_delay=0.3]]"})
+    assert r.status_code == 200 and r.json()["status"] in ("queued", "in_progress"), r.text
+    _wait_status(gw, key, r.json()["id"], "completed")
+    ms.wait_for(lambda: ms.wallet(gw, key["account_id"]) == 500_000)
+    assert ms.invariants(gw) == []
+
+
 def test_upstream_failure_voids_the_hold(gw):
     key = gw.create_key(credits_usd=1.0)
     job = httpx.post(gw.url + "/v1/videos", headers=_h(key),
