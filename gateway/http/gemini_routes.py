@@ -61,11 +61,6 @@ def _route_filter(req: c.Request):
 @bp.post("/v1beta/models/<path:target>")
 async def model_method(target: str):
     g.dialect = "gemini"
-    # Take the body off the wire before anything can refuse the request: a response
-    # sent over an unread body can leave the keep-alive connection hanging for the
-    # client's next request (seen with hypercorn's trio worker). Bounded by the app's
-    # MAX_CONTENT_LENGTH; read_json_object below parses this cached copy.
-    await request.get_data(cache=True)
     version = request.path.split("/", 2)[1]
     model, method = _target(version, target)
     if method == "countTokens":
