@@ -13,9 +13,11 @@ this package as a gateway.errors value:
 from __future__ import annotations
 
 import json
+import os
 from typing import AsyncIterator, Protocol
 
 import httpx
+import trio
 
 from gateway import canonical as c
 from gateway import errors
@@ -86,3 +88,93 @@ def parse_json(provider_id: str, body: bytes) -> object:
         return json.loads(body)
     except ValueError:
         raise errors.UpstreamProtocolError(f"upstream {provider_id} sent a body that is not JSON") from None
+
+
+# ---------------------------------------------------------------- the shared wire loop
+
+# Shorter than the usual 5 s server keep-alive, so we rarely reuse a connection the
+# upstream is closing at that very moment.
+_KEEPALIVE_EXPIRY = 4.0
+
+
+def make_client(config: ProviderConfig, headers: dict[str, str],
+                transport: httpx.AsyncBaseTransport | None = None, *,
+                base_url: str | None = None) -> httpx.AsyncClient:
+    """One pooled client per provider, with the provider's timeouts and pool size."""
+    return httpx.AsyncClient(
+        base_url=(base_url if base_url is not None else config.base_url).rstrip("/"),
+        headers={"content-type": "application/json", **headers},
+        timeout=httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
+                              write=config.read_timeout, pool=config.connect_timeout),
+        limits=httpx.Limits(max_connections=config.max_connections,
+                            max_keepalive_connections=config.max_connections,
+                            keepalive_expiry=_KEEPALIVE_EXPIRY),
+        transport=transport, trust_env=False)
+
+
+def api_key(config: ProviderConfig) -> str:
+    return os.environ.get(config.api_key_env, "") if config.api_key_env else ""
+
+
+def _stale_connection(exc: httpx.HTTPError) -> bool:
+    # A pooled connection the upstream closed while idle fails before any response
+    # byte: the request was never processed, so one retry on a fresh one is safe.
+    return isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc)
+
+
+async def post_json(client: httpx.AsyncClient, pid: str, path: str, body: dict, *,
+                    params: dict | None = None) -> object:
+    """POST a JSON body and return the parsed 200 answer, or raise our mapped error."""
+    content = json.dumps(body)
+    for attempt in (1, 2):
+        try:
+            resp = await client.post(path, content=content, params=params)
+            break
+        except httpx.HTTPError as exc:
+            if attempt == 1 and _stale_connection(exc):
+                continue
+            raise transport_error(pid, exc) from None
+    if resp.status_code != 200:
+        raise status_error(pid, resp.status_code, resp.content, resp.headers)
+    return parse_json(pid, resp.content)
+
+
+async def _open_stream(client: httpx.AsyncClient, pid: str, path: str, content: str,
+                       params: dict | None) -> httpx.Response:
+    for attempt in (1, 2):
+        request = client.build_request("POST", path, content=content, params=params)
+        try:
+            return await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            if attempt == 1 and _stale_connection(exc):
+                continue
+            raise transport_error(pid, exc) from None
+    raise AssertionError("unreachable")
+
+
+async def sse_json(client: httpx.AsyncClient, pid: str, path: str, body: dict, *,
+                   params: dict | None = None) -> AsyncIterator[object]:
+    """POST a JSON body and yield each SSE event's parsed JSON data (``[DONE]`` skipped)."""
+    from gateway.codecs.sse import SSEDecoder
+    resp = await _open_stream(client, pid, path, json.dumps(body), params)
+    try:
+        if resp.status_code != 200:
+            raw = b""
+            async for chunk in resp.aiter_bytes():
+                raw += chunk
+                if len(raw) > _MAX_ERROR_BODY:
+                    break
+            raise status_error(pid, resp.status_code, raw, resp.headers)
+        framer = SSEDecoder()
+        async for chunk in resp.aiter_bytes():
+            for sse in framer.feed(chunk):
+                if sse.data != "[DONE]":
+                    yield parse_json(pid, sse.data.encode())
+        for sse in framer.close():
+            if sse.data != "[DONE]":
+                yield parse_json(pid, sse.data.encode())
+    except httpx.HTTPError as exc:
+        raise transport_error(pid, exc) from None
+    finally:
+        with trio.CancelScope(shield=True):
+            await resp.aclose()

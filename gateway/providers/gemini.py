@@ -9,8 +9,6 @@ where access logs would keep it). A base_url that already ends in an API version
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 from typing import AsyncIterator
 from urllib.parse import quote
@@ -20,32 +18,19 @@ import httpx
 from gateway import canonical as c
 from gateway import errors
 from gateway.codecs import gemini, gemini_stream
-from gateway.codecs.sse import SSEDecoder
 from gateway.config import ProviderConfig
 from gateway.providers import base
 
 _VERSIONED = re.compile(r"/v1(?:alpha|beta)?\d*$")
-_MAX_ERROR_BODY = 65536
 
 
 class GeminiProvider:
     def __init__(self, config: ProviderConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
-        headers = {"content-type": "application/json"}
-        key = os.environ.get(config.api_key_env, "") if config.api_key_env else ""
-        if key:
-            headers["x-goog-api-key"] = key
+        key = base.api_key(config)
         base_url = config.base_url.rstrip("/")
         self._prefix = "" if _VERSIONED.search(base_url) else "/v1beta"
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers=headers,
-            timeout=httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
-                                  write=config.read_timeout, pool=config.connect_timeout),
-            limits=httpx.Limits(max_connections=config.max_connections,
-                                max_keepalive_connections=config.max_connections),
-            transport=transport,
-        )
+        self._client = base.make_client(config, {"x-goog-api-key": key} if key else {}, transport)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -57,41 +42,18 @@ class GeminiProvider:
 
     async def complete(self, req: c.Request, upstream_model: str) -> c.Response:
         body = gemini.from_canonical_request(req, upstream_model)
-        try:
-            resp = await self._client.post(self._path(upstream_model, "generateContent"),
-                                           content=json.dumps(body))
-        except httpx.HTTPError as exc:
-            raise base.transport_error(self.config.id, exc) from None
-        if resp.status_code != 200:
-            raise base.status_error(self.config.id, resp.status_code, resp.content, resp.headers)
-        return gemini.to_canonical_response(base.parse_json(self.config.id, resp.content))
+        return gemini.to_canonical_response(await base.post_json(
+            self._client, self.config.id, self._path(upstream_model, "generateContent"), body))
 
     async def stream(self, req: c.Request, upstream_model: str) -> AsyncIterator[c.StreamEvent]:
         body = gemini.from_canonical_request(req, upstream_model)
-        pid = self.config.id
         decoder = gemini_stream.StreamDecoder()
-        framer = SSEDecoder()
         path = self._path(upstream_model, "streamGenerateContent")
-        try:
-            async with self._client.stream("POST", path, params={"alt": "sse"},
-                                           content=json.dumps(body)) as resp:
-                if resp.status_code != 200:
-                    raw = b""
-                    async for chunk in resp.aiter_bytes():
-                        raw += chunk
-                        if len(raw) > _MAX_ERROR_BODY:
-                            break
-                    raise base.status_error(pid, resp.status_code, raw, resp.headers)
-                async for raw in resp.aiter_bytes():
-                    for sse in framer.feed(raw):
-                        for ev in decoder.feed(base.parse_json(pid, sse.data.encode())):
-                            yield ev
-                for sse in framer.close():
-                    for ev in decoder.feed(base.parse_json(pid, sse.data.encode())):
-                        yield ev
-        except httpx.HTTPError as exc:
-            raise base.transport_error(pid, exc) from None
+        async for data in base.sse_json(self._client, self.config.id, path, body,
+                                        params={"alt": "sse"}):
+            for ev in decoder.feed(data):
+                yield ev
         for ev in decoder.close():
             yield ev
         if not decoder.finished:
-            raise errors.UpstreamError(f"upstream {pid} ended the stream before finishing")
+            raise errors.UpstreamError(f"upstream {self.config.id} ended the stream before finishing")
