@@ -345,6 +345,11 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         problems.append("server.port: must be 0..65535")
     # A zero sweep interval spins the sweeper; a zero hold TTL refuses every request.
     _check_positive(cfg.store, "store", ("hold_ttl_seconds", "sweep_interval"), problems)
+    if cfg.store.hold_ttl_seconds <= cfg.server.max_request_seconds:
+        # A hold must outlive the longest request, or the sweeper would expire the hold
+        # of a stream still running and that stream would go unbilled.
+        problems.append(f"store.hold_ttl_seconds: must exceed server.max_request_seconds "
+                        f"({cfg.server.max_request_seconds:g})")
     _check_positive(cfg.control, "control", ("event_buffer",), problems)
     if cfg.store.key_cache_ttl < 0:
         problems.append("store.key_cache_ttl: must not be negative")
