@@ -10,6 +10,13 @@ Conventions:
 - A tool's arguments travel as the JSON *text* the model produced; codecs that need an
   object parse it at their edge, so a half-streamed argument string is never reparsed.
 - Stream events describe one choice (n=1 is the only mode we serve).
+- Carried hints live in ``Request.metadata`` (codecs that know them honour them, the
+  rest ignore them). ``response_modalities``: a list such as ``["TEXT", "IMAGE"]``
+  asking the upstream for image output as well as text; set by gateway/media/images.py
+  for chat-image routes, sent by the Gemini codec as generationConfig.responseModalities.
+  Generated images come back as ImageParts (``data_b64`` + ``media_type``) in the
+  assistant message; they have no stream event, so image output is asked for only
+  on non-streamed calls.
 """
 from __future__ import annotations
 

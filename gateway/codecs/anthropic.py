@@ -76,6 +76,10 @@ from gateway.canonical import (
     ToolResultPart,
     Usage,
 )
+from gateway.codecs.fields import (
+    bad as _bad, is_int as _is_int, opt as _opt,
+    opt_number as _opt_number, req_str as _req_str,
+)
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 
 MAX_MESSAGES = 100_000
@@ -108,46 +112,6 @@ _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
 
 # ---------------------------------------------------------------- shared helpers
-
-def _bad(field: str, problem: str) -> NoReturn:
-    raise InvalidRequest(f"{field} {problem}", field=field)
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _at(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _req_str(d: dict, key: str, where: str, *, empty_ok: bool = False) -> str:
-    v = d.get(key)
-    if not isinstance(v, str) or not (v or empty_ok):
-        _bad(_at(where, key), "must be a string" if empty_ok
-             else "is required and must be a non-empty string")
-    return v
-
-
-def _opt(d: dict, key: str, where: str, kind: type, what: str) -> Any:
-    v = d.get(key)
-    if v is not None and (not isinstance(v, kind) or (kind is int and isinstance(v, bool))):
-        _bad(_at(where, key), f"must be {what}")
-    return v
-
-
-def _opt_number(d: dict, key: str, lo: float, hi: float) -> float | None:
-    v = d.get(key)
-    if v is None:
-        return None
-    if not _is_num(v) or not lo <= v <= hi:
-        _bad(key, f"must be a number from {lo:g} to {hi:g}")
-    return float(v)
-
 
 def _args_object(arguments: str) -> dict:
     """Tool arguments as the object Anthropic's ``input`` must be ({} if they are not one)."""

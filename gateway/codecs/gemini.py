@@ -25,7 +25,9 @@ Request fields fall in five groups:
   (generationConfig.thinkingConfig), ``gemini_safety`` (safetySettings; other upstreams
   have their own filters, so dropping them there loosens nothing we promised), and
   ``openai_extra`` (presencePenalty / frequencyPenalty, which OpenAI-compatible and
-  Gemini upstreams both honour);
+  Gemini upstreams both honour); the gateway's own ``response_modalities`` hint (see
+  canonical.py) goes out as generationConfig.responseModalities, and inlineData image
+  parts of an upstream answer come back as ImageParts of the assistant message;
 - refused: ``stream: true`` on generateContent (call streamGenerateContent), cachedContent
   (a cache lives in the caller's own Google project, which our upstream key cannot
   read), candidateCount above 1, responseModalities other than TEXT, inline or file data
@@ -631,6 +633,9 @@ def _generation_out(req: Request) -> dict:
     thinking = req.metadata.get("gemini_thinking")
     if isinstance(thinking, dict):
         gen["thinkingConfig"] = thinking
+    modalities = req.metadata.get("response_modalities")
+    if isinstance(modalities, (list, tuple)) and all(isinstance(m, str) for m in modalities):
+        gen["responseModalities"] = [m.upper() for m in modalities]
     return gen
 
 

@@ -42,6 +42,11 @@ from gateway.canonical import (
     TextPart, ThinkingPart, Tool,
     ToolCallPart, ToolChoice, ToolResultPart, Usage,
 )
+from gateway.codecs.fields import (
+    bad as _bad, is_int as _is_int, is_num as _is_num, opt_bool as _opt_bool,
+    opt_number as _opt_number, opt_positive_int as _opt_positive_int, opt_str as _opt_str,
+    req_str as _req_str,
+)
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 
 MAX_MESSAGES = 10_000
@@ -75,57 +80,6 @@ _DETAILS = ("auto", "low", "high")
 
 
 # ---------------------------------------------------------------- client request in
-
-def _bad(field: str, problem: str, code: str | None = None) -> NoReturn:
-    raise InvalidRequest(f"{field} {problem}", field=field, code=code)
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _req_str(d: dict, key: str, where: str, *, empty_ok: bool = False) -> str:
-    v = d.get(key)
-    if not isinstance(v, str) or not (v or empty_ok):
-        _bad(f"{where}.{key}" if where else key,
-             "must be a string" if empty_ok else "is required and must be a non-empty string")
-    return v
-
-
-def _opt_str(d: dict, key: str, where: str = "") -> str | None:
-    return _opt(d, key, where, str, "a string")
-
-
-def _opt_bool(d: dict, key: str, where: str = "") -> bool | None:
-    return _opt(d, key, where, bool, "a boolean")
-
-
-def _opt(d: dict, key: str, where: str, kind: type, what: str) -> Any:
-    v = d.get(key)
-    if v is not None and not isinstance(v, kind):
-        _bad(f"{where}.{key}" if where else key, f"must be {what}")
-    return v
-
-
-def _opt_number(d: dict, key: str, lo: float, hi: float) -> float | None:
-    v = d.get(key)
-    if v is None:
-        return None
-    if not _is_num(v) or not lo <= v <= hi:
-        _bad(key, f"must be a number from {lo:g} to {hi:g}")
-    return float(v)
-
-
-def _opt_positive_int(d: dict, key: str) -> int | None:
-    v = d.get(key)
-    if v is not None and (not _is_int(v) or v <= 0):
-        _bad(key, "must be a positive integer")
-    return v
-
 
 def to_canonical_request(body: object) -> Request:
     """Decode a client's (already JSON-parsed) Chat Completions request body."""

@@ -29,10 +29,11 @@ from typing import Any
 from gateway.canonical import (
     Finish, Message, Request, Response, StreamEvent, TextDelta, TextPart, Usage, UsageEvent,
 )
-from gateway.codecs.openai_chat import (
-    _PENALTIES, _bad, _is_int, _opt_bool, _opt_number, _opt_positive_int, _opt_str, _req_str,
-    _stop, _usage_out,
+from gateway.codecs.fields import (
+    bad as _bad, is_int as _is_int, opt_bool as _opt_bool, opt_number as _opt_number,
+    opt_positive_int as _opt_positive_int, opt_str as _opt_str, req_str as _req_str,
 )
+from gateway.codecs.openai_chat import _PENALTIES, _stop, _usage_out
 from gateway.errors import InvalidRequest
 
 DEFAULT_MAX_TOKENS = 16

@@ -45,9 +45,11 @@ from gateway.canonical import (
     ImagePart, Message, Part, Request, ResponseFormat, TextPart,
     ThinkingPart, Tool, ToolCallPart, ToolChoice, ToolResultPart,
 )
-from gateway.codecs.openai_chat import (
-    _DATA_URL, _bad, _opt_bool, _opt_number, _opt_positive_int, _opt_str, _req_str,
+from gateway.codecs.fields import (
+    bad as _bad, opt_bool as _opt_bool, opt_number as _opt_number,
+    opt_positive_int as _opt_positive_int, opt_str as _opt_str, req_str as _req_str,
 )
+from gateway.codecs.openai_chat import _DATA_URL
 from gateway.codecs.openai_responses_out import (  # re-exported: one API per dialect
     from_canonical_response, request_echo,
 )

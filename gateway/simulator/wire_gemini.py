@@ -7,6 +7,7 @@ The model and the stream flag come from the path (``/v1beta/models/{m}:method``)
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import parse_qs, unquote
 
 from gateway import canonical as c
@@ -24,8 +25,19 @@ def _model(path: str) -> str:
 
 
 def _decode(path: str, body: object) -> c.Request:
-    return gemini.to_canonical_request(body, model=_model(path),
-                                       stream=":streamGenerateContent" in path)
+    # The gateway's client-side Gemini codec refuses image output (it answers text only),
+    # but as an upstream the simulator makes images: take responseModalities off here
+    # and carry it as the canonical hint.
+    modalities = None
+    if isinstance(body, dict) and isinstance(body.get("generationConfig"), dict):
+        gen = dict(body["generationConfig"])
+        modalities = gen.pop("responseModalities", None)
+        body = {**body, "generationConfig": gen}
+    req = gemini.to_canonical_request(body, model=_model(path),
+                                      stream=":streamGenerateContent" in path)
+    if isinstance(modalities, list) and all(isinstance(m, str) for m in modalities):
+        req = replace(req, metadata={**req.metadata, "response_modalities": list(modalities)})
+    return req
 
 
 def _error(status: int, message: str) -> dict:

@@ -1,0 +1,66 @@
+"""Field checks shared by the client-side request decoders (pure).
+
+Every decoder reports a bad field the same way: InvalidRequest whose message starts
+with the field's path, so a client can see which key to fix. Dialect rules (which
+fields exist, their ranges) stay in each codec; only these primitives are shared.
+"""
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from gateway.errors import InvalidRequest
+
+
+def bad(field: str, problem: str, code: str | None = None) -> NoReturn:
+    raise InvalidRequest(f"{field} {problem}", field=field, code=code)
+
+
+def at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def req_str(d: dict, key: str, where: str, *, empty_ok: bool = False) -> str:
+    v = d.get(key)
+    if not isinstance(v, str) or not (v or empty_ok):
+        bad(at(where, key), "must be a string" if empty_ok
+            else "is required and must be a non-empty string")
+    return v
+
+
+def opt(d: dict, key: str, where: str, kind: type, what: str) -> Any:
+    v = d.get(key)
+    if v is not None and (not isinstance(v, kind) or (kind is int and isinstance(v, bool))):
+        bad(at(where, key), f"must be {what}")
+    return v
+
+
+def opt_str(d: dict, key: str, where: str = "") -> str | None:
+    return opt(d, key, where, str, "a string")
+
+
+def opt_bool(d: dict, key: str, where: str = "") -> bool | None:
+    return opt(d, key, where, bool, "a boolean")
+
+
+def opt_number(d: dict, key: str, lo: float, hi: float) -> float | None:
+    v = d.get(key)
+    if v is None:
+        return None
+    if not is_num(v) or not lo <= v <= hi:
+        bad(key, f"must be a number from {lo:g} to {hi:g}")
+    return float(v)
+
+
+def opt_positive_int(d: dict, key: str) -> int | None:
+    v = d.get(key)
+    if v is not None and (not is_int(v) or v <= 0):
+        bad(key, "must be a positive integer")
+    return v
