@@ -3,14 +3,13 @@ in-process simulator's equivalent. The only media code that calls httpx.
 
 media_client(pc) gives the client for a provider, or None for kinds that have no
 image/video API here (anthropic: no image generation; gemini: its images come out of
-generateContent parts, which this build does not implement for /v1/images). Upstream
+generateContent parts, see gateway/media/chat_images.py; it has no video). Upstream
 failures map through providers/base exactly as chat's do.
 """
 from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from typing import Any
 
@@ -30,15 +29,9 @@ class OpenAIMediaClient:
     def __init__(self, config: ProviderConfig, *,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
-        headers = {}
-        key = os.environ.get(config.api_key_env, "") if config.api_key_env else ""
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        self._client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"), headers=headers,
-            timeout=httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
-                                  write=config.read_timeout, pool=config.connect_timeout),
-            transport=transport)
+        key = base.api_key(config)
+        self._client = base.make_client(config, {"authorization": f"Bearer {key}"} if key else {},
+                                        transport)
 
     async def aclose(self) -> None:
         await self._client.aclose()
