@@ -14,9 +14,11 @@ Order (every refusal before any upstream call):
 
 Upstream kinds: openai (any OpenAI-compatible server) gets the OpenAI Images body
 plus the Prismatic extras (aspect_ratio, seed, negative_prompt, image_url) when the
-client sent them; the in-process simulator takes reference images as bytes. Anthropic
-cannot generate images, and Gemini's chat-image path (generateContent with image
-parts out) is not built yet: those routes are refused with unsupported_image_route.
+client sent them; the in-process simulator takes reference images as bytes; gemini
+makes images through chat (gateway/media/chat_images.py: the prompt and reference
+image bytes become multimodal chat content, the answer's inline images are read back,
+one chat call per image). Anthropic cannot generate images: its routes are refused
+with unsupported_images_route.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import errors
 from gateway.billing.pricing import usd_to_micros
 from gateway.media import fetch, money
+from gateway.media.chat_images import chat_image_client
 from gateway.media.jobs import media_of
 from gateway.pipeline import CallContext, Outcome
 
@@ -180,7 +183,9 @@ def usable_routes(s: "Services", entry: Any, capability: str) -> list[tuple[Any,
             f"The model {entry.public_id!r} supports {what}, but its provider(s) {providers} "
             f"do not have the {label} flag on", field="model", code=f"{capability}_disabled")
     media = media_of(s)
-    usable = [(r, media.client(r.provider)) for r in flagged]
+    usable = [(r, media.client(r.provider) or (chat_image_client(s, r.provider)
+                                               if capability == "images" else None))
+              for r in flagged]
     usable = [(r, c) for r, c in usable if c is not None]
     if not usable:
         kinds = ", ".join(sorted({s.config.provider(r.provider).kind for r in flagged}))

@@ -44,7 +44,6 @@ the item when required); $ref into #/$defs or #/definitions is followed.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -54,7 +53,7 @@ from typing import Any
 from gateway import canonical as c
 from gateway import tokenizer
 from gateway.simulator.faults import Fault, last_user_text, parse_fault, strip_directives
-from gateway.simulator.media import generate_images
+from gateway.simulator.media import chat_images
 
 __all__ = [
     "SimOptions", "Fault", "Plan", "SIM_MODELS", "parse_fault", "prompt_text", "plan",
@@ -330,41 +329,12 @@ def reply_text(req: c.Request) -> str:
 
 # ---------------------------------------------------------------- responses and streams
 
-def wants_images(req: c.Request) -> bool:
-    modalities = req.metadata.get("response_modalities")
-    return isinstance(modalities, (list, tuple)) and any(
-        isinstance(m, str) and m.upper() == "IMAGE" for m in modalities)
-
-
-def _reference_bytes(req: c.Request) -> tuple[bytes, ...]:
-    last = next((m for m in reversed(req.messages) if m.role == "user"), None)
-    if last is None:
-        return ()
-    out = []
-    for p in last.parts:
-        if isinstance(p, c.ImagePart) and p.data_b64 is not None:
-            try:
-                out.append(base64.b64decode(p.data_b64, validate=True))
-            except ValueError:
-                continue
-    return tuple(out)
-
-
-def image_parts(req: c.Request) -> tuple[c.ImagePart, ...]:
-    """The generated image of an image-output request (rule 7), else nothing."""
-    if not wants_images(req):
-        return ()
-    pic = generate_images(prompt_text(req), 1, seed=req.seed,
-                          references=_reference_bytes(req))[0]
-    return (c.ImagePart(data_b64=base64.b64encode(pic).decode(), media_type="image/png"),)
-
-
 def respond(req: c.Request, options: SimOptions = SimOptions()) -> c.Response:
     p = plan(req)
     parts: list[c.Part] = [c.TextPart(p.text)] if p.text else []
     parts.extend(p.tool_calls)
     if not p.tool_calls:
-        parts.extend(image_parts(req))
+        parts.extend(chat_images(req, prompt_text(req)))
     out = tokenizer.count_text(p.text) + sum(
         tokenizer.count_text(t.name) + tokenizer.count_text(t.arguments) for t in p.tool_calls)
     usage = c.Usage(input_tokens=tokenizer.count_request(req), output_tokens=out)

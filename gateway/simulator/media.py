@@ -5,6 +5,7 @@ Pure generators (no I/O):
     png(width, height, seed)      a valid RGB PNG (zlib + struct), pixels from the seed
     mp4(seed)                     a few hundred bytes: ftyp + moov + mdat boxes
     image_size(size, aspect)      "1024x1024" / "16:9" -> pixel size at 1/64 scale
+    chat_images(req, prompt)      the PNG ImagePart a chat request asking for IMAGE output gets
     video_status(created, delay)  queued -> in_progress -> completed, from the clock
 
 Video jobs are stateless on purpose: an id carries its creation time, delay and
@@ -28,6 +29,8 @@ import struct
 import time
 import zlib
 from typing import Any
+
+from gateway import canonical as c
 
 _DIRECTIVE = re.compile(r"\[\[sim(?:\s([^\]]*))?\]\]")
 _PAIR = re.compile(r"([A-Za-z_]\w*)=(\S+)")
@@ -99,6 +102,34 @@ def generate_images(prompt: str, n: int, *, size: str | None = None,
     base = hashlib.sha256(json.dumps([prompt, seed, w, h]).encode()
                           + b"".join(hashlib.sha256(r).digest() for r in references)).digest()
     return [png(w, h, base + bytes([i])) for i in range(n)]
+
+
+def _wants_images(req: c.Request) -> bool:
+    modalities = req.metadata.get("response_modalities")
+    return isinstance(modalities, (list, tuple)) and any(
+        isinstance(m, str) and m.upper() == "IMAGE" for m in modalities)
+
+
+def _reference_bytes(req: c.Request) -> tuple[bytes, ...]:
+    last = next((m for m in reversed(req.messages) if m.role == "user"), None)
+    out = []
+    for p in last.parts if last is not None else ():
+        if isinstance(p, c.ImagePart) and p.data_b64 is not None:
+            try:
+                out.append(base64.b64decode(p.data_b64, validate=True))
+            except ValueError:
+                continue
+    return tuple(out)
+
+
+def chat_images(req: c.Request, prompt: str) -> tuple[c.ImagePart, ...]:
+    """A chat request's generated image (core.py rule 7): one PNG when the request
+    carries the response_modalities hint with IMAGE, from the prompt, the seed and the
+    last user message's inline reference images; else nothing."""
+    if not _wants_images(req):
+        return ()
+    pic = generate_images(prompt, 1, seed=req.seed, references=_reference_bytes(req))[0]
+    return (c.ImagePart(data_b64=base64.b64encode(pic).decode(), media_type="image/png"),)
 
 
 # ---------------------------------------------------------------- stateless video jobs
