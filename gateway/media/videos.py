@@ -60,13 +60,15 @@ async def create(s: "Services", ctx: CallContext, body: dict[str, Any]) -> tuple
     held = await money.hold(s, ctx, entry.model.id, price)
     ctx.logged = True   # the job's close writes the log row, when it ends
     job_id = "video_" + secrets.token_hex(12)
-    await s.writer.call(store.insert_video_job, id=job_id, account_id=ctx.account_id,
-                        key_id=ctx.key_id, request_id=ctx.request_id, model=entry.model.id,
-                        provider=route.provider, upstream_model=route.model, prompt=prompt,
-                        params=json.dumps(params), price_micros=price, hold_id=held.hold_id)
     media = media_of(s)
+    # Marked before the row exists: the poller may run the moment the insert commits,
+    # and a row with no upstream id that is not being submitted counts as abandoned.
     media.submitting.add(job_id)
     try:
+        await s.writer.call(store.insert_video_job, id=job_id, account_id=ctx.account_id,
+                            key_id=ctx.key_id, request_id=ctx.request_id, model=entry.model.id,
+                            provider=route.provider, upstream_model=route.model, prompt=prompt,
+                            params=json.dumps(params), price_micros=price, hold_id=held.hold_id)
         try:
             remote = await client.video_create({"model": route.model, "prompt": prompt, **params})
             upstream_id = remote.get("id")
