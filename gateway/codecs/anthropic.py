@@ -78,7 +78,7 @@ from gateway.canonical import (
 )
 from gateway.codecs.fields import (
     bad as _bad, is_int as _is_int, opt as _opt,
-    opt_number as _opt_number, req_str as _req_str,
+    opt_number as _opt_number, req_str as _req_str, tool_items,
 )
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 
@@ -338,17 +338,8 @@ def _stop(v: object) -> tuple[str, ...]:
 
 
 def _tools(v: object, caches: dict) -> tuple[Tool, ...]:
-    if v is None:
-        return ()
-    if not isinstance(v, list):
-        _bad("tools", "must be an array of tool objects")
-    if len(v) > MAX_TOOLS:
-        _bad("tools", f"holds {len(v)} tools; at most {MAX_TOOLS} are allowed")
     out = []
-    for i, t in enumerate(v):
-        where = f"tools[{i}]"
-        if not isinstance(t, dict):
-            _bad(where, "must be an object")
+    for i, (where, t) in enumerate(tool_items(v, MAX_TOOLS)):
         kind = t.get("type")
         if kind is not None and kind != "custom":
             _bad(f"{where}.type", f"{kind!r} is an Anthropic-defined or server tool, which this "

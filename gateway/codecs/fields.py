@@ -64,3 +64,21 @@ def opt_positive_int(d: dict, key: str) -> int | None:
     if v is not None and (not is_int(v) or v <= 0):
         bad(key, "must be a positive integer")
     return v
+
+
+def tool_items(v: object, limit: int) -> list[tuple[str, dict]]:
+    """A ``tools`` array's entries with their paths, after the checks every dialect
+    shares (an array, at most ``limit`` long, of objects); None means no tools."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        bad("tools", "must be an array of tool objects")
+    if len(v) > limit:
+        bad("tools", f"holds {len(v)} tools; at most {limit} are allowed")
+    items = []
+    for i, t in enumerate(v):
+        where = f"tools[{i}]"
+        if not isinstance(t, dict):
+            bad(where, "must be an object")
+        items.append((where, t))
+    return items

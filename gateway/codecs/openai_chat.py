@@ -45,7 +45,7 @@ from gateway.canonical import (
 from gateway.codecs.fields import (
     bad as _bad, is_int as _is_int, is_num as _is_num, opt_bool as _opt_bool,
     opt_number as _opt_number, opt_positive_int as _opt_positive_int, opt_str as _opt_str,
-    req_str as _req_str,
+    req_str as _req_str, tool_items,
 )
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 
@@ -240,17 +240,8 @@ def _stop(v: object) -> tuple[str, ...]:
 
 
 def _tools(v: object) -> tuple[Tool, ...]:
-    if v is None:
-        return ()
-    if not isinstance(v, list):
-        _bad("tools", "must be an array of tool objects")
-    if len(v) > MAX_TOOLS:
-        _bad("tools", f"holds {len(v)} tools; at most {MAX_TOOLS} are allowed")
     out = []
-    for i, t in enumerate(v):
-        where = f"tools[{i}]"
-        if not isinstance(t, dict):
-            _bad(where, "must be an object")
+    for where, t in tool_items(v, MAX_TOOLS):
         if t.get("type") != "function":
             _bad(f"{where}.type", "must be 'function' (only function tools are supported)")
         fn = t.get("function")

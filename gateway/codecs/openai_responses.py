@@ -48,6 +48,7 @@ from gateway.canonical import (
 from gateway.codecs.fields import (
     bad as _bad, opt_bool as _opt_bool, opt_number as _opt_number,
     opt_positive_int as _opt_positive_int, opt_str as _opt_str, req_str as _req_str,
+    tool_items,
 )
 from gateway.codecs.openai_chat import _DATA_URL
 from gateway.codecs.openai_responses_out import (  # re-exported: one API per dialect
@@ -291,17 +292,8 @@ def _reasoning_item(item: dict, where: str) -> ThinkingPart | None:
 
 
 def _tools(v: object) -> tuple[Tool, ...]:
-    if v is None:
-        return ()
-    if not isinstance(v, list):
-        _bad("tools", "must be an array of tool objects")
-    if len(v) > MAX_TOOLS:
-        _bad("tools", f"holds {len(v)} tools; at most {MAX_TOOLS} are allowed")
     out = []
-    for i, t in enumerate(v):
-        where = f"tools[{i}]"
-        if not isinstance(t, dict):
-            _bad(where, "must be an object")
+    for where, t in tool_items(v, MAX_TOOLS):
         kind = t.get("type")
         if kind != "function":
             shown = f"'{kind}'" if isinstance(kind, str) else "missing"
