@@ -158,24 +158,27 @@ def test_concurrent_window_reservations_never_exceed_the_5h_window(subscribed):
     assert store.check_invariants(db) == []
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known issue: with 8 separate SQLite connections racing window-then-wallet "
-    "admission, some BEGIN IMMEDIATE calls fail with 'database is locked' before the "
-    "5 s busy_timeout; the gateway itself writes through one writer thread and is not "
-    "affected. Under investigation; the exact-count assertions still run when it passes."))
 def test_concurrent_window_then_wallet_fallthrough_admits_exactly_both(subscribed):
     path, db, account_id = subscribed
     store.top_up(db, account_id, FUNDS // 2, "seed")
     plan = PlanConfig(id="pro", window_5h_usd=FUNDS / 1e6, fallthrough_to_wallet=True)
 
     def work(conn, index, attempt):
-        try:
-            got = store.admit(conn, account_id, f"r{attempt}", HOLD, 60, plan="pro",
-                              windows=plan_windows(plan, time.time()), fallthrough=True)
-        except store.InsufficientFunds as refusal:
-            assert refusal.quota is not None
-            return "refused"
-        return got
+        # SQLite's write lock is not fair: with 8 connections hammering it and an
+        # observer spinning on reads, one connection can wait past busy_timeout (5 s)
+        # and get 'database is locked' at BEGIN IMMEDIATE, before anything is written.
+        # Retrying that is safe and keeps the test about the admission guard. (The
+        # gateway itself has one writer thread and never meets this.)
+        for _ in range(5):
+            try:
+                return store.admit(conn, account_id, f"r{attempt}", HOLD, 60, plan="pro",
+                                   windows=plan_windows(plan, time.time()), fallthrough=True)
+            except store.InsufficientFunds as refusal:
+                assert refusal.quota is not None
+                return "refused"
+            except store.StoreUnavailable:
+                continue
+        raise AssertionError("admission starved five times in a row")
 
     outcomes, seen = race(path, account_id, work)
     admitted = [o for o in outcomes if o != "refused"]
