@@ -81,6 +81,22 @@ _DETAILS = ("auto", "low", "high")
 
 # ---------------------------------------------------------------- client request in
 
+def common_options(body: dict) -> tuple[bool, bool, int | None, dict]:
+    """stream, stream_options.include_usage, seed and the penalties: the fields the
+    Chat Completions and legacy Completions bodies share."""
+    stream = bool(_opt_bool(body, "stream"))
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        _bad("stream_options", "must be an object")
+    # Usage chunks exist only in streams, so the flag means nothing without one.
+    include_usage = stream and bool(_opt_bool(options or {}, "include_usage", "stream_options"))
+    seed = body.get("seed")
+    if seed is not None and not _is_int(seed):
+        _bad("seed", "must be an integer")
+    extra = {k: v for k in _PENALTIES if (v := _opt_number(body, k, -2, 2)) is not None}
+    return stream, include_usage, seed, extra
+
+
 def to_canonical_request(body: object) -> Request:
     """Decode a client's (already JSON-parsed) Chat Completions request body."""
     if not isinstance(body, dict):
@@ -96,16 +112,7 @@ def to_canonical_request(body: object) -> Request:
     legacy_max = _opt_positive_int(body, "max_tokens")
     max_tokens = _opt_positive_int(body, "max_completion_tokens") or legacy_max
     tools = _tools(body.get("tools"))
-    stream = bool(_opt_bool(body, "stream"))
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        _bad("stream_options", "must be an object")
-    # Usage chunks exist only in streams, so the flag means nothing without one.
-    include_usage = stream and bool(_opt_bool(options or {}, "include_usage", "stream_options"))
-    seed = body.get("seed")
-    if seed is not None and not _is_int(seed):
-        _bad("seed", "must be an integer")
-    extra = {k: v for k in _PENALTIES if (v := _opt_number(body, k, -2, 2)) is not None}
+    stream, include_usage, seed, extra = common_options(body)
     return Request(
         model=model, messages=messages, max_tokens=max_tokens,
         temperature=_opt_number(body, "temperature", 0, 2), top_p=_opt_number(body, "top_p", 0, 1),

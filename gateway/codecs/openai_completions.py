@@ -33,7 +33,7 @@ from gateway.codecs.fields import (
     bad as _bad, is_int as _is_int, opt_bool as _opt_bool, opt_number as _opt_number,
     opt_positive_int as _opt_positive_int, opt_str as _opt_str, req_str as _req_str,
 )
-from gateway.codecs.openai_chat import _PENALTIES, _stop, _usage_out
+from gateway.codecs.openai_chat import _stop, _usage_out, common_options
 from gateway.errors import InvalidRequest
 
 DEFAULT_MAX_TOKENS = 16
@@ -57,15 +57,7 @@ def to_canonical_request(body: object) -> Request:
     logprobs = body.get("logprobs")
     if logprobs is not None and not _is_int(logprobs):
         _bad("logprobs", "must be an integer")
-    stream = bool(_opt_bool(body, "stream"))
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        _bad("stream_options", "must be an object")
-    include_usage = stream and bool(_opt_bool(options or {}, "include_usage", "stream_options"))
-    seed = body.get("seed")
-    if seed is not None and not _is_int(seed):
-        _bad("seed", "must be an integer")
-    extra = {k: v for k in _PENALTIES if (v := _opt_number(body, k, -2, 2)) is not None}
+    stream, include_usage, seed, extra = common_options(body)
     return Request(
         model=model, messages=(Message("user", (TextPart(prompt),)),),
         max_tokens=_opt_positive_int(body, "max_tokens") or DEFAULT_MAX_TOKENS,

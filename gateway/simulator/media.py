@@ -31,6 +31,7 @@ import zlib
 from typing import Any
 
 from gateway import canonical as c
+from gateway.simulator.wire import read_body
 
 _DIRECTIVE = re.compile(r"\[\[sim(?:\s([^\]]*))?\]\]")
 _PAIR = re.compile(r"([A-Za-z_]\w*)=(\S+)")
@@ -178,20 +179,7 @@ def video_object(vid: str, model: str, *, now: float | None = None,
 
 # ---------------------------------------------------------------- HTTP routes
 
-async def _read(receive: Any, cap: int = 4 * 1024 * 1024) -> bytes | None:
-    chunks, size = [], 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            return None
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > cap:
-            return None
-        chunks.append(chunk)
-        if not msg.get("more_body", False):
-            return b"".join(chunks)
-
+_MAX_BODY = 4 * 1024 * 1024
 
 async def _send(send: Any, status: int, body: bytes, ctype: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
@@ -270,7 +258,7 @@ class MediaSim:
         return True
 
     async def _body(self, receive: Any, send: Any) -> dict | None:
-        raw = await _read(receive)
+        raw = await read_body(receive, _MAX_BODY)
         try:
             body = json.loads(raw) if raw is not None else None
         except ValueError:

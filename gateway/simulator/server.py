@@ -37,7 +37,7 @@ from gateway.simulator.core import (
 from gateway.simulator.faults import parse_fault
 from gateway.simulator.inproc import chunk_delay
 from gateway.simulator.media import MediaSim
-from gateway.simulator.wire import OPENAI, WireAdapter, adapter_for, bearer
+from gateway.simulator.wire import OPENAI, WireAdapter, adapter_for, bearer, read_body
 
 __all__ = ["create_sim_app", "serve_simulator", "main_simulate"]
 
@@ -66,21 +66,6 @@ async def _send_error(send: Any, status: int, message: str, *, code: str | None 
     if code and wire is OPENAI:
         body["error"]["code"] = code
     await _send_json(send, status, body, headers)
-
-
-async def _read_body(receive: Any) -> bytes | None:
-    chunks, size = [], 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            return None
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not msg.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
@@ -160,7 +145,7 @@ class _SimApp:
             self.in_flight -= 1
 
     async def _generate(self, wire: WireAdapter, path: str, receive: Any, send: Any) -> None:
-        raw = await _read_body(receive)
+        raw = await read_body(receive, MAX_BODY)
         if raw is None:
             await _send_error(send, 413, f"Request body over {MAX_BODY} bytes", wire=wire)
             return
