@@ -2,7 +2,6 @@
 with a ConfigError whose message names the key path of the mistake."""
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
