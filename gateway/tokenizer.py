@@ -31,6 +31,15 @@ def count_text(text: str) -> int:
     return len(_encoding().encode(text))
 
 
+def decode(tokens: list[int]) -> str:
+    """Token ids back to text (for embeddings inputs sent pre-tokenised)."""
+    from gateway.errors import InvalidRequest
+    try:
+        return _encoding().decode(tokens)
+    except (KeyError, ValueError, IndexError, OverflowError):
+        raise InvalidRequest("input holds a token id outside the vocabulary", field="input") from None
+
+
 def _count_part(p: c.Part) -> int:
     if isinstance(p, (c.TextPart, c.ThinkingPart)):
         return count_text(p.text)

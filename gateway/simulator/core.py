@@ -52,6 +52,7 @@ from typing import Any
 
 from gateway import canonical as c
 from gateway import tokenizer
+from gateway.simulator.sim_inference import ocr_reply
 from gateway.simulator.faults import Fault, last_user_text, parse_fault, strip_directives
 from gateway.simulator.media import chat_images
 
@@ -272,6 +273,9 @@ def _base_text(req: c.Request, prompt: str) -> str:
     results = _trailing_tool_results(req)
     if results is not None:
         return "Tool result received: " + " | ".join(r.text for r in results)
+    page = ocr_reply(req, prompt)   # the gateway's OCR through a vision chat model
+    if page is not None:
+        return page
     m = _SAY_RE.search(prompt)
     if m is not None:
         return m.group(1).strip()

@@ -37,6 +37,7 @@ from gateway.simulator.core import (
 from gateway.simulator.faults import parse_fault
 from gateway.simulator.inproc import chunk_delay
 from gateway.simulator.media import MediaSim
+from gateway.simulator.sim_routes import InferenceSim
 from gateway.simulator.wire import OPENAI, WireAdapter, adapter_for, bearer, read_body
 
 __all__ = ["create_sim_app", "serve_simulator", "main_simulate"]
@@ -88,11 +89,12 @@ class _SimApp:
         self.max_in_flight = 0
         self.last_authorization = ""
         self.media = MediaSim()   # images and videos (simulator/media.py)
+        self.inference = InferenceSim()   # embeddings, rerank, audio, search, OCR
 
     def _stats(self) -> dict[str, Any]:
         return {"requests": self.requests, "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight, "last_authorization": self.last_authorization,
-                **self.media.stats()}
+                **self.media.stats(), "inference": dict(self.inference.calls)}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -111,6 +113,7 @@ class _SimApp:
             self.requests = self.max_in_flight = 0
             self.last_authorization = ""
             self.media.reset()
+            self.inference.reset()
             await _send_json(send, 200, self._stats())
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -123,6 +126,9 @@ class _SimApp:
                 for m in SIM_MODELS]})
             return
         if await self.media.handle(scope, receive, send, bool(bearer(headers))):
+            return
+        served = await self.inference.handle(scope, receive, send, headers)
+        if served is True:
             return
         wire = adapter_for(path)
         if wire is None:
@@ -140,12 +146,15 @@ class _SimApp:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.last_authorization = credential
         try:
-            await self._generate(wire, path, receive, send)
+            await self._generate(wire, path, receive, send,
+                                 served if isinstance(served, bytes) else None)
         finally:
             self.in_flight -= 1
 
-    async def _generate(self, wire: WireAdapter, path: str, receive: Any, send: Any) -> None:
-        raw = await read_body(receive, MAX_BODY)
+    async def _generate(self, wire: WireAdapter, path: str, receive: Any, send: Any,
+                        raw: bytes | None = None) -> None:
+        # raw: a body the inference routes already read (a Gemini call that is chat's).
+        raw = raw if raw is not None else await read_body(receive, MAX_BODY)
         if raw is None:
             await _send_error(send, 413, f"Request body over {MAX_BODY} bytes", wire=wire)
             return
