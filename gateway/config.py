@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROVIDER_KINDS = ("openai", "anthropic", "gemini", "simulator")
+# cohere, searxng, tavily and mistral serve one non-chat operation each (rerank,
+# search, search, OCR): see gateway/providers/inference.py.
+PROVIDER_KINDS = ("openai", "anthropic", "gemini", "simulator", "cohere", "searxng", "tavily", "mistral")
 TIERS = ("eco", "balanced", "sport")
-CAPABILITIES = ("chat", "tools", "vision", "json", "images", "video", "long_context")
+CAPABILITIES = ("chat", "tools", "vision", "json", "images", "video", "long_context",
+                "embeddings", "rerank", "speech", "transcription", "search", "ocr")
 MODES = ("eco", "balanced", "sport")
 TASK_TYPES = ("simple", "code", "reasoning", "complex")
 PICKS = ("cheapest", "best")
@@ -98,6 +101,12 @@ class ModelConfig:
     cached_input_usd_per_mtok: float | None = None
     image_usd: float | None = None
     video_usd: float | None = None
+    # Non-chat operations (embeddings use input_usd_per_mtok; token counting is free).
+    search_usd: float | None = None             # rerank: per search (query + up to 100 docs)
+    request_usd: float | None = None            # web search: per request
+    speech_usd_per_mchar: float | None = None   # speech: per million input characters
+    audio_usd_per_minute: float | None = None   # transcription/translation: per minute of audio
+    page_usd: float | None = None               # OCR: per page processed
     max_output_tokens: int = 4096
     context_window: int = 128000
     capabilities: tuple[str, ...] = ("chat",)
@@ -183,6 +192,15 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class InferenceConfig:
+    """Limits of the non-chat inference routes (gateway/inference): uploads answer 413
+    over upload_max_bytes; rerank refuses more than max_documents."""
+    upload_max_bytes: int = 25 * 1024 * 1024
+    max_documents: int = 1000
+    ocr_max_pages: int = 1000
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -194,6 +212,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     base_dir: str = "."   # relative paths in the file resolve against the file's folder
 
     def provider(self, provider_id: str) -> ProviderConfig:
@@ -315,7 +334,8 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
             if cap not in CAPABILITIES:
                 problems.append(f"{where}.capabilities: unknown capability {cap!r}")
         for price in ("input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok",
-                      "image_usd", "video_usd"):
+                      "image_usd", "video_usd", "search_usd", "request_usd", "speech_usd_per_mchar",
+                      "audio_usd_per_minute", "page_usd"):
             v = getattr(m, price)
             if v is not None and v < 0:
                 problems.append(f"{where}.{price}: must not be negative")
@@ -356,6 +376,8 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
     _check_limits(cfg.limits, problems)
     _check_positive(cfg.media, "media", ("fetch_max_bytes", "fetch_timeout",
                                          "video_poll_interval", "video_max_bytes"), problems)
+    _check_positive(cfg.inference, "inference", ("upload_max_bytes", "max_documents", "ocr_max_pages"),
+                    problems)
     if cfg.bootstrap.dev_key_credits_usd < 0:
         problems.append("bootstrap.dev_key_credits_usd: must not be negative")
 

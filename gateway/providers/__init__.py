@@ -25,4 +25,6 @@ def build_provider(pc: ProviderConfig):
 
 
 def build_providers(config: Config) -> dict:
-    return {pc.id: build_provider(pc) for pc in config.providers}
+    # Kinds with no chat API (cohere, searxng, tavily, mistral) serve only their own
+    # operation, through gateway/providers/inference.py.
+    return {pc.id: build_provider(pc) for pc in config.providers if pc.kind in _KINDS}

@@ -109,7 +109,9 @@ class InferenceSim:
             q = unquote_plus(qs.get("q", ""))
             if (st := fault_status(q)) is not None:
                 return await _reply(send, st, _error(route, st, "simulated search failure"))
-            await _reply(send, 200, {"query": q, "results": sim_inference.search(q, 10)})
+            sites = tuple(re.findall(r"\bsite:(\S+)", q))
+            q = re.sub(r"\s*\bsite:\S+", "", q)
+            await _reply(send, 200, {"query": q, "results": sim_inference.search(q, 10, sites)})
             return
         if route.startswith("openai:trans"):
             form = multipart.parse(headers.get("content-type", ""), raw, MAX_BODY)
