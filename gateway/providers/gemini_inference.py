@@ -36,6 +36,8 @@ def pcm_rate(mime: str) -> int:
 
 
 class GeminiInference:
+    speech_formats = SPEECH_FORMATS
+
     def __init__(self, config: ProviderConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
         key = base.api_key(config)

@@ -61,31 +61,37 @@ def local_count(req: c.Request) -> o.CountResult:
     return o.CountResult(input_tokens=tokenizer.count_request(req), exact=False)
 
 
-def inference_provider(pc: ProviderConfig, operation: str, chat=None):
-    """The provider object for ``operation`` on ``pc``; None when the kind has none (count
-    tokens without an exact counter: the caller counts locally)."""
-    if not serves(pc.kind, operation):
+def provider_class(kind: str, operation: str) -> type | None:
+    """The class serving ``operation`` on an upstream of ``kind``; None when the kind has
+    none (counting tokens without an exact counter: the caller counts locally)."""
+    if not serves(kind, operation):
         return None
-    if pc.kind == "simulator":
+    if kind == "simulator":
         from gateway.providers.simulator_inference import SimulatorInference
-        return SimulatorInference(pc, chat)
-    if operation == "ocr" and pc.kind != "mistral":
+        return SimulatorInference
+    if operation == "ocr" and kind != "mistral":
         from gateway.providers.vision_ocr import VisionOcr
-        return VisionOcr(pc, chat)
-    if pc.kind == "openai":
+        return VisionOcr
+    if kind == "openai":
         if operation == "count_tokens":
             return None
         from gateway.providers.openai_inference import OpenAIInference
-        return OpenAIInference(pc)
-    if pc.kind == "gemini":
+        return OpenAIInference
+    if kind == "gemini":
         from gateway.providers.gemini_inference import GeminiInference
-        return GeminiInference(pc)
-    if pc.kind == "anthropic":
-        return AnthropicCount(pc)
+        return GeminiInference
+    if kind == "anthropic":
+        return AnthropicCount
     from gateway.providers import rerank_search_ocr as m
     return {"cohere": m.CohereProvider, "searxng": m.SearxngProvider, "tavily": m.TavilyProvider,
-            "mistral": m.MistralProvider}[pc.kind](pc)
+            "mistral": m.MistralProvider}[kind]
 
 
-def with_model(req, model: str):
-    return dataclasses.replace(req, model=model)
+def inference_provider(pc: ProviderConfig, operation: str, chat=None):
+    """A new provider object for ``operation`` on ``pc`` (None: see provider_class)."""
+    cls = provider_class(pc.kind, operation)
+    if cls is None:
+        return None
+    from gateway.providers.simulator_inference import SimulatorInference
+    from gateway.providers.vision_ocr import VisionOcr
+    return cls(pc, chat) if cls in (SimulatorInference, VisionOcr) else cls(pc)

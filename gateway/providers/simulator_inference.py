@@ -32,6 +32,7 @@ async def _fault(*texts: str) -> None:
 
 class SimulatorInference:
     fetches_urls = False
+    speech_formats = ("wav", "pcm", "mp3")
 
     def __init__(self, config: ProviderConfig, chat=None) -> None:
         self.config = config
