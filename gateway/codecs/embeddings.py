@@ -85,7 +85,7 @@ def _gemini_text(content: object, where: str) -> str:
             raise errors.UnsupportedGeminiFeature(
                 f"{where}.parts[{i}]: only text parts can be embedded here", field=where)
         texts.append(p["text"])
-    text = "".join(texts)
+    text = " ".join(texts)
     if not text:
         bad(where, "has no text to embed")
     return text

@@ -12,6 +12,8 @@ from gateway.http import common
 from gateway.http.inference_routes import embed_tokens, exact_count, run
 from gateway.inference import operations as ops
 from gateway.inference.operations import Call
+from gateway.providers.inference import local_count
+from gateway.routing.select import AUTO_MODELS
 
 KEY_HEADERS = ("x-api-key", "x-goog-api-key")
 METHODS = ("embedContent", "batchEmbedContents")
@@ -40,6 +42,8 @@ async def count_tokens(path: str, model: str) -> dict:
                                         field="generateContentRequest")
         body = inner
     req = gemini.to_canonical_request(body, model=model, stream=False)
+    if model in AUTO_MODELS:
+        return {"totalTokens": local_count(req).input_tokens}
     s = common.services()
     entry = s.catalog.resolve(model)   # an unknown model is a 404 here too
     result = await exact_count(s, entry, req)
