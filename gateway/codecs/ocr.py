@@ -37,6 +37,20 @@ def data_url(url: str, where: str, max_bytes: int) -> tuple[bytes, str]:
     return raw, m.group(1) or "application/octet-stream"
 
 
+def _page_ranges(text: str) -> list[int]:
+    """Mistral's string form: "0,2-4" (indexes from 0)."""
+    out: list[int] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?", part)
+        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
+            bad("pages", "must be page indexes like [0, 2] or \"0,2-4\"")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi - lo >= MAX_PAGES_LIST or len(out) > MAX_PAGES_LIST:
+            bad("pages", f"names more than {MAX_PAGES_LIST} pages")
+        out.extend(range(lo, hi + 1))
+    return out
+
+
 def to_canonical(body: object, max_bytes: int) -> o.OcrRequest:
     if not isinstance(body, dict):
         bad("body", "must be a JSON object")
@@ -55,6 +69,8 @@ def to_canonical(body: object, max_bytes: int) -> o.OcrRequest:
     if not isinstance(url, str) or not url:
         bad(f"document.{kind}", "is required and must be a URL string")
     pages = body.get("pages")
+    if isinstance(pages, str):
+        pages = _page_ranges(pages)
     if pages is not None:
         if not isinstance(pages, list) or len(pages) > MAX_PAGES_LIST or not all(
                 is_int(p) and 0 <= p < 100_000 for p in pages):

@@ -2,7 +2,7 @@
 transcription and translation, web search and OCR. Decode, measure the worst case,
 hand the operation to the engine, encode; money, failover and the log are the engine's.
 
-    POST /v1/embeddings            POST /v1/rerank            POST /v1/count_tokens
+    POST /v1/embeddings            POST /v1/rerank (and /v2/rerank)   POST /v1/count_tokens
     POST /v1/audio/speech          POST /v1/audio/speech/stream
     POST /v1/audio/transcriptions  POST /v1/audio/translations (multipart, size-capped)
     POST /v1/search                POST /v1/ocr
@@ -75,8 +75,9 @@ async def create_embeddings():
 
 
 @bp.post("/v1/rerank")
+@bp.post("/v2/rerank")    # where Cohere's SDKs post, with base_url at Prism
 async def create_rerank():
-    ctx = await common.authenticate("/v1/rerank", "openai")
+    ctx = await common.authenticate(request.path, "openai")
     s = common.services()
     req = rerank.to_canonical(await common.read_json_object(), s.config.inference.max_documents)
     ctx.model = req.model

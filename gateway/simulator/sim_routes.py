@@ -63,6 +63,13 @@ class InferenceSim:
             await _reply(send, int(m.group(1)), {"error": {"message": "simulated dead route",
                                                            "type": "server_error"}})
             return True
+        if path == "/_sim/page.png" and method == "GET":
+            # A page image carrying ?text= (the OCR tests fetch documents by URL here).
+            from urllib.parse import parse_qs
+            from gateway.simulator import sim_ocr
+            text = parse_qs(scope.get("query_string", b"").decode()).get("text", [""])[0]
+            await _send(send, 200, sim_ocr.png(sim_ocr.render(text)), b"image/png")
+            return True
         gm = _GEMINI.fullmatch(path)
         route = None
         if gm:

@@ -67,6 +67,10 @@ def overrides(tmp: Path, sim: str, **extra) -> dict:
         model("ocr-vision", "ocr", [("sim-openai", "sim-vision")], **pg),
         model("ocr-claude", "ocr", [("sim-anthropic", "sim-vision")], **pg),
         model("ocr-inproc", "ocr", [("inproc", "ocr")], **pg),
+        model("stt-noprice", "transcription", [("sim-openai", "sim-whisper")]),
+        model("tts-noprice", "speech", [("sim-openai", "sim-tts")]),
+        model("search-noprice", "search", [("sim-tavily", "basic")]),
+        model("ocr-noprice", "ocr", [("sim-mistral", "mistral-ocr-latest")]),
         model("ocr-failover", "ocr", [("dead-mistral", "x"), ("sim-mistral", "mistral-ocr-latest")], **pg),
     ]
     return {"providers": providers, "models": models, **extra}
