@@ -129,8 +129,10 @@ def gemini_from_canonical(res: o.EmbedResult, batch: bool) -> dict:
 # ---------------------------------------------------------------- upstream side
 
 def openai_upstream_body(req: o.EmbedRequest, model: str) -> dict:
+    # base64 both ways: a quarter of the bytes of JSON floats and no float parsing,
+    # which dominated the gateway's added latency on large batches.
     body: dict = {"model": model, "input": [x if isinstance(x, str) else list(x) for x in req.inputs],
-                  "encoding_format": "float"}
+                  "encoding_format": "base64"}
     if req.dimensions is not None:
         body["dimensions"] = req.dimensions
     return body
