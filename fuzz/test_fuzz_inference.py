@@ -8,8 +8,8 @@ from hypothesis import given, settings, strategies as st
 from gateway import canonical_ops as o
 from gateway import errors
 from gateway.codecs import audio, embeddings, multipart, ocr, rerank, search
-from gateway.inference import probe
-from gateway.inference.pixels import decode_png
+from gateway.documents import probe
+from gateway.documents.pixels import decode_png
 from gateway.simulator import sim_audio, sim_ocr
 
 json_values = st.recursive(

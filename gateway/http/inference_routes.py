@@ -26,7 +26,7 @@ from gateway.codecs import openai_chat
 from gateway.codecs.sse import encode_event
 from gateway.http import common
 from gateway.inference import operations as ops
-from gateway.inference import probe
+from gateway.documents import probe
 from gateway.inference.operations import Call, usable_routes
 from gateway.providers.inference import local_count
 

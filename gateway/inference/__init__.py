@@ -1,3 +1,3 @@
-"""The non-chat inference operations: embeddings, rerank, token counting, speech,
-transcription, search and OCR. probe.py measures what the client sent (audio length,
-PDF pages) before anything is held or called."""
+"""The non-chat inference operations on the engine: embeddings, rerank, speech,
+transcription, search and OCR (operations.py), and the per-upstream clients that serve
+them (clients.py). Uploads are measured by gateway/documents before anything is held."""

@@ -13,7 +13,7 @@ from gateway import canonical as c
 from gateway import canonical_ops as o
 from gateway import errors
 from gateway.config import ProviderConfig
-from gateway.inference import probe
+from gateway.documents import probe
 from gateway.codecs.ocr import OCR_INSTRUCTION
 
 _MAX_TOKENS = 4096

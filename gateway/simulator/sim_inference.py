@@ -73,7 +73,7 @@ def search(query: str, n: int, domains: tuple[str, ...] = ()) -> list[dict]:
 
 
 def ocr_image(data: bytes) -> str | None:
-    from gateway.inference.pixels import decode_png
+    from gateway.documents.pixels import decode_png
     from gateway.simulator import sim_ocr
     gray = decode_png(data)
     return sim_ocr.read(gray) if gray is not None else None
@@ -81,7 +81,7 @@ def ocr_image(data: bytes) -> str | None:
 
 def ocr_pages(data: bytes, pages: tuple[int, ...] | None) -> list[o.OcrPage]:
     """Mistral-style pages for a PDF (text layer, else the page image) or one image."""
-    from gateway.inference import probe
+    from gateway.documents import probe
     if probe.is_pdf(data):
         out = []
         for i, text, png, w, h in probe.pdf_pages(data, pages):
@@ -90,7 +90,7 @@ def ocr_pages(data: bytes, pages: tuple[int, ...] | None) -> list[o.OcrPage]:
             out.append(o.OcrPage(index=i, markdown=text, width=w, height=h))
         return out
     text = ocr_image(data)
-    from gateway.inference.pixels import decode_png
+    from gateway.documents.pixels import decode_png
     gray = decode_png(data)
     h, w = gray.shape if gray is not None else (0, 0)
     return [o.OcrPage(index=0, markdown=text or "", width=int(w), height=int(h))]

@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 
-from gateway.inference.pixels import decode_png, png  # noqa: F401  (re-exported for tests)
+from gateway.documents.pixels import decode_png, png  # noqa: F401  (re-exported for tests)
 
 UNIT = 4
 _COLS = 128

@@ -234,7 +234,7 @@ def embed(texts: tuple[str, ...], dims: int | None) -> o.EmbedResult:
 
 
 def transcript(text: str, data: bytes) -> o.TranscriptionResult:
-    from gateway.inference.probe import audio_seconds
+    from gateway.documents.probe import audio_seconds
     try:
         duration = audio_seconds(data)
     except errors.InvalidRequest:

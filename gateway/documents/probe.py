@@ -48,7 +48,7 @@ def pdf_pages(data: bytes, wanted: tuple[int, ...] | None) -> list[tuple[int, st
     """(index, text layer, PNG of the page or None when it has text, width, height)."""
     import pypdf
     import pypdfium2
-    from gateway.inference.pixels import png
+    from gateway.documents.pixels import png
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
         n = len(reader.pages)
