@@ -22,18 +22,17 @@ from hypercorn.trio import serve as hyper_serve
 
 import store
 from gateway import tokenizer
-from gateway.auth import KeyCache, KeyInfo
+from gateway.runtime.keys import KeyCache, KeyInfo
 from gateway.billing.ledger import Ledger
 from gateway.billing.pricing import usd_to_micros
 from gateway.config import Config
 from gateway.control.server import serve_control
-from gateway.flags import ProviderFlags
+from gateway.runtime.flags import ProviderFlags
 from gateway.http.app import create_app
-from gateway.media.jobs import media_of
-from gateway.metrics import Metrics
+from gateway.runtime.metrics import Metrics
 from gateway.providers import build_providers
 from gateway.routing.catalog import Catalog
-from gateway.services import Services
+from gateway.engine.services import Services
 
 log = logging.getLogger("prism")
 
@@ -140,7 +139,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             nursery.start_soon(_sweeper, writer, config.store.sweep_interval)
             nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
             await nursery.start(serve_control, services)
-            await nursery.start(media_of(services).run)   # the video poller (issue 6)
+            await nursery.start(services.media.run)   # the video poller
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:

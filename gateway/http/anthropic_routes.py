@@ -22,7 +22,7 @@ from gateway.billing.pricing import format_usd
 from gateway.codecs import anthropic, anthropic_stream
 from gateway.codecs.sse import encode_event
 from gateway.http import common
-from gateway.pipeline import Outcome
+from gateway.engine.call import Outcome
 
 bp = Blueprint("anthropic", __name__)
 
@@ -74,7 +74,7 @@ async def messages():
         return encode_event(common.dumps(common.error_body(err, "anthropic")), "error")
 
     headers = dict(_SSE_HEADERS)
-    headers.update(common.outcome_headers(None, model))
+    headers.update(common.outcome_headers(None, model, st.prep))
     return Response(pipeline.stream_body(st, encode, trailer, error_frame), headers=headers)
 
 

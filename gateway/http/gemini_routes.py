@@ -8,7 +8,7 @@ because Quart's converters cannot match a colon suffix. The GET rules on the sam
 Keys arrive as Bearer, ``x-api-key``, ``x-goog-api-key`` or ``?key=`` (Google's SDKs use
 the header, curl examples the query). Once the pipeline has selected the model and its
 routes, and before any hold or upstream call, the routes are narrowed to those whose
-upstream can serve the request (CallContext.route_filter -> codecs.gemini.usable_routes):
+upstream can serve the request (the `routes` check the route hands the engine -> codecs.gemini.usable_routes):
 Gemini-only features with no Gemini route fail with unsupported_gemini_feature, and
 never fail over to an upstream that would drop them.
 
@@ -26,7 +26,7 @@ from gateway import errors, tokenizer
 from gateway.codecs import gemini, gemini_stream
 from gateway.codecs.sse import encode_event
 from gateway.http import common
-from gateway.pipeline import Outcome
+from gateway.engine.call import Outcome
 from gateway.routing.select import AUTO_MODELS
 
 bp = Blueprint("gemini", __name__)
@@ -45,7 +45,7 @@ def _target(version: str, target: str) -> tuple[str, str]:
     return model.removeprefix("models/"), method
 
 
-def _route_filter(req: c.Request):
+def _route_check(req: c.Request):
     """Keeps the pipeline's selected routes to those whose upstream can serve ``req``;
     runs after model selection (any/auto, pins, plans) and before any hold is taken."""
     providers = common.services().providers
@@ -71,17 +71,17 @@ async def model_method(target: str):
     body = await common.read_json_object()
     stream = method == "streamGenerateContent"
     req = gemini.to_canonical_request(body, model=model, stream=stream)
-    ctx.route_filter = _route_filter(req)
+    routes = _route_check(req)
     pipeline = common.services().pipeline
     if not stream:
-        resp, outcome = await pipeline.complete(ctx, req)
+        resp, outcome = await pipeline.complete(ctx, req, routes=routes)
         payload = gemini.from_canonical_response(resp, outcome.model)
         if not payload["responseId"]:
             payload["responseId"] = ctx.request_id
         return Response(common.dumps(payload), content_type="application/json",
                         headers=common.outcome_headers(outcome, outcome.model))
 
-    st = await pipeline.open_stream(ctx, req)
+    st = await pipeline.open_stream(ctx, req, routes=routes)
     model_id = st.prep.entry.model.id
     encoder = gemini_stream.StreamEncoder(id=ctx.request_id, model=model_id)
 

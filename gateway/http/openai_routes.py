@@ -11,7 +11,7 @@ from gateway.billing.pricing import format_usd
 from gateway.codecs import openai_chat, openai_chat_stream
 from gateway.codecs.sse import encode_event
 from gateway.http import common, idempotency
-from gateway.pipeline import Outcome
+from gateway.engine.call import Outcome
 
 bp = Blueprint("openai", __name__)
 

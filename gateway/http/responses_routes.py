@@ -33,7 +33,7 @@ from gateway.codecs import openai_completions, openai_responses
 from gateway.codecs.openai_responses_stream import StreamEncoder
 from gateway.codecs.sse import encode_event
 from gateway.http import common
-from gateway.pipeline import Outcome
+from gateway.engine.call import Outcome
 
 bp = Blueprint("responses", __name__)
 log = logging.getLogger("prism.http.responses")
@@ -162,7 +162,7 @@ async def create_response():
             yield held_back[0]
 
     headers = dict(_SSE_HEADERS)
-    headers.update(common.outcome_headers(None, model))
+    headers.update(common.outcome_headers(None, model, st.prep))
     return Response(stream(), headers=headers)
 
 
@@ -230,5 +230,5 @@ async def completions():
         return encode_event(common.dumps(common.error_body(err, "openai")))
 
     headers = dict(_SSE_HEADERS)
-    headers.update(common.outcome_headers(None, model))
+    headers.update(common.outcome_headers(None, model, st.prep))
     return Response(pipeline.stream_body(st, encode, trailer, error_frame), headers=headers)

@@ -16,76 +16,23 @@ every admitted request is closed exactly once, whatever happens in between.
 from __future__ import annotations
 
 import dataclasses
-import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 import trio
 
 from gateway import canonical as c
 from gateway import errors, tokenizer
-from gateway.billing.admission import Outcome
 from gateway.billing.meter import Meter
-from gateway.config import RouteConfig
-from gateway.routing.hints import RoutingHints
-from gateway.routing.select import Selection
+from gateway.engine.call import CallContext, OpenStream, Outcome, Prepared, RouteCheck
+from gateway.engine.operations import CHAT, Operation
 
 if TYPE_CHECKING:
-    from gateway.services import Services
+    from gateway.engine.services import Services
 
 __all__ = ["CallContext", "Outcome", "Prepared", "OpenStream", "Pipeline"]
 
 # Prompts longer than this are counted on a worker thread so the event loop keeps moving.
 _THREAD_COUNT_CHARS = 200_000
-
-
-@dataclass
-class CallContext:
-    request_id: str
-    route: str
-    dialect: str
-    account_id: str = ""
-    key_id: str | None = None
-    model: str | None = None
-    started: float = field(default_factory=time.monotonic)
-    logged: bool = False   # the request-log row is written once, by whoever ends the request
-    # X-Prism-Mode / -Model-Prefer / -Session, parsed by http/common.authenticate.
-    hints: RoutingHints | None = None
-    # Plan hook: when set (by whoever knows the caller's plan), the model ids this
-    # caller may use; routing never picks outside it and refuses pins outside it (403).
-    allowed_models: frozenset[str] | None = None
-    # Dialect hook: when set, given the Selection before admission, returns the routes
-    # that can serve this request, in order, or raises a ClientError when none can, so
-    # a dialect-native feature never fails over to an upstream that would drop it.
-    route_filter: Callable[[Selection], tuple[RouteConfig, ...]] | None = None
-    prepared: Any = None   # the Prepared request once selected: stream headers read it
-
-
-@dataclass
-class Prepared:
-    """One admitted request on its way through the pipeline."""
-    ctx: CallContext
-    req: c.Request
-    selection: Selection
-    prompt_tokens: int
-    hold_id: str = ""
-    route: RouteConfig | None = None     # the route actually called (set by dispatch)
-    failover: bool = False
-    headers: dict[str, str] = field(default_factory=dict)   # extra response headers
-    turn: Any = None    # sessions.Turn when the request belongs to a session
-
-    @property
-    def entry(self):
-        return self.selection.entry
-
-
-@dataclass
-class OpenStream:
-    prep: Prepared
-    events: AsyncIterator[c.StreamEvent]
-    first: c.StreamEvent
-    meter: Meter
-    outcome: Outcome | None = None
 
 
 def _usage_of(resp: c.Response, prompt_tokens: int) -> c.Usage:
@@ -107,16 +54,18 @@ class Pipeline:
             return await trio.to_thread.run_sync(tokenizer.count_request, req)
         return tokenizer.count_request(req)
 
-    async def prepare(self, ctx: CallContext, req: c.Request, capability: str = "chat") -> Prepared:
+    async def prepare(self, ctx: CallContext, req: c.Request, capability: str = "chat",
+                      routes: RouteCheck | None = None) -> Prepared:
+        """Select and admit a chat request. ``routes`` is the capability a route asks
+        for beyond the model's (a dialect-native feature only some upstreams keep)."""
         selection = await self.s.router.select(ctx, req, capability)
-        if ctx.route_filter is not None:
-            selection = dataclasses.replace(selection, routes=ctx.route_filter(selection))
+        if routes is not None:
+            selection = dataclasses.replace(selection, routes=routes(selection))
         turn = None
         if ctx.hints is not None and ctx.hints.session:
             req, turn = await self.s.sessions.attach(ctx, req)
-        prep = Prepared(ctx, req, selection, await self._count_prompt(req), turn=turn)
+        prep = Prepared(ctx, req, selection, await self._count_prompt(req), op=CHAT, turn=turn)
         prep.headers.update(selection.headers)
-        ctx.prepared = prep
         await self.s.admission.admit(prep)
         if prep.req.max_tokens is None:
             # The hold covers the model's output cap, so the upstream must be held to it
@@ -127,8 +76,61 @@ class Pipeline:
     async def log_refusal(self, ctx: CallContext, err: errors.PrismError) -> None:
         await self.s.admission.log_refusal(ctx, err)
 
-    async def complete(self, ctx: CallContext, req: c.Request) -> tuple[c.Response, Outcome]:
-        prep = await self.prepare(ctx, req)
+    async def unary(self, ctx: CallContext, op: Operation, req: Any, *, model: str,
+                    routes: RouteCheck | None = None) -> tuple[Any, Outcome]:
+        """Serve one non-chat operation: select, admit, dispatch, close (exactly once),
+        settling on the units the result carries (void when it carries none)."""
+        prep = await self._admit_op(ctx, op, req, model, routes)
+        try:
+            result = await self.s.dispatcher.unary(
+                prep, lambda up, route: op.call(up, req, route))   # type: ignore[misc]
+            units = op.units_of(result)
+        except BaseException as exc:
+            await self.s.admission.close(prep, None, exc)
+            raise
+        if units <= 0:
+            error = errors.UpstreamProtocolError(
+                f"upstream {prep.route.provider if prep.route else ''} returned nothing")
+            await self.s.admission.close(prep, None, error)
+            raise error
+        return result, await self.s.admission.close(prep, None, None, units=units)
+
+    async def _admit_op(self, ctx: CallContext, op: Operation, req: Any, model: str,
+                        routes: RouteCheck | None) -> Prepared:
+        ctx.model = model
+        selection = self.s.router.select_for(ctx, op, model)
+        if routes is not None:
+            selection = dataclasses.replace(selection, routes=routes(selection))
+        op.unit_price(selection.entry)
+        prep = Prepared(ctx, req, selection, 0, op=op, units=op.hold_units(req))
+        await self.s.admission.admit(prep)
+        return prep
+
+    async def submit(self, ctx: CallContext, op: Operation, req: Any, *, model: str,
+                     routes: RouteCheck | None = None,
+                     started: Callable[[Prepared], Awaitable[None]],
+                     failed: Callable[[Prepared, BaseException], Awaitable[None]]
+                     ) -> tuple[Any, Prepared]:
+        """Admit and start a long job (video): the hold outlives this call and the job's
+        own close (engine/jobs) settles or voids it when the job ends. ``started``
+        records the job before the upstream sees it; ``failed`` ends it (shielded) when
+        no route would take it."""
+        prep = await self._admit_op(ctx, op, req, model, routes)
+        self.s.admission.forget(ctx.request_id)
+        ctx.logged = True   # the job's close writes the log row, when it ends
+        await started(prep)
+        try:
+            result = await self.s.dispatcher.unary(
+                prep, lambda up, route: op.call(up, req, route))   # type: ignore[misc]
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):
+                await failed(prep, exc)
+            raise
+        return result, prep
+
+    async def complete(self, ctx: CallContext, req: c.Request,
+                       routes: RouteCheck | None = None) -> tuple[c.Response, Outcome]:
+        prep = await self.prepare(ctx, req, routes=routes)
         try:
             resp = await self.s.dispatcher.complete(prep)
         except BaseException as exc:
@@ -139,10 +141,12 @@ class Pipeline:
             await self.s.sessions.save(prep, resp.message)
         return resp, outcome
 
-    async def open_stream(self, ctx: CallContext, req: c.Request) -> OpenStream:
+    async def open_stream(self, ctx: CallContext, req: c.Request,
+                          routes: RouteCheck | None = None) -> OpenStream:
         """Admit and pull the upstream's first event, so failures before the first byte
-        still become a proper error response rather than a broken 200 stream."""
-        prep = await self.prepare(ctx, req)
+        still become a proper error response rather than a broken 200 stream. The
+        result's ``headers`` are what the stream's response starts with."""
+        prep = await self.prepare(ctx, req, routes=routes)
         try:
             events, first = await self.s.dispatcher.open(prep)
         except BaseException as exc:

@@ -35,8 +35,8 @@ from gateway.routing import session_codec as codec
 from gateway.routing.modes import blended_price
 
 if TYPE_CHECKING:
-    from gateway.pipeline import CallContext, Prepared
-    from gateway.services import Services
+    from gateway.engine.call import CallContext, Prepared
+    from gateway.engine.services import Services
 
 log = logging.getLogger("prism.sessions")
 
@@ -153,7 +153,7 @@ class Sessions:
                          old: tuple[c.Message, ...]) -> str:
         entry = self._summariser(ctx)
         if entry is not None:
-            from gateway.pipeline import CallContext
+            from gateway.engine.call import CallContext
             sub = CallContext(request_id=f"{ctx.request_id}-compact", route="session-compaction",
                               dialect=ctx.dialect, account_id=ctx.account_id, key_id=ctx.key_id,
                               model=entry.model.id, allowed_models=ctx.allowed_models)

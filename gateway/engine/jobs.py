@@ -27,26 +27,16 @@ import trio
 import store
 from gateway import errors
 from gateway.billing.windows import plan_windows
-from gateway.media import money
-from gateway.pipeline import CallContext
+from gateway.engine.call import CallContext
 from gateway.providers.openai_media import media_client
 
 if TYPE_CHECKING:
-    from gateway.services import Services
+    from gateway.engine.services import Services
 
 log = logging.getLogger("prism.media")
 
 _UPSTREAM_PENDING = {"queued": "queued", "in_progress": "in_progress", "processing": "in_progress",
                      "pending": "queued", "running": "in_progress"}
-
-
-def media_of(services: "Services") -> "MediaService":
-    """The services' media service, made on first use."""
-    media = getattr(services, "media", None)
-    if media is None:
-        media = MediaService(services)
-        services.media = media
-    return media
 
 
 def job_context(job: Any) -> CallContext:
@@ -147,16 +137,17 @@ class MediaService:
             return True
         gen = job.hold_generation + 1
         try:
-            held = await money.hold(self.s, job_context(job), job.model, job.price_micros,
-                                    request_id=f"{job.request_id}#r{gen}", check=False)
+            hold_id = await self.s.admission.hold_job(job_context(job), job.model,
+                                                      job.price_micros,
+                                                      request_id=f"{job.request_id}#r{gen}")
         except errors.PrismError as exc:
             if await self.s.writer.call(store.finish_video_job, job.id, "failed",
                                         error=f"could not hold the price again: {exc.message}"):
                 await self._cancel_upstream(job)
             return False
-        await self.s.writer.call(store.update_video_job, job.id, hold_id=held.hold_id,
+        await self.s.writer.call(store.update_video_job, job.id, hold_id=hold_id,
                                  hold_generation=gen, only_pending=False)
-        job.hold_id, job.hold_generation = held.hold_id, gen
+        job.hold_id, job.hold_generation = hold_id, gen
         return True
 
     async def _cancel_upstream(self, job: Any) -> None:
@@ -190,16 +181,17 @@ class MediaService:
             if state != "open" and state != "settled":
                 # The hold was swept: take a fresh one to settle against.
                 gen = job.hold_generation + 1
-                held = await money.hold(self.s, job_context(job), job.model, job.price_micros,
-                                        request_id=f"{job.request_id}#r{gen}", check=False)
-                await self.s.writer.call(store.update_video_job, job.id, hold_id=held.hold_id,
+                hold_id = await self.s.admission.hold_job(
+                    job_context(job), job.model, job.price_micros,
+                    request_id=f"{job.request_id}#r{gen}")
+                await self.s.writer.call(store.update_video_job, job.id, hold_id=hold_id,
                                          hold_generation=gen, only_pending=False)
-                job.hold_id = held.hold_id
+                job.hold_id = hold_id
         ctx = job_context(job)
         error = None if completed else errors.UpstreamError(job.error or f"video {job.status}")
         if job.status == "cancelled":
             error = errors.InvalidRequest("cancelled by the client", code="video_cancelled")
-        log_row = money.log_record(ctx, model=job.model, provider=job.provider,
+        log_row = self.s.admission.job_log(ctx, model=job.model, provider=job.provider,
                                    upstream_model=job.upstream_model, error=error,
                                    cost=job.price_micros if completed else 0)
         log_row["latency_ms"] = max(0.0, (job.updated_at - job.created_at) * 1000.0)

@@ -24,7 +24,7 @@ from gateway.config import ConfigError, load_config
 from gateway.providers import build_provider
 
 if TYPE_CHECKING:
-    from gateway.services import Services
+    from gateway.engine.services import Services
 
 START_UP_SECTIONS = ("server", "store", "control", "bootstrap")
 

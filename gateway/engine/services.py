@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gateway.auth import KeyCache
+from gateway.runtime.keys import KeyCache
 from gateway.billing.ledger import Ledger
 from gateway.config import Config
 from gateway.routing.catalog import Catalog
@@ -37,34 +37,37 @@ class Services:
 
     admission: Any = field(default=None)
     dispatcher: Any = field(default=None)
-    # Operator state (issue 7): runtime provider flags (gateway.flags.ProviderFlags),
-    # request metrics (gateway.metrics.Metrics, also an observer), the file the config
+    # Operator state (issue 7): runtime provider flags (gateway.runtime.flags.ProviderFlags),
+    # request metrics (gateway.runtime.metrics.Metrics, also an observer), the file the config
     # came from (for /-/reload), and providers replaced by a reload, which in-flight
     # requests may still be using: they are closed at shutdown, not at the swap.
     flags: Any = field(default=None)
     metrics: Any = field(default=None)
     config_path: str | None = None
     retired: list[Any] = field(default_factory=list)
-    # Routing (issue 5): the async side of model selection (gateway.router.Router:
-    # default modes, plan hooks) and session memory (gateway.sessions.Sessions). The
+    # Routing (issue 5): the async side of model selection (gateway.engine.select.Router:
+    # default modes, plan hooks) and session memory (gateway.engine.sessions.Sessions). The
     # wall clock is injectable so session expiry can be tested without waiting.
     router: Any = field(default=None)
+    media: Any = field(default=None)
     sessions: Any = field(default=None)
     clock: Callable[[], float] = time.time
 
     def rebuild_catalog(self) -> None:
         """Re-derive routing from the config and the operator's flags, in one swap."""
-        from gateway.flags import build_catalog
+        from gateway.runtime.flags import build_catalog
         self.catalog = build_catalog(self.config, self.flags)
 
     def __post_init__(self) -> None:
-        from gateway.billing.admission import Admission
-        from gateway.dispatch import Dispatcher
-        from gateway.pipeline import Pipeline
-        from gateway.router import Router
-        from gateway.sessions import Sessions
+        from gateway.engine.admission import Admission
+        from gateway.engine.dispatch import Dispatcher
+        from gateway.engine.jobs import MediaService
+        from gateway.engine.pipeline import Pipeline
+        from gateway.engine.select import Router
+        from gateway.engine.sessions import Sessions
         self.admission = Admission(self)
         self.dispatcher = Dispatcher(self)
         self.pipeline = Pipeline(self)
         self.router = Router(self)
         self.sessions = Sessions(self)
+        self.media = MediaService(self)

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 import store
 from gateway import canonical as c
 from gateway.routing.hints import NO_HINTS
-from gateway.routing.select import AUTO_MODELS, Selection, select
+from gateway.routing.select import AUTO_MODELS, Selection, check_allowed, select
 
 if TYPE_CHECKING:
-    from gateway.pipeline import CallContext
-    from gateway.services import Services
+    from gateway.engine.call import CallContext
+    from gateway.engine.services import Services
 
 
 class Router:
@@ -39,3 +39,11 @@ class Router:
             mode = await self.default_mode(ctx)
         return select(self.s.catalog, req, capability, mode=mode, prefer=hints.prefer,
                       allowed=ctx.allowed_models)
+
+    def select_for(self, ctx: "CallContext", op: "Operation", model: str) -> Selection:
+        """The named model and its routes for a non-chat operation (404 unknown, 403
+        outside the plan). Capability and route checks are the caller's RouteCheck, so
+        each operation can say precisely why a model cannot serve it."""
+        entry = self.s.catalog.resolve(model)
+        check_allowed(entry, ctx.allowed_models, "The model")
+        return Selection(entry, self.s.catalog.routes(entry.model), reason="named by the client")

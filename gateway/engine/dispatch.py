@@ -24,12 +24,13 @@ import trio
 from gateway import canonical as c
 from gateway import errors
 from gateway.config import RouteConfig
+from gateway.engine.operations import Upstream
 from gateway.routing.breaker import Breaker
 from gateway.routing.failover import exhausted, fails_over
 
 if TYPE_CHECKING:
-    from gateway.pipeline import Prepared
-    from gateway.services import Services
+    from gateway.engine.call import Prepared
+    from gateway.engine.services import Services
 
 T = TypeVar("T")
 
@@ -127,10 +128,19 @@ class Dispatcher:
         raise exhausted(prep.selection.entry.model.id, failures, paused)
 
     async def complete(self, prep: "Prepared") -> c.Response:
-        async def attempt(provider: Any, route: RouteConfig) -> c.Response:
+        return await self.unary(prep, lambda up, route: up.provider.complete(prep.req, route.model))
+
+    async def unary(self, prep: "Prepared",
+                    call: Callable[[Upstream, RouteConfig], Awaitable[T]]) -> T:
+        """One whole result from the first route that gives one, each attempt under the
+        route's deadline and the whole under the request's."""
+        media = prep.op is not None and prep.op.kind in ("image", "video")
+
+        async def attempt(provider: Any, route: RouteConfig) -> T:
+            up = Upstream(provider, self.s.media.client(route.provider) if media else None)
             try:
                 with trio.fail_after(self._attempt_deadline(route)):
-                    return await provider.complete(prep.req, route.model)
+                    return await call(up, route)
             except trio.TooSlowError as exc:
                 raise upstream_timeout(exc) from None
 
