@@ -39,8 +39,9 @@ from gateway.config import PlanConfig
 from gateway.engine.call import Outcome
 
 if TYPE_CHECKING:
+    from gateway.billing.ledger import Ledger
     from gateway.engine.call import CallContext, Prepared
-    from gateway.engine.services import Services
+    from gateway.engine.live import Live
 
 # Settling is one local SQLite write; if it cannot finish in this long something is
 # badly wrong, and the sweeper will expire the hold instead.
@@ -101,20 +102,25 @@ def position_headers(pos: "store.Position | None", funded_by: str | None) -> dic
 
 
 class Admission:
-    def __init__(self, services: "Services", *, clock: Callable[[], float] = time.time,
+    def __init__(self, live: "Live", writer: Any, ledger: "Ledger",
+                 notify: Callable[[dict[str, Any]], None], *,
+                 clock: Callable[[], float] = time.time,
                  monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
-        self.s = services
+        self.live = live
+        self.writer = writer
+        self.ledger = ledger
+        self.notify = notify
         self.clock = clock
         self.limiter = GCRA(monotonic_ns)
-        self.plans = AccountPlans(self._lookup_plan, ttl=services.config.store.key_cache_ttl)
+        self.plans = AccountPlans(self._lookup_plan, ttl=live.config.store.key_cache_ttl)
         self._live: dict[str, _Live] = {}
 
     async def _lookup_plan(self, account_id: str) -> str | None:
-        account = await self.s.writer.call(store.get_account, account_id)
+        account = await self.writer.call(store.get_account, account_id)
         return None if account is None else account.plan
 
     async def plan_for(self, account_id: str) -> PlanConfig | None:
-        return find_plan(self.s.config, await self.plans.plan_id(account_id))
+        return find_plan(self.live.config, await self.plans.plan_id(account_id))
 
     async def allowed_models(self, account_id: str) -> frozenset[str] | None:
         """The model ids the account's plan allows (None: any), for routing's
@@ -122,7 +128,7 @@ class Admission:
         plan = await self.plan_for(account_id)
         if plan is None or not plan.models:
             return None
-        return allowed_models(self.s.config, plan)
+        return allowed_models(self.live.config, plan)
 
     async def position(self, account_id: str) -> tuple[PlanConfig | None, "store.Position",
                                                        float]:
@@ -130,7 +136,7 @@ class Admission:
         plan = await self.plan_for(account_id)
         now = self.clock()
         windows = plan_windows(plan, now) if plan is not None else ()
-        pos = await self.s.writer.call(store.account_position, account_id, windows)
+        pos = await self.writer.call(store.account_position, account_id, windows)
         return plan, pos, now
 
     def pending_headers(self, request_id: str) -> dict[str, str]:
@@ -144,7 +150,7 @@ class Admission:
         """``tokens`` None: the operation has no tokens to count, only requests."""
         ctx = prep.ctx
         items = []
-        for name, limit in rate_limits(self.s.config, plan).items():
+        for name, limit in rate_limits(self.live.config, plan).items():
             if tokens is None and limit.unit != "requests":
                 continue
             who = ("key", ctx.key_id) if name.startswith("key") else ("account", ctx.account_id)
@@ -173,7 +179,7 @@ class Admission:
         by_tokens = prep.op is None or prep.op.pricing.basis == "tokens"
         plan = await self.plan_for(ctx.account_id)
         if plan is not None:
-            check_request(self.s.config, plan, model_id=entry.model.id,
+            check_request(self.live.config, plan, model_id=entry.model.id,
                           mode=prep.selection.mode, stream=prep.stream,
                           max_tokens=prep.max_tokens,
                           session_count=session_messages(prep.req, prep.selection)
@@ -199,7 +205,7 @@ class Admission:
             try:
                 # A stream's headers leave before it settles, so it reports its standing
                 # after the hold; anything else reports it after settlement instead.
-                admitted = await self.s.ledger.admit(
+                admitted = await self.ledger.admit(
                     ctx.account_id, ctx.request_id, hold, plan=plan, windows=windows,
                     input_tokens=prep.prompt_tokens, output_tokens=max_out, now=now,
                     position=prep.stream)
@@ -248,7 +254,7 @@ class Admission:
                 plan = live.plan if live is not None else None
                 windows = (plan_windows(plan, self.clock())
                            if plan is not None and not prep.stream else ())
-                closed = await self.s.ledger.close(
+                closed = await self.ledger.close(
                     prep.hold_id, cost, input_tokens=usage.input_tokens if usage else 0,
                     output_tokens=usage.output_tokens if usage else 0,
                     estimated=bool(usage and usage.estimated), log=log,
@@ -260,7 +266,7 @@ class Admission:
                     for key, limit, charged in live.tokens:
                         self.limiter.refund(key, limit, charged - used)
                 if not result.already_closed:
-                    self.s.notify({**log, "cost_micros": result.charged_micros})
+                    self.notify({**log, "cost_micros": result.charged_micros})
                 prep.headers.update(position_headers(closed.position, closed.funded_by))
                 if usage is None:
                     return Outcome(model, result.charged_micros, 0, 0, failover=prep.failover,
@@ -280,8 +286,8 @@ class Admission:
             latency_ms=(time.monotonic() - ctx.started) * 1000.0, tokens_in=0, tokens_out=0,
             cached_tokens=0, cost_micros=0, estimated=False, failover=False, stream=False)
         with trio.CancelScope(shield=True):
-            await self.s.ledger.log_only(log)
-        self.s.notify(log)
+            await self.ledger.log_only(log)
+        self.notify(log)
 
     async def hold_job(self, ctx: "CallContext", model_id: str, amount_micros: int, *,
                        request_id: str) -> str:
@@ -292,7 +298,7 @@ class Admission:
         now = self.clock()
         windows = plan_windows(plan, now) if plan is not None else ()
         with trio.CancelScope(shield=True):
-            admitted = await self.s.ledger.admit(ctx.account_id, request_id, amount_micros,
+            admitted = await self.ledger.admit(ctx.account_id, request_id, amount_micros,
                                                  plan=plan, windows=windows, now=now,
                                                  position=False)
         return admitted.hold_id

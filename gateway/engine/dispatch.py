@@ -30,7 +30,7 @@ from gateway.routing.failover import exhausted, fails_over
 
 if TYPE_CHECKING:
     from gateway.engine.call import Prepared
-    from gateway.engine.services import Services
+    from gateway.engine.live import Live
 
 T = TypeVar("T")
 
@@ -44,8 +44,11 @@ def _route_key(route: RouteConfig) -> str:
 
 
 class Dispatcher:
-    def __init__(self, services: "Services", clock: Callable[[], float] = time.monotonic) -> None:
-        self.s = services
+    def __init__(self, live: "Live", media: Any,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``media`` gives a provider's media client (engine.jobs.MediaService)."""
+        self.live = live
+        self.media = media
         self._clock = clock
         self._breakers: dict[str, Breaker] = {}
 
@@ -55,7 +58,7 @@ class Dispatcher:
         key = _route_key(route)
         b = self._breakers.get(key)
         if b is None:
-            r = self.s.config.routing
+            r = self.live.config.routing
             b = self._breakers[key] = Breaker(r.breaker_failures, r.breaker_cooldown, self._clock)
         return b
 
@@ -64,7 +67,7 @@ class Dispatcher:
         (closed | open | half_open), consecutive_failures, retry_in_seconds, and
         lifetime failures/successes. Routes never called show as closed."""
         out: dict[str, dict[str, Any]] = {}
-        for m in self.s.config.models:
+        for m in self.live.config.models:
             for r in m.routes:
                 key = _route_key(r)
                 if key in out:
@@ -80,7 +83,7 @@ class Dispatcher:
         """One state per provider for gauges that are per provider: the worst of its
         routes' (open > half_open > closed)."""
         rank = {"closed": 0, "half_open": 1, "open": 2}
-        out: dict[str, str] = {p.id: "closed" for p in self.s.config.providers}
+        out: dict[str, str] = {p.id: "closed" for p in self.live.config.providers}
         for st in self.breaker_states().values():
             if rank[st["state"]] > rank[out.get(st["provider"], "closed")]:
                 out[st["provider"]] = st["state"]
@@ -89,10 +92,10 @@ class Dispatcher:
     # ------------------------------------------------------------ calls
 
     def read_timeout(self, prep: "Prepared") -> float:
-        return self.s.config.provider(prep.route.provider).read_timeout
+        return self.live.config.provider(prep.route.provider).read_timeout
 
     def _attempt_deadline(self, route: RouteConfig) -> float:
-        pc = self.s.config.provider(route.provider)
+        pc = self.live.config.provider(route.provider)
         return pc.connect_timeout + pc.read_timeout
 
     async def _each_route(self, prep: "Prepared",
@@ -101,7 +104,7 @@ class Dispatcher:
         failures: list[BaseException] = []
         paused: float | None = None
         for i, route in enumerate(prep.selection.routes):
-            provider = self.s.providers.get(route.provider)
+            provider = self.live.providers.get(route.provider)
             breaker = self.breaker(route)
             if provider is None:       # removed by a reload while this request was queued
                 continue
@@ -137,7 +140,7 @@ class Dispatcher:
         media = prep.op is not None and prep.op.kind in ("image", "video")
 
         async def attempt(provider: Any, route: RouteConfig) -> T:
-            up = Upstream(provider, self.s.media.client(route.provider) if media else None)
+            up = Upstream(provider, self.media.client(route.provider) if media else None)
             try:
                 with trio.fail_after(self._attempt_deadline(route)):
                     return await call(up, route)
@@ -145,7 +148,7 @@ class Dispatcher:
                 raise upstream_timeout(exc) from None
 
         try:
-            with trio.fail_after(self.s.config.server.max_request_seconds):
+            with trio.fail_after(self.live.config.server.max_request_seconds):
                 return await self._each_route(prep, attempt)
         except trio.TooSlowError as exc:
             raise upstream_timeout(exc) from None
@@ -154,7 +157,7 @@ class Dispatcher:
         async def attempt(provider: Any, route: RouteConfig):
             events = provider.stream(prep.req, route.model)
             try:
-                with trio.fail_after(self.s.config.provider(route.provider).read_timeout):
+                with trio.fail_after(self.live.config.provider(route.provider).read_timeout):
                     first = await events.__anext__()
             except BaseException as exc:
                 with trio.CancelScope(shield=True):

@@ -16,7 +16,7 @@ every admitted request is closed exactly once, whatever happens in between.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import trio
 
@@ -26,8 +26,10 @@ from gateway.billing.meter import Meter
 from gateway.engine.call import CallContext, OpenStream, Outcome, Prepared, RouteCheck
 from gateway.engine.operations import CHAT, Operation
 
-if TYPE_CHECKING:
-    from gateway.engine.services import Services
+from gateway.engine.admission import Admission
+from gateway.engine.dispatch import Dispatcher
+from gateway.engine.select import Router
+from gateway.engine.sessions import Sessions
 
 __all__ = ["CallContext", "Outcome", "Prepared", "OpenStream", "Pipeline"]
 
@@ -45,8 +47,12 @@ def _usage_of(resp: c.Response, prompt_tokens: int) -> c.Usage:
 
 
 class Pipeline:
-    def __init__(self, services: "Services") -> None:
-        self.s = services
+    def __init__(self, router: Router, sessions: Sessions, admission: Admission,
+                 dispatcher: Dispatcher) -> None:
+        self.router = router
+        self.sessions = sessions
+        self.admission = admission
+        self.dispatcher = dispatcher
 
     async def _count_prompt(self, req: c.Request) -> int:
         size = sum(len(p.text) for m in req.messages for p in m.parts if isinstance(p, c.TextPart))
@@ -58,15 +64,15 @@ class Pipeline:
                       routes: RouteCheck | None = None) -> Prepared:
         """Select and admit a chat request. ``routes`` is the capability a route asks
         for beyond the model's (a dialect-native feature only some upstreams keep)."""
-        selection = await self.s.router.select(ctx, req, capability)
+        selection = await self.router.select(ctx, req, capability)
         if routes is not None:
             selection = dataclasses.replace(selection, routes=routes(selection))
         turn = None
         if ctx.hints is not None and ctx.hints.session:
-            req, turn = await self.s.sessions.attach(ctx, req)
+            req, turn = await self.sessions.attach(ctx, req, self.complete)
         prep = Prepared(ctx, req, selection, await self._count_prompt(req), op=CHAT, turn=turn)
         prep.headers.update(selection.headers)
-        await self.s.admission.admit(prep)
+        await self.admission.admit(prep)
         if prep.req.max_tokens is None:
             # The hold covers the model's output cap, so the upstream must be held to it
             # too (Anthropic would otherwise apply its own, possibly larger, default).
@@ -74,7 +80,7 @@ class Pipeline:
         return prep
 
     async def log_refusal(self, ctx: CallContext, err: errors.PrismError) -> None:
-        await self.s.admission.log_refusal(ctx, err)
+        await self.admission.log_refusal(ctx, err)
 
     async def unary(self, ctx: CallContext, op: Operation, req: Any, *, model: str,
                     routes: RouteCheck | None = None) -> tuple[Any, Outcome]:
@@ -82,28 +88,28 @@ class Pipeline:
         settling on the units the result carries (void when it carries none)."""
         prep = await self._admit_op(ctx, op, req, model, routes)
         try:
-            result = await self.s.dispatcher.unary(
+            result = await self.dispatcher.unary(
                 prep, lambda up, route: op.call(up, req, route))   # type: ignore[misc]
             units = op.units_of(result)
         except BaseException as exc:
-            await self.s.admission.close(prep, None, exc)
+            await self.admission.close(prep, None, exc)
             raise
         if units <= 0:
             error = errors.UpstreamProtocolError(
                 f"upstream {prep.route.provider if prep.route else ''} returned nothing")
-            await self.s.admission.close(prep, None, error)
+            await self.admission.close(prep, None, error)
             raise error
-        return result, await self.s.admission.close(prep, None, None, units=units)
+        return result, await self.admission.close(prep, None, None, units=units)
 
     async def _admit_op(self, ctx: CallContext, op: Operation, req: Any, model: str,
                         routes: RouteCheck | None) -> Prepared:
         ctx.model = model
-        selection = self.s.router.select_for(ctx, op, model)
+        selection = self.router.select_for(ctx, op, model)
         if routes is not None:
             selection = dataclasses.replace(selection, routes=routes(selection))
         op.unit_price(selection.entry)
         prep = Prepared(ctx, req, selection, 0, op=op, units=op.hold_units(req))
-        await self.s.admission.admit(prep)
+        await self.admission.admit(prep)
         return prep
 
     async def submit(self, ctx: CallContext, op: Operation, req: Any, *, model: str,
@@ -116,11 +122,11 @@ class Pipeline:
         records the job before the upstream sees it; ``failed`` ends it (shielded) when
         no route would take it."""
         prep = await self._admit_op(ctx, op, req, model, routes)
-        self.s.admission.forget(ctx.request_id)
+        self.admission.forget(ctx.request_id)
         ctx.logged = True   # the job's close writes the log row, when it ends
         await started(prep)
         try:
-            result = await self.s.dispatcher.unary(
+            result = await self.dispatcher.unary(
                 prep, lambda up, route: op.call(up, req, route))   # type: ignore[misc]
         except BaseException as exc:
             with trio.CancelScope(shield=True):
@@ -132,13 +138,13 @@ class Pipeline:
                        routes: RouteCheck | None = None) -> tuple[c.Response, Outcome]:
         prep = await self.prepare(ctx, req, routes=routes)
         try:
-            resp = await self.s.dispatcher.complete(prep)
+            resp = await self.dispatcher.complete(prep)
         except BaseException as exc:
-            await self.s.admission.close(prep, None, exc)
+            await self.admission.close(prep, None, exc)
             raise
-        outcome = await self.s.admission.close(prep, _usage_of(resp, prep.prompt_tokens), None)
+        outcome = await self.admission.close(prep, _usage_of(resp, prep.prompt_tokens), None)
         if prep.turn is not None:
-            await self.s.sessions.save(prep, resp.message)
+            await self.sessions.save(prep, resp.message)
         return resp, outcome
 
     async def open_stream(self, ctx: CallContext, req: c.Request,
@@ -148,9 +154,9 @@ class Pipeline:
         result's ``headers`` are what the stream's response starts with."""
         prep = await self.prepare(ctx, req, routes=routes)
         try:
-            events, first = await self.s.dispatcher.open(prep)
+            events, first = await self.dispatcher.open(prep)
         except BaseException as exc:
-            await self.s.admission.close(prep, None, exc)
+            await self.admission.close(prep, None, exc)
             raise
         return OpenStream(prep, events, first, Meter(prep.prompt_tokens))
 
@@ -164,7 +170,7 @@ class Pipeline:
         the client left is not awaited: we stop reading at once.
         """
         error: BaseException | None = None
-        idle = self.s.dispatcher.read_timeout(st.prep)
+        idle = self.dispatcher.read_timeout(st.prep)
         try:
             ev = st.first
             while True:
@@ -197,8 +203,8 @@ class Pipeline:
             failed_early = (isinstance(error, errors.PrismError) and not st.meter.produced_output
                             and st.meter.upstream_usage is None)
             usage = None if failed_early else st.meter.usage()
-            st.outcome = await self.s.admission.close(st.prep, usage, error)
+            st.outcome = await self.admission.close(st.prep, usage, error)
             if error is None and st.prep.turn is not None:
-                await self.s.sessions.save(st.prep, None)
+                await self.sessions.save(st.prep, None)
         if error is None:
             yield trailer(st.outcome)

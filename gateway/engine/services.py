@@ -1,73 +1,62 @@
-"""The gateway's live dependencies, built once at start-up and passed to the app.
+"""The gateway's parts as the edges see them: what http/ and control/ are handed.
 
-No module-level state: everything a request needs hangs off one Services value that
-server.py builds and create_app receives.
+server.py builds every part with the collaborators it uses and then this value, once,
+with all of them; nothing is attached to it afterwards. The engine's own parts never
+read it: each got its collaborators in its constructor.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from gateway.runtime.keys import KeyCache
 from gateway.billing.ledger import Ledger
 from gateway.config import Config
+from gateway.engine.admission import Admission
+from gateway.engine.dispatch import Dispatcher
+from gateway.engine.jobs import MediaService
+from gateway.engine.live import Live, Observers
+from gateway.engine.pipeline import Pipeline
+from gateway.engine.select import Router
+from gateway.engine.sessions import Sessions
 from gateway.routing.catalog import Catalog
 
 
-@dataclass
+@dataclass(eq=False)
 class Services:
-    config: Config
+    live: Live
     writer: Any                 # store.Writer
     ledger: Ledger
-    keys: KeyCache
-    catalog: Catalog
-    providers: dict[str, Any]   # provider id -> Provider
+    keys: Any                   # runtime.keys.KeyCache
+    admission: Admission
+    dispatcher: Dispatcher
+    router: Router
+    sessions: Sessions
+    media: MediaService
+    pipeline: Pipeline
+    flags: Any                  # runtime.flags.ProviderFlags
+    metrics: Any                # runtime.metrics.Metrics
+    observers: Observers        # the same one admission and jobs tell
     admin_token: str | None = None
-    ready: bool = False
-    pipeline: Any = field(default=None)
-    # Called with each finished request's log record (a dict) right after it is
-    # written: the live event feed and metrics hang off this. Observers must be quick
-    # and must not raise; they run on the event loop.
-    observers: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    config_path: str | None = None     # the file the config came from, for /-/reload
+    clock: Callable[[], float] = time.time
+    ready: bool = False                # start-up done (GET /health/ready)
+
+    @property
+    def config(self) -> Config:
+        return self.live.config
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.live.catalog
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        return self.live.providers
+
+    @property
+    def retired(self) -> list[Any]:
+        return self.live.retired
 
     def notify(self, record: dict[str, Any]) -> None:
-        for observer in self.observers:
-            observer(record)
-
-    admission: Any = field(default=None)
-    dispatcher: Any = field(default=None)
-    # Operator state (issue 7): runtime provider flags (gateway.runtime.flags.ProviderFlags),
-    # request metrics (gateway.runtime.metrics.Metrics, also an observer), the file the config
-    # came from (for /-/reload), and providers replaced by a reload, which in-flight
-    # requests may still be using: they are closed at shutdown, not at the swap.
-    flags: Any = field(default=None)
-    metrics: Any = field(default=None)
-    config_path: str | None = None
-    retired: list[Any] = field(default_factory=list)
-    # Routing (issue 5): the async side of model selection (gateway.engine.select.Router:
-    # default modes, plan hooks) and session memory (gateway.engine.sessions.Sessions). The
-    # wall clock is injectable so session expiry can be tested without waiting.
-    router: Any = field(default=None)
-    media: Any = field(default=None)
-    sessions: Any = field(default=None)
-    clock: Callable[[], float] = time.time
-
-    def rebuild_catalog(self) -> None:
-        """Re-derive routing from the config and the operator's flags, in one swap."""
-        from gateway.runtime.flags import build_catalog
-        self.catalog = build_catalog(self.config, self.flags)
-
-    def __post_init__(self) -> None:
-        from gateway.engine.admission import Admission
-        from gateway.engine.dispatch import Dispatcher
-        from gateway.engine.jobs import MediaService
-        from gateway.engine.pipeline import Pipeline
-        from gateway.engine.select import Router
-        from gateway.engine.sessions import Sessions
-        self.admission = Admission(self)
-        self.dispatcher = Dispatcher(self)
-        self.pipeline = Pipeline(self)
-        self.router = Router(self)
-        self.sessions = Sessions(self)
-        self.media = MediaService(self)
+        self.observers(record)

@@ -22,8 +22,7 @@ def services(tmp_path):
                     "routes": [{"provider": "sim", "model": "sim-m"}]}]})
     writer = store.Writer(config.store.path)
     writer.start()
-    s = build_services(config, writer, None)
-    s.clock = lambda: 1000.0
+    s = build_services(config, writer, None, clock=lambda: 1000.0)
     yield s
     writer.close()
 
