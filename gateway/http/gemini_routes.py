@@ -24,15 +24,11 @@ from quart import Blueprint, Response, g, request
 from gateway import canonical as c
 from gateway import errors, tokenizer
 from gateway.codecs import gemini, gemini_stream
-from gateway.codecs.sse import encode_event
-from gateway.http import common
-from gateway.engine.call import Outcome
+from gateway.http import common, framing
 from gateway.routing.select import AUTO_MODELS
 
 bp = Blueprint("gemini", __name__)
 
-_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no"}
 _KEY_HEADERS = ("x-api-key", "x-goog-api-key")
 _METHODS = ("generateContent", "streamGenerateContent", "countTokens")
 
@@ -82,25 +78,8 @@ async def model_method(target: str):
                         headers=common.outcome_headers(outcome, outcome.model))
 
     st = await pipeline.open_stream(ctx, req, routes=routes)
-    model_id = st.prep.entry.model.id
-    encoder = gemini_stream.StreamEncoder(id=ctx.request_id, model=model_id)
-
-    def frames(chunks: list[dict]) -> bytes:
-        return b"".join(encode_event(common.dumps(chunk)) for chunk in chunks)
-
-    def encode(ev) -> bytes:
-        return frames(encoder.encode(ev))
-
-    def trailer(outcome: Outcome) -> bytes:
-        return frames(encoder.end())
-
-    def error_frame(err: errors.PrismError) -> bytes:
-        # google-genai raises an APIError for a data line that opens with {"error":
-        return encode_event(common.dumps(common.error_body(err, "gemini")))
-
-    headers = dict(_SSE_HEADERS)
-    headers.update(common.outcome_headers(None, model_id, st.prep))
-    return Response(pipeline.stream_body(st, encode, trailer, error_frame), headers=headers)
+    encoder = gemini_stream.StreamEncoder(id=ctx.request_id, model=st.prep.entry.model.id)
+    return framing.relay(st, framing.GeminiFramer(encoder))
 
 
 async def _count_tokens(model: str):
