@@ -22,18 +22,24 @@ from hypercorn.trio import serve as hyper_serve
 
 import store
 from gateway import tokenizer
-from gateway.auth import KeyCache, KeyInfo
 from gateway.billing.ledger import Ledger
+from gateway.engine.admission import Admission
+from gateway.engine.dispatch import Dispatcher
+from gateway.engine.jobs import MediaService
+from gateway.engine.live import Live, Observers
+from gateway.engine.pipeline import Pipeline
+from gateway.engine.select import Router
+from gateway.engine.services import Services
+from gateway.engine.sessions import Sessions
 from gateway.billing.pricing import usd_to_micros
 from gateway.config import Config
 from gateway.control.server import serve_control
-from gateway.flags import ProviderFlags
 from gateway.http.app import create_app
-from gateway.media.jobs import media_of
-from gateway.metrics import Metrics
 from gateway.providers import build_providers
 from gateway.routing.catalog import Catalog
-from gateway.services import Services
+from gateway.runtime.flags import ProviderFlags, build_catalog
+from gateway.runtime.keys import KeyCache, KeyInfo
+from gateway.runtime.metrics import Metrics
 
 log = logging.getLogger("prism")
 
@@ -77,22 +83,39 @@ async def _sweeper(writer, interval: float) -> None:
                         swept.wallet_holds, swept.window_holds)
 
 
-def build_services(config: Config, writer, admin_token: str | None) -> Services:
+def build_services(config: Config, writer, admin_token: str | None, *,
+                   config_path: str | None = None,
+                   clock: Callable[[], float] = time.time) -> Services:
+    """Every part, each with the collaborators it uses, in dependency order.
+    `clock` is the wall clock session expiry reads (tests replace it)."""
     async def lookup(digest: str) -> KeyInfo | None:
         key = await writer.call(store.find_key_by_hash, digest)
         if key is None or key.revoked_at is not None:
             return None
         return KeyInfo(key.id, key.account_id, key.name, key.key_hash)
 
-    services = Services(
-        config=config, writer=writer,
-        ledger=Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds),
-        keys=KeyCache(lookup, ttl=config.store.key_cache_ttl),
-        catalog=Catalog(config), providers=build_providers(config), admin_token=admin_token)
-    services.flags = ProviderFlags(writer, config, on_change=services.rebuild_catalog)
-    services.metrics = Metrics(m.id for m in config.models)
-    services.observers.append(services.metrics.observe)
-    return services
+    live = Live(config, Catalog(config), build_providers(config))
+
+    def rebuild_catalog() -> None:
+        # Routing re-derived from the config and the operator's flags, in one swap.
+        live.catalog = build_catalog(live.config, flags)
+
+    flags = ProviderFlags(writer, config, on_change=rebuild_catalog)
+    metrics = Metrics(m.id for m in config.models)
+    observers = Observers(metrics.observe)
+    ledger = Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds)
+    admission = Admission(live, writer, ledger, observers)
+    media = MediaService(live, writer, admission, observers)
+    dispatcher = Dispatcher(live, media)
+    router = Router(live, writer)
+    sessions = Sessions(live, writer, clock)
+    pipeline = Pipeline(router, sessions, admission, dispatcher)
+    return Services(live=live, writer=writer, ledger=ledger,
+                    keys=KeyCache(lookup, ttl=config.store.key_cache_ttl),
+                    admission=admission, dispatcher=dispatcher, router=router,
+                    sessions=sessions, media=media, pipeline=pipeline, flags=flags,
+                    metrics=metrics, observers=observers, admin_token=admin_token,
+                    config_path=config_path, clock=clock)
 
 
 async def run_gateway(config: Config, *, host: str | None = None, port: int | None = None,
@@ -110,10 +133,8 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
     writer = store.Writer(config.resolve_path(config.store.path))
     # Build first: a provider that cannot be built raises before the writer thread
     # exists, instead of leaving it running outside the `finally` that closes it.
-    services = build_services(config, writer, admin_token)
-    services.config_path = config_path
-    if clock is not None:
-        services.clock = clock
+    services = build_services(config, writer, admin_token, config_path=config_path,
+                              clock=clock or time.time)
     writer.start()
     try:
         orphans = (await writer.call(store.startup_sweep)).holds
@@ -140,7 +161,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             nursery.start_soon(_sweeper, writer, config.store.sweep_interval)
             nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
             await nursery.start(serve_control, services)
-            await nursery.start(media_of(services).run)   # the video poller (issue 6)
+            await nursery.start(services.media.run)   # the video poller
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:
