@@ -35,6 +35,7 @@ from gateway.billing.pricing import usd_to_micros
 from gateway.config import Config
 from gateway.control.server import serve_control
 from gateway.http.app import create_app
+from gateway.inference.clients import InferenceClients
 from gateway.providers import build_providers
 from gateway.routing.catalog import Catalog
 from gateway.runtime.flags import ProviderFlags, build_catalog
@@ -110,7 +111,8 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     router = Router(live, writer)
     sessions = Sessions(live, writer, clock)
     pipeline = Pipeline(router, sessions, admission, dispatcher)
-    return Services(live=live, writer=writer, ledger=ledger,
+    inference = InferenceClients(config, live.providers)
+    return Services(inference=inference, live=live, writer=writer, ledger=ledger,
                     keys=KeyCache(lookup, ttl=config.store.key_cache_ttl),
                     admission=admission, dispatcher=dispatcher, router=router,
                     sessions=sessions, media=media, pipeline=pipeline, flags=flags,
@@ -169,6 +171,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
         with trio.CancelScope(shield=True):
             for p in [*services.providers.values(), *services.retired]:
                 await p.aclose()
+            await services.inference.aclose()
             await trio.to_thread.run_sync(writer.close)
 
 

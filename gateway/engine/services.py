@@ -37,6 +37,7 @@ class Services:
     flags: Any                  # runtime.flags.ProviderFlags
     metrics: Any                # runtime.metrics.Metrics
     observers: Observers        # the same one admission and jobs tell
+    inference: Any = None              # inference.clients.InferenceClients
     admin_token: str | None = None
     config_path: str | None = None     # the file the config came from, for /-/reload
     clock: Callable[[], float] = time.time

@@ -19,6 +19,7 @@ from gateway.http import (
 )
 from gateway.http import sessions_routes
 from gateway.http import media_routes
+from gateway.http import inference_routes, uploads
 from gateway.http.limits import BodyLimit, FinishAfterBody
 from gateway.engine.call import CallContext
 from gateway.engine.services import Services
@@ -70,7 +71,7 @@ def create_app(services: Services) -> QuartTrio:
         status = exc.code or 500
         if status == 413:
             err: errors.PrismError = errors.BodyTooLarge(
-                f"Request body exceeds the {cfg.max_body_bytes} byte limit")
+                f"Request body exceeds the {request.max_content_length} byte limit")
         elif status == 404:
             err = errors.NotFound(f"No route for {request.method} {request.path}")
         elif status == 405:
@@ -94,10 +95,13 @@ def create_app(services: Services) -> QuartTrio:
                    models_routes, admin, admin_ops, account_routes, sessions_routes):
         app.register_blueprint(module.bp)
     app.register_blueprint(media_routes.bp)
+    app.register_blueprint(inference_routes.bp)
+    caps = uploads.body_caps(services.config)
+    app.request_class = uploads.request_class(app.request_class, caps)
     async def log_oversize(request_id: str, path: str, dialect: str, err: errors.PrismError) -> None:
         ctx = CallContext(request_id=request_id, route=path, dialect=dialect)
         await services.pipeline.log_refusal(ctx, err)
 
     app.asgi_app = BodyLimit(FinishAfterBody(app.asgi_app, cfg.read_timeout), cfg.max_body_bytes,
-                             common.error_body, log_oversize)
+                             common.error_body, log_oversize, caps)
     return app

@@ -22,15 +22,14 @@ from __future__ import annotations
 from quart import Blueprint, Response, g, request
 
 from gateway import canonical as c
-from gateway import errors, tokenizer
+from gateway import errors
 from gateway.codecs import gemini, gemini_stream
-from gateway.http import common, framing
-from gateway.routing.select import AUTO_MODELS
+from gateway.http import common, framing, gemini_inference
 
 bp = Blueprint("gemini", __name__)
 
 _KEY_HEADERS = ("x-api-key", "x-goog-api-key")
-_METHODS = ("generateContent", "streamGenerateContent", "countTokens")
+_METHODS = ("generateContent", "streamGenerateContent", "countTokens", *gemini_inference.METHODS)
 
 
 def _target(version: str, target: str) -> tuple[str, str]:
@@ -61,6 +60,8 @@ async def model_method(target: str):
     model, method = _target(version, target)
     if method == "countTokens":
         return await _count_tokens(model)
+    if method in gemini_inference.METHODS:
+        return await gemini_inference.embed(version, model, method)
     ctx = await common.authenticate(f"/{version}/models/{{model}}:{method}", "gemini",
                                     *_KEY_HEADERS, query_param="key")
     ctx.model = model
@@ -83,17 +84,6 @@ async def model_method(target: str):
 
 
 async def _count_tokens(model: str):
-    """An estimate with the gateway's own tokenizer (what reservations use), not the
-    upstream's count; nothing is billed or logged."""
-    await common.authenticate(request.path, "gemini", *_KEY_HEADERS, query_param="key", log=False)
-    body = await common.read_json_object()
-    inner = body.get("generateContentRequest", body.get("generate_content_request"))
-    if inner is not None:
-        if not isinstance(inner, dict):
-            raise errors.InvalidRequest("generateContentRequest must be an object",
-                                        field="generateContentRequest")
-        body = inner
-    req = gemini.to_canonical_request(body, model=model, stream=False)
-    if model not in AUTO_MODELS:
-        common.services().catalog.resolve(model)   # an unknown model is a 404 here too
-    return {"totalTokens": tokenizer.count_request(req)}
+    """Free: the upstream's exact count where a route has a counter, else the local
+    tokenizer's (http/gemini_inference.count_tokens); nothing is billed or logged."""
+    return await gemini_inference.count_tokens(request.path, model)

@@ -20,9 +20,11 @@ _DRAIN_FACTOR = 8
 
 class BodyLimit:
     def __init__(self, app: Any, max_bytes: int, render: Callable[[errors.PrismError, str], dict],
-                 on_refuse: Callable[[str, str, str, errors.PrismError], Any]) -> None:
+                 on_refuse: Callable[[str, str, str, errors.PrismError], Any],
+                 path_caps: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self._path_caps = path_caps or {}   # upload routes take larger bodies
         self._render = render
         self._on_refuse = on_refuse  # writes the refused request's log row
 
@@ -40,11 +42,12 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = self._declared_length(scope)
-        if declared is None or declared <= self.max_bytes:
+        limit = self._path_caps.get(scope.get("path", ""), self.max_bytes)
+        if declared is None or declared <= limit:
             await self.app(scope, receive, send)
             return
         drained = 0
-        while drained <= self.max_bytes * _DRAIN_FACTOR:
+        while drained <= limit * _DRAIN_FACTOR:
             msg = await receive()
             if msg["type"] == "http.disconnect":
                 return
@@ -52,7 +55,7 @@ class BodyLimit:
             if not msg.get("more_body", False):
                 break
         err = errors.BodyTooLarge(f"Request body of {declared} bytes exceeds the "
-                                  f"{self.max_bytes} byte limit")
+                                  f"{limit} byte limit")
         from gateway.http.common import dialect_for_path
         path = scope.get("path", "")
         dialect = dialect_for_path(path)

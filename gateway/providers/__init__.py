@@ -11,6 +11,11 @@ _KINDS = {
     "anthropic": ("gateway.providers.anthropic", "AnthropicProvider"),
     "gemini": ("gateway.providers.gemini", "GeminiProvider"),
     "simulator": ("gateway.providers.simulator", "SimulatorProvider"),
+    # One non-chat operation each (rerank, search, search, OCR); no chat methods.
+    "cohere": ("gateway.providers.rerank_search_ocr", "CohereProvider"),
+    "searxng": ("gateway.providers.rerank_search_ocr", "SearxngProvider"),
+    "tavily": ("gateway.providers.rerank_search_ocr", "TavilyProvider"),
+    "mistral": ("gateway.providers.rerank_search_ocr", "MistralProvider"),
 }
 
 
@@ -25,6 +30,4 @@ def build_provider(pc: ProviderConfig):
 
 
 def build_providers(config: Config) -> dict:
-    # Kinds with no chat API (cohere, searxng, tavily, mistral) serve only their own
-    # operation, through gateway/providers/inference.py.
-    return {pc.id: build_provider(pc) for pc in config.providers if pc.kind in _KINDS}
+    return {pc.id: build_provider(pc) for pc in config.providers}

@@ -74,9 +74,9 @@ def search(query: str, n: int, domains: tuple[str, ...] = ()) -> list[dict]:
 
 def ocr_image(data: bytes) -> str | None:
     from gateway.documents.pixels import decode_png
-    from gateway.simulator import sim_ocr
+    from gateway.simulator.sim_ocr import read
     gray = decode_png(data)
-    return sim_ocr.read(gray) if gray is not None else None
+    return read(gray) if gray is not None else None
 
 
 def ocr_pages(data: bytes, pages: tuple[int, ...] | None) -> list[o.OcrPage]:

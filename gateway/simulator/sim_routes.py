@@ -29,7 +29,8 @@ from gateway import canonical as c
 from gateway import canonical_ops as o
 from gateway import errors, tokenizer
 from gateway.codecs import audio, embeddings, multipart, ocr, rerank, search
-from gateway.simulator import sim_audio, sim_inference
+import gateway.simulator.sim_audio as sim_audio
+import gateway.simulator.sim_inference as sim_inference
 from gateway.simulator.faults import parse_fault
 from gateway.simulator.wire import read_body
 
@@ -66,9 +67,9 @@ class InferenceSim:
         if path == "/_sim/page.png" and method == "GET":
             # A page image carrying ?text= (the OCR tests fetch documents by URL here).
             from urllib.parse import parse_qs
-            from gateway.simulator import sim_ocr
+            from gateway.simulator.sim_ocr import png, render
             text = parse_qs(scope.get("query_string", b"").decode()).get("text", [""])[0]
-            await _send(send, 200, sim_ocr.png(sim_ocr.render(text)), b"image/png")
+            await _send(send, 200, png(render(text)), b"image/png")
             return True
         gm = _GEMINI.fullmatch(path)
         route = None
