@@ -99,6 +99,9 @@ class Operation(Generic[Req, Res]):
     # Worst-case units from the request (what is held) and billed units from the result.
     hold_units: Callable[[Req], int] = lambda req: 1
     units_of: Callable[[Res], int] = lambda res: 1
+    # Token counts a unit-priced result reports (embeddings' input tokens), for the
+    # request log and X-Prism-Tokens-*; they never change the price.
+    usage_of: Callable[[Res], Any] = lambda res: None
     # A human name for what is made, in refusals ("image generation").
     noun: str = ""
 

@@ -99,7 +99,7 @@ class Pipeline:
                 f"upstream {prep.route.provider if prep.route else ''} returned nothing")
             await self.admission.close(prep, None, error)
             raise error
-        return result, await self.admission.close(prep, None, None, units=units)
+        return result, await self.admission.close(prep, op.usage_of(result), None, units=units)
 
     async def _admit_op(self, ctx: CallContext, op: Operation, req: Any, model: str,
                         routes: RouteCheck | None) -> Prepared:

@@ -27,7 +27,6 @@ async def embed(version: str, model: str, method: str) -> Response:
     call = Call("embeddings", req, common.services().inference, units=embed_tokens(req))
     done, outcome = await run(ctx, ops.EMBEDDINGS, call, model, "embeddings")
     headers = common.outcome_headers(outcome, outcome.model)
-    headers["X-Prism-Tokens-In"] = str(done.units)
     return Response(common.dumps(embeddings.gemini_from_canonical(done.value, method == "batchEmbedContents")),
                     content_type="application/json", headers=headers)
 

@@ -69,7 +69,6 @@ async def create_embeddings():
     call = Call("embeddings", req, common.services().inference, units=embed_tokens(req))
     done, outcome = await run(ctx, ops.EMBEDDINGS, call, req.model, "embeddings")
     headers = common.outcome_headers(outcome, outcome.model)
-    headers["X-Prism-Tokens-In"] = str(done.units)
     return _json(embeddings.openai_from_canonical(done.value, outcome.model,
                                                   embeddings.encoding_format(body)), headers)
 

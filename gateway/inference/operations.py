@@ -20,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
+from gateway import canonical as c
 from gateway import canonical_ops as o
 from gateway import errors
 from gateway.config import RouteConfig
@@ -148,6 +149,7 @@ def _units(res: Done) -> int:
 EMBEDDINGS = Operation(kind="embeddings", capability="embeddings",
                        pricing=Pricing.units("input_usd_per_mtok", "token", per=1_000_000),
                        call=_embed, hold_units=lambda call: call.units, units_of=_units,
+                       usage_of=lambda res: c.Usage(input_tokens=res.units),
                        noun="compute embeddings")
 RERANK = Operation(kind="rerank", capability="rerank", pricing=Pricing.units("search_usd", "search"),
                    call=_rerank, hold_units=lambda call: call.units, units_of=_units, noun="rerank")

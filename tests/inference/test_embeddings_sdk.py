@@ -147,3 +147,11 @@ def test_count_tokens_route_says_whether_exact(gw, key, model, exact):
     bad = httpx.post(gw.url + "/v1/count_tokens", headers={"authorization": f"Bearer {key['key']}"},
                      json={"model": model})
     assert bad.status_code == 400
+
+
+def test_log_row_carries_the_input_tokens(gw, key):
+    raw = _oa(gw, key).embeddings.with_raw_response.create(model="emb-inproc", input=["one two three", "four"])
+    tokens = raw.parse().usage.prompt_tokens
+    row = setup.last_log(gw, key["account_id"])
+    assert row.tokens_in == tokens and row.tokens_out == 0 and row.cost_micros == tokens
+    assert raw.headers["x-prism-tokens-in"] == str(tokens)
