@@ -16,7 +16,7 @@ import struct
 
 from gateway import canonical_ops as o
 from gateway import errors
-from gateway.codecs.fields import bad, is_num
+from gateway.codecs.fields import bad, body_with_model, is_num
 from gateway.codecs.multipart import Form
 
 MAX_SPEECH_CHARS = 4096
@@ -24,11 +24,7 @@ VOICES_HINT = "alloy, ash, ballad, coral, echo, fable, nova, onyx, sage, shimmer
 
 
 def speech_to_canonical(body: object, stream: bool = False) -> o.SpeechRequest:
-    if not isinstance(body, dict):
-        bad("body", "must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        bad("model", "is required and must be a non-empty string")
+    body, model = body_with_model(body)
     text = body.get("input")
     if not isinstance(text, str) or not text.strip():
         bad("input", "is required and must be a non-empty string")

@@ -18,7 +18,7 @@ import struct
 
 from gateway import canonical_ops as o
 from gateway import errors
-from gateway.codecs.fields import bad, is_int, opt_positive_int, opt_str
+from gateway.codecs.fields import bad, body_with_model, is_int, opt_positive_int, opt_str
 
 MAX_INPUTS = 2048
 MAX_DIMENSIONS = 8192
@@ -35,11 +35,7 @@ def _input_item(v: object, where: str) -> str | tuple[int, ...]:
 
 
 def openai_to_canonical(body: object) -> o.EmbedRequest:
-    if not isinstance(body, dict):
-        bad("body", "must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        bad("model", "is required and must be a non-empty string")
+    body, model = body_with_model(body)
     raw = body.get("input")
     if isinstance(raw, str) or (isinstance(raw, list) and raw and all(is_int(t) for t in raw)):
         inputs = (_input_item(raw, "input"),)

@@ -27,6 +27,13 @@ def is_num(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def body_with_model(body: object) -> tuple[dict, str]:
+    """A request body that must be a JSON object naming a model."""
+    if not isinstance(body, dict):
+        bad("body", "must be a JSON object")
+    return body, req_str(body, "model", "")
+
+
 def req_str(d: dict, key: str, where: str, *, empty_ok: bool = False) -> str:
     v = d.get(key)
     if not isinstance(v, str) or not (v or empty_ok):

@@ -14,7 +14,7 @@ import re
 
 from gateway import canonical_ops as o
 from gateway import errors
-from gateway.codecs.fields import bad, is_int, opt_bool
+from gateway.codecs.fields import bad, body_with_model, is_int, opt_bool
 
 MAX_PAGES_LIST = 1000
 # What a vision chat model is asked for each page when the route has no OCR API.
@@ -52,11 +52,7 @@ def _page_ranges(text: str) -> list[int]:
 
 
 def to_canonical(body: object, max_bytes: int) -> o.OcrRequest:
-    if not isinstance(body, dict):
-        bad("body", "must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        bad("model", "is required and must be a non-empty string")
+    body, model = body_with_model(body)
     doc = body.get("document")
     if not isinstance(doc, dict):
         bad("document", "is required: {type: document_url | image_url, ...}")

@@ -14,7 +14,7 @@ import json
 
 from gateway import canonical_ops as o
 from gateway import errors
-from gateway.codecs.fields import bad, is_int, opt_bool, opt_positive_int
+from gateway.codecs.fields import bad, body_with_model, is_int, opt_bool, opt_positive_int
 
 MAX_DOCUMENTS = 1000
 DOCS_PER_SEARCH_UNIT = 100
@@ -35,11 +35,7 @@ def _doc_text(d: object, where: str) -> str:
 
 
 def to_canonical(body: object, max_documents: int = MAX_DOCUMENTS) -> o.RerankRequest:
-    if not isinstance(body, dict):
-        bad("body", "must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        bad("model", "is required and must be a non-empty string")
+    body, model = body_with_model(body)
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
         bad("query", "is required and must be a non-empty string")

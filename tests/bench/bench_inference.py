@@ -25,39 +25,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench_gateway import ADMIN_TOKEN, Children, _url_in, pct  # noqa: E402
+from bench_gateway import ADMIN_TOKEN, Children, _url_in, gateway_toml, pct  # noqa: E402
 
 TEXTS = [f"short text number {i} about topic {i % 7}" for i in range(64)]
 
 
 def toml(tmp: Path, sim: str) -> str:
-    return f"""
-[server]
-host = "127.0.0.1"
-port = 0
-shutdown_grace = 2
-[store]
-path = "{tmp / 'prism.db'}"
-sweep_interval = 3600
-[control]
-socket = "{tmp / 'prism.sock'}"
-[bootstrap]
-dev_key = false
-[[providers]]
-id = "up"
-kind = "openai"
-base_url = "{sim}/v1"
-api_key_env = "PRISM_BENCH_UPSTREAM_KEY"
+    """bench_gateway's config (provider "up": the simulator over HTTP) plus one model
+    per measured operation."""
+    return gateway_toml(tmp, sim) + """
 [[models]]
 id = "emb"
 input_usd_per_mtok = 0.02
 capabilities = ["embeddings"]
-routes = [{{provider = "up", model = "sim-embed"}}]
+routes = [{provider = "up", model = "sim-embed"}]
 [[models]]
 id = "stt"
 audio_usd_per_minute = 0.006
 capabilities = ["transcription"]
-routes = [{{provider = "up", model = "sim-whisper"}}]
+routes = [{provider = "up", model = "sim-whisper"}]
 """
 
 

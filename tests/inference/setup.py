@@ -7,6 +7,7 @@ from pathlib import Path
 
 import harness
 import store
+from tests.media.media_setup import wallet  # noqa: F401  (the tests read it from here)
 
 EMBED_USD_PER_MTOK = 1.0        # 1 micro-USD per token
 SEARCH_USD = 0.002              # 2000 micro-USD per search unit
@@ -79,14 +80,6 @@ def overrides(tmp: Path, sim: str, **extra) -> dict:
 def start(tmp: Path, sim: str, **extra) -> harness.Gateway:
     cfg = overrides(tmp, sim, **extra)
     return harness.start_gateway(tmp, sim, providers=cfg.pop("providers"), models=cfg.pop("models"), **cfg)
-
-
-def wallet(gw, account_id: str) -> int:
-    db = gw.db()
-    try:
-        return store.get_wallet(db, account_id).balance_micros
-    finally:
-        db.close()
 
 
 def last_log(gw, account_id: str):
