@@ -80,9 +80,17 @@ async def create_rerank():
     s = common.services()
     req = rerank.to_canonical(await common.read_json_object(), s.config.inference.max_documents)
     ctx.model = req.model
-    call = Call("rerank", req, s.inference, units=rerank.search_units(len(req.documents)))
-    done, outcome = await run(ctx, ops.RERANK, call, req.model, "rerank")
-    return _json(rerank.from_canonical(o.RerankResult(hits=done.value.hits, search_units=done.units),
+    model = s.catalog.resolve(req.model).model
+    if model.search_usd is None and model.input_usd_per_mtok is not None:
+        q = tokenizer.count_text(req.query)
+        units = sum(q + tokenizer.count_text(d) for d in req.documents)
+        op = ops.RERANK_TOKENS
+    else:
+        units, op = rerank.search_units(len(req.documents)), ops.RERANK
+    call = Call("rerank", req, s.inference, units=units)
+    done, outcome = await run(ctx, op, call, req.model, "rerank")
+    units = done.units if op is ops.RERANK else rerank.search_units(len(req.documents))
+    return _json(rerank.from_canonical(o.RerankResult(hits=done.value.hits, search_units=units),
                                        req, ctx.request_id), common.outcome_headers(outcome, outcome.model))
 
 

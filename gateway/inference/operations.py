@@ -4,6 +4,7 @@ priced, and the provider method it calls on one route.
     operation      price on the model (prism.toml)   held / billed units
     embeddings     input_usd_per_mtok                input tokens (upstream's count, else ours)
     rerank         search_usd                        searches: query + up to 100 documents
+                   (or input_usd_per_mtok)           (or tokens: query per document + documents)
     speech         speech_usd_per_mchar              input characters
     transcription  audio_usd_per_minute              milliseconds of audio, read from the file
     search         request_usd                       one per request
@@ -153,6 +154,11 @@ EMBEDDINGS = Operation(kind="embeddings", capability="embeddings",
                        noun="compute embeddings")
 RERANK = Operation(kind="rerank", capability="rerank", pricing=Pricing.units("search_usd", "search"),
                    call=_rerank, hold_units=lambda call: call.units, units_of=_units, noun="rerank")
+# A rerank model priced per token instead (no search_usd): the query counted once per
+# document plus each document, as Cohere and Jina count them.
+RERANK_TOKENS = dataclasses.replace(
+    RERANK, pricing=Pricing.units("input_usd_per_mtok", "token", per=1_000_000),
+    usage_of=lambda res: c.Usage(input_tokens=res.units))
 SPEECH = Operation(kind="speech", capability="speech",
                    pricing=Pricing.units("speech_usd_per_mchar", "character", per=1_000_000),
                    call=_speech, hold_units=lambda call: call.units, units_of=_units,

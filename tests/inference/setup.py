@@ -51,6 +51,7 @@ def overrides(tmp: Path, sim: str, **extra) -> dict:
         model("rr-cohere", "rerank", [("sim-cohere", "rerank-v3")], **r),
         model("rr-inproc", "rerank", [("inproc", "rerank")], **r),
         model("rr-failover", "rerank", [("dead-cohere", "x"), ("sim-cohere", "rerank-v3")], **r),
+        model("rr-tokens", "rerank", [("sim-cohere", "rerank-v3")], **e),
         model("rr-noprice", "rerank", [("sim-cohere", "rerank-v3")]),
         model("tts-openai", "speech", [("sim-openai", "sim-tts")], **t),
         model("tts-gemini", "speech", [("sim-gemini", "sim-tts")], **t),

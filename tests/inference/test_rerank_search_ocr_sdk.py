@@ -160,3 +160,14 @@ def test_ocr_fetches_urls_through_the_guard(sim_url, tmp_path):
         assert r.json()["pages"][0]["markdown"] == "Fetched by the gateway"
     finally:
         gw.stop()
+
+
+def test_rerank_priced_per_token(gw, key):
+    from gateway import tokenizer
+    co = cohere.ClientV2(api_key=key["key"], base_url=gw.url)
+    before = setup.wallet(gw, key["account_id"])
+    res = co.rerank(model="rr-tokens", query="solar power", documents=DOCS[:2])
+    assert [r.index for r in res.results] == [1, 0]
+    tokens = sum(tokenizer.count_text("solar power") + tokenizer.count_text(d) for d in DOCS[:2])
+    assert before - setup.wallet(gw, key["account_id"]) == tokens      # 1 micro-USD a token
+    assert setup.last_log(gw, key["account_id"]).tokens_in == tokens
