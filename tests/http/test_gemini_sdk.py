@@ -198,7 +198,7 @@ def test_unknown_model_method_and_coexisting_get(http, key, client):
     r = http.post("/v1beta/models/nope:generateContent", headers=auth,
                   json={"contents": [{"parts": [{"text": "x"}]}]})
     assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
-    r = http.post("/v1beta/models/via-gemini:embedContent", headers=auth, json={})
+    r = http.post("/v1beta/models/via-gemini:predictLongRunning", headers=auth, json={})
     assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
     # GET on the same path prefix is the model lookup, untouched by the POST rules.
     r = http.get("/v1beta/models/via-gemini", headers=auth)
