@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.config_protocols import (AgentConfig, McpServerConfig, RealtimeConfig,
+                                      check_protocols)
+
 PROVIDER_KINDS = ("openai", "anthropic", "gemini", "simulator")
 TIERS = ("eco", "balanced", "sport")
 CAPABILITIES = ("chat", "tools", "vision", "json", "images", "video", "long_context")
@@ -129,6 +132,9 @@ class PlanConfig:
     key_tpm: int | None = None
     account_rpm: int | None = None
     account_tpm: int | None = None
+    # MCP tools the plan's keys may list and call (names or `server__*` patterns);
+    # empty means every tool.
+    mcp_tools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,9 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    mcp_servers: tuple[McpServerConfig, ...] = ()
+    agents: tuple[AgentConfig, ...] = ()
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
     base_dir: str = "."   # relative paths in the file resolve against the file's folder
 
     def provider(self, provider_id: str) -> ProviderConfig:
@@ -227,6 +236,12 @@ def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _convert(value, args[0], path, problems)
+    if origin is dict:
+        # String-to-string tables only (environment, headers).
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            problems.append(f"{path}: expected a table of strings, got {value!r}")
+            return {}
+        return dict(value)
     if origin is tuple:
         inner = typing.get_args(tp)[0]
         if not isinstance(value, list):
@@ -358,6 +373,7 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
                                          "video_poll_interval", "video_max_bytes"), problems)
     if cfg.bootstrap.dev_key_credits_usd < 0:
         problems.append("bootstrap.dev_key_credits_usd: must not be negative")
+    check_protocols(cfg, set(public), problems)
 
 
 def _check_plan(pl: PlanConfig, where: str, problems: list[str]) -> None:

@@ -92,7 +92,25 @@ def build_services(config: Config, writer, admin_token: str | None) -> Services:
     services.flags = ProviderFlags(writer, config, on_change=services.rebuild_catalog)
     services.metrics = Metrics(m.id for m in config.models)
     services.observers.append(services.metrics.observe)
+    services.mcp = _build_mcp(services)
     return services
+
+
+def _build_mcp(services: Services):
+    from gateway.mcp import build_mcp
+    from gateway.mcp.hub import Caller
+
+    async def authenticate(token: str | None) -> Caller:
+        info = await services.keys.verify(token)
+        plan = await services.admission.plan_for(info.account_id)
+        allowed = tuple(plan.mcp_tools) if plan is not None and plan.mcp_tools else None
+        return Caller(info.key_id, info.account_id, allowed)
+
+    async def audit(actor: str, action: str, detail: dict) -> None:
+        await services.writer.call(store.append_audit, actor, action, detail)
+
+    return build_mcp(services.config.mcp_servers, ledger=services.ledger, audit=audit,
+                     authenticate=authenticate)
 
 
 async def run_gateway(config: Config, *, host: str | None = None, port: int | None = None,
@@ -141,6 +159,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
             await nursery.start(serve_control, services)
             await nursery.start(media_of(services).run)   # the video poller (issue 6)
+            await nursery.start(services.mcp.run)          # MCP upstreams and /mcp (issue 15)
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:

@@ -51,6 +51,8 @@ class Services:
     router: Any = field(default=None)
     sessions: Any = field(default=None)
     clock: Callable[[], float] = time.time
+    # Protocols beyond request/response (issue 15): the MCP gateway (gateway.mcp.McpService).
+    mcp: Any = field(default=None)
 
     def rebuild_catalog(self) -> None:
         """Re-derive routing from the config and the operator's flags, in one swap."""
