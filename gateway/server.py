@@ -93,7 +93,29 @@ def build_services(config: Config, writer, admin_token: str | None) -> Services:
     services.metrics = Metrics(m.id for m in config.models)
     services.observers.append(services.metrics.observe)
     services.mcp = _build_mcp(services)
+    services.a2a = _build_a2a(services)
     return services
+
+
+def _build_a2a(services: Services):
+    from gateway import canonical as c
+    from gateway.a2a.remote import RemoteAgents
+    from gateway.a2a.service import A2AService
+    from gateway.pipeline import CallContext
+
+    async def chat(caller, req: c.Request) -> tuple[c.Response, int]:
+        """One chat call of a local agent, through the same admission, dispatch and
+        settlement as /v1/chat/completions."""
+        ctx = CallContext(request_id="req_" + os.urandom(12).hex(), route="/a2a",
+                          dialect="a2a", account_id=caller.account_id, key_id=caller.key_id)
+        ctx.allowed_models = await services.admission.allowed_models(caller.account_id)
+        ctx.model = req.model
+        resp, outcome = await services.pipeline.complete(ctx, req)
+        return resp, outcome.cost_micros
+
+    remote = RemoteAgents(writer=services.writer, ledger=services.ledger)
+    return A2AService(services.config.agents, writer=services.writer, chat=chat,
+                      hub=services.mcp.hub, remote=remote)
 
 
 def _build_mcp(services: Services):
@@ -160,6 +182,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             await nursery.start(serve_control, services)
             await nursery.start(media_of(services).run)   # the video poller (issue 6)
             await nursery.start(services.mcp.run)          # MCP upstreams and /mcp (issue 15)
+            await nursery.start(services.a2a.run)          # A2A background tasks (issue 15)
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:

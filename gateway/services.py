@@ -53,6 +53,7 @@ class Services:
     clock: Callable[[], float] = time.time
     # Protocols beyond request/response (issue 15): the MCP gateway (gateway.mcp.McpService).
     mcp: Any = field(default=None)
+    a2a: Any = field(default=None)          # gateway.a2a.service.A2AService
 
     def rebuild_catalog(self) -> None:
         """Re-derive routing from the config and the operator's flags, in one swap."""

@@ -19,7 +19,7 @@ from gateway.http import (
 )
 from gateway.http import sessions_routes
 from gateway.http import media_routes
-from gateway.http import mcp_routes
+from gateway.http import a2a_routes, mcp_routes
 from gateway.http.limits import BodyLimit, FinishAfterBody
 from gateway.pipeline import CallContext
 from gateway.services import Services
@@ -96,6 +96,7 @@ def create_app(services: Services) -> QuartTrio:
         app.register_blueprint(module.bp)
     app.register_blueprint(media_routes.bp)
     app.register_blueprint(mcp_routes.bp)
+    app.register_blueprint(a2a_routes.bp)
     async def log_oversize(request_id: str, path: str, dialect: str, err: errors.PrismError) -> None:
         ctx = CallContext(request_id=request_id, route=path, dialect=dialect)
         await services.pipeline.log_refusal(ctx, err)

@@ -21,6 +21,8 @@ from gateway.mcp.hub import Caller, McpHub
 class McpService:
     hub: McpHub
     frontend: McpFrontend
+    # Bearer token -> Caller (key, account, the plan's allow list); A2A uses it too.
+    authenticate: Callable[[str | None], Awaitable[Caller]]
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -33,4 +35,4 @@ def build_mcp(configs: tuple[McpServerConfig, ...], *, ledger: Any,
               audit: Callable[[str, str, dict[str, Any]], Awaitable[None]],
               authenticate: Callable[[str | None], Awaitable[Caller]]) -> McpService:
     hub = McpHub(configs, ledger=ledger, audit=audit)
-    return McpService(hub, McpFrontend(hub, authenticate))
+    return McpService(hub, McpFrontend(hub, authenticate), authenticate)
