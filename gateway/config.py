@@ -23,7 +23,7 @@ from gateway.config_protocols import (AgentConfig, McpServerConfig, RealtimeConf
 
 PROVIDER_KINDS = ("openai", "anthropic", "gemini", "simulator")
 TIERS = ("eco", "balanced", "sport")
-CAPABILITIES = ("chat", "tools", "vision", "json", "images", "video", "long_context")
+CAPABILITIES = ("chat", "tools", "vision", "json", "images", "video", "long_context", "realtime")
 MODES = ("eco", "balanced", "sport")
 TASK_TYPES = ("simple", "code", "reasoning", "complex")
 PICKS = ("cheapest", "best")
@@ -99,6 +99,9 @@ class ModelConfig:
     input_usd_per_mtok: float | None = None
     output_usd_per_mtok: float | None = None
     cached_input_usd_per_mtok: float | None = None
+    # Realtime audio tokens (gateway/realtime); unset means the text token prices.
+    audio_input_usd_per_mtok: float | None = None
+    audio_output_usd_per_mtok: float | None = None
     image_usd: float | None = None
     video_usd: float | None = None
     max_output_tokens: int = 4096
@@ -330,7 +333,8 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
             if cap not in CAPABILITIES:
                 problems.append(f"{where}.capabilities: unknown capability {cap!r}")
         for price in ("input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok",
-                      "image_usd", "video_usd"):
+                      "image_usd", "video_usd", "audio_input_usd_per_mtok",
+                      "audio_output_usd_per_mtok"):
             v = getattr(m, price)
             if v is not None and v < 0:
                 problems.append(f"{where}.{price}: must not be negative")

@@ -19,7 +19,7 @@ from gateway.http import (
 )
 from gateway.http import sessions_routes
 from gateway.http import media_routes
-from gateway.http import a2a_routes, mcp_routes
+from gateway.http import a2a_routes, mcp_routes, realtime_routes
 from gateway.http.limits import BodyLimit, FinishAfterBody
 from gateway.pipeline import CallContext
 from gateway.services import Services
@@ -104,4 +104,5 @@ def create_app(services: Services) -> QuartTrio:
     app.asgi_app = BodyLimit(FinishAfterBody(app.asgi_app, cfg.read_timeout), cfg.max_body_bytes,
                              common.error_body, log_oversize)
     app.asgi_app = mcp_routes.mount(app.asgi_app, services.mcp.frontend)
+    app.asgi_app = realtime_routes.mount(app.asgi_app, services)
     return app

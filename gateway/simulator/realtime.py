@@ -215,14 +215,15 @@ class RealtimeSim:
         cached = sum(tokenizer.count_text(i.text) for i in self.items[:self.cached_upto]
                      if not i.audio_bytes)
         audio_in = sum(audio_tokens(i.audio_bytes) for i in self.items)
-        text_out = audio_out = 0
+        text_out = audio_bytes = 0
         for e in sent:
             t = e["type"]
             if t in ("response.output_text.delta", "response.output_audio_transcript.delta",
                      "response.function_call_arguments.delta"):
                 text_out += tokenizer.count_text(e["delta"])
             elif t == "response.output_audio.delta":
-                audio_out += audio_tokens(len(base64.b64decode(e["delta"])))
+                audio_bytes += len(base64.b64decode(e["delta"]))
+        audio_out = audio_tokens(audio_bytes)
         return {"total_tokens": text_in + audio_in + text_out + audio_out,
                 "input_tokens": text_in + audio_in, "output_tokens": text_out + audio_out,
                 "input_token_details": {"text_tokens": text_in, "audio_tokens": audio_in,
