@@ -25,6 +25,7 @@ from gateway import tokenizer
 from gateway.auth import KeyCache, KeyInfo
 from gateway.billing.ledger import Ledger
 from gateway.billing.pricing import usd_to_micros
+from gateway.callmoney import CallMoney
 from gateway.config import Config
 from gateway.control.server import serve_control
 from gateway.flags import ProviderFlags
@@ -92,6 +93,7 @@ def build_services(config: Config, writer, admin_token: str | None) -> Services:
     services.flags = ProviderFlags(writer, config, on_change=services.rebuild_catalog)
     services.metrics = Metrics(m.id for m in config.models)
     services.observers.append(services.metrics.observe)
+    services.callmoney = CallMoney(services.ledger, services.admission.plan_for)
     services.mcp = _build_mcp(services)
     services.a2a = _build_a2a(services)
     return services
@@ -113,7 +115,7 @@ def _build_a2a(services: Services):
         resp, outcome = await services.pipeline.complete(ctx, req)
         return resp, outcome.cost_micros
 
-    remote = RemoteAgents(writer=services.writer, ledger=services.ledger)
+    remote = RemoteAgents(writer=services.writer, money=services.callmoney)
     return A2AService(services.config.agents, writer=services.writer, chat=chat,
                       hub=services.mcp.hub, remote=remote)
 
@@ -131,7 +133,7 @@ def _build_mcp(services: Services):
     async def audit(actor: str, action: str, detail: dict) -> None:
         await services.writer.call(store.append_audit, actor, action, detail)
 
-    return build_mcp(services.config.mcp_servers, ledger=services.ledger, audit=audit,
+    return build_mcp(services.config.mcp_servers, money=services.callmoney, audit=audit,
                      authenticate=authenticate)
 
 

@@ -52,6 +52,7 @@ class Services:
     sessions: Any = field(default=None)
     clock: Callable[[], float] = time.time
     # Protocols beyond request/response (issue 15): the MCP gateway (gateway.mcp.McpService).
+    callmoney: Any = field(default=None)    # gateway.callmoney.CallMoney
     mcp: Any = field(default=None)
     a2a: Any = field(default=None)          # gateway.a2a.service.A2AService
 

@@ -29,9 +29,9 @@ CARD_PATHS = ("/.well-known/agent-card.json", "/.well-known/agent.json")
 
 
 class RemoteAgents:
-    def __init__(self, *, writer: Any, ledger: Any) -> None:
+    def __init__(self, *, writer: Any, money: Any) -> None:
         self._writer = writer
-        self._ledger = ledger
+        self._money = money            # gateway.callmoney.CallMoney
         self._http = httpx.AsyncClient()     # closed by aclose, when the A2A service stops
         self._cards: dict[str, tuple[float, dict[str, Any]]] = {}
 
@@ -77,7 +77,7 @@ class RemoteAgents:
         request_id = "a2a_" + secrets.token_hex(12)
         if not price:
             return None, request_id, 0
-        return await self._ledger.reserve(caller.account_id, request_id, price), request_id, price
+        return await self._money.hold(caller.account_id, request_id, price), request_id, price
 
     async def _close(self, hold: tuple[str | None, str, int], caller: Caller, agent: AgentConfig,
                      answered: bool) -> None:
@@ -85,7 +85,7 @@ class RemoteAgents:
         if hold_id is None:
             return
         with trio.CancelScope(shield=True):
-            await self._ledger.close(hold_id, price if answered else None, log={
+            await self._money.close(caller.account_id, hold_id, price if answered else None, log={
                 "request_id": request_id, "key_id": caller.key_id,
                 "account_id": caller.account_id, "route": f"/a2a/{agent.id}", "dialect": "a2a",
                 "model": agent.id, "status": 200 if answered else 502,

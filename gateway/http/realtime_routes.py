@@ -117,7 +117,7 @@ async def serve(scope: dict, receive: Callable, send: Callable, services: Any) -
             async def client_close(code: int, reason: str) -> None:
                 await send({"type": "websocket.close", "code": code, "reason": reason})
 
-            session = RealtimeSession(who=who, price=price, ledger=services.ledger, limits=limits,
+            session = RealtimeSession(who=who, price=price, money=services.callmoney, limits=limits,
                                       upstream=up, receive=client_receive, send=client_send,
                                       close=client_close)
             await session.run()

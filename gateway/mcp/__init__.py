@@ -31,8 +31,8 @@ class McpService:
             task_status.started()
 
 
-def build_mcp(configs: tuple[McpServerConfig, ...], *, ledger: Any,
+def build_mcp(configs: tuple[McpServerConfig, ...], *, money: Any,
               audit: Callable[[str, str, dict[str, Any]], Awaitable[None]],
               authenticate: Callable[[str | None], Awaitable[Caller]]) -> McpService:
-    hub = McpHub(configs, ledger=ledger, audit=audit)
+    hub = McpHub(configs, money=money, audit=audit)
     return McpService(hub, McpFrontend(hub, authenticate), authenticate)

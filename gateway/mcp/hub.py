@@ -46,10 +46,10 @@ Audit = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
 
 class McpHub:
-    def __init__(self, configs: tuple[McpServerConfig, ...], *, ledger: Any = None,
+    def __init__(self, configs: tuple[McpServerConfig, ...], *, money: Any = None,
                  audit: Audit | None = None) -> None:
         self.upstreams = {c.id: Upstream(c, self._changed) for c in configs if c.enabled}
-        self._ledger = ledger
+        self._money = money            # gateway.callmoney.CallMoney
         self._audit = audit
         self._changed_event = trio.Event()
         self.generation = 0
@@ -122,8 +122,8 @@ class McpHub:
         request_id = "mcp_" + secrets.token_hex(12)
         price = usd_to_micros(up.cfg.price_usd) if caller is not ADMIN else 0
         hold_id = None
-        if price and self._ledger is not None:
-            hold_id = await self._ledger.reserve(caller.account_id, request_id, price)
+        if price and self._money is not None:
+            hold_id = await self._money.hold(caller.account_id, request_id, price)
         started = time.monotonic()
         outcome, result = "error", None
         try:
@@ -136,8 +136,8 @@ class McpHub:
                 with trio.move_on_after(10):
                     if hold_id is not None:
                         # An upstream that answered (even with a tool error) did the work.
-                        await self._ledger.close(
-                            hold_id, price if result is not None else None,
+                        await self._money.close(
+                            caller.account_id, hold_id, price if result is not None else None,
                             log=self._log(caller, request_id, public_name, result, elapsed_ms,
                                           price if result is not None else 0))
                     if self._audit is not None:

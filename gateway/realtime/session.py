@@ -72,12 +72,12 @@ class ClientGone(Exception):
 
 
 class RealtimeSession:
-    def __init__(self, *, who: Who, price: meter.RealtimePrice, ledger: Any,
+    def __init__(self, *, who: Who, price: meter.RealtimePrice, money: Any,
                  limits: RealtimeConfig, upstream: Upstream,
                  receive: Callable[[], Awaitable[str | bytes | None]],
                  send: Callable[[str], Awaitable[None]],
                  close: Callable[[int, str], Awaitable[None]]) -> None:
-        self.who, self.price, self.ledger, self.limits = who, price, ledger, limits
+        self.who, self.price, self.money, self.limits = who, price, money, limits
         self.up = upstream
         self._receive, self._send, self._close = receive, send, close
         self.max_output = limits.default_max_output_tokens
@@ -193,7 +193,7 @@ class RealtimeSession:
         request_id = "req_" + secrets.token_hex(12)
         event.setdefault("event_id", "event_" + secrets.token_hex(8))
         try:
-            hold_id = await self.ledger.reserve(self.who.account_id, request_id, amount)
+            hold_id = await self.money.hold(self.who.account_id, request_id, amount)
         except errors.ClientError as err:
             await self._error(err.message, type_=err.type_name, code=err.code or err.type_name,
                               event_id=event["event_id"])
@@ -285,6 +285,7 @@ class RealtimeSession:
                   "cached_tokens": 0 if void else tokens.cached_in,
                   "cost_micros": cost or 0, "estimated": estimated and not void, "stream": True}
         with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await self.ledger.close(h.hold_id, cost, input_tokens=record["tokens_in"],
+            await self.money.close(self.who.account_id, h.hold_id, cost,
+                                   input_tokens=record["tokens_in"],
                                     output_tokens=record["tokens_out"],
                                     estimated=record["estimated"], log=record)
