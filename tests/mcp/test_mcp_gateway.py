@@ -60,6 +60,8 @@ def mcp_gateway(tmp_path_factory, calc_url):
     gw = harness.start_gateway(
         tmp_path_factory.mktemp("mcp"), None,
         plans=[{"id": "limited", "mcp_tools": ["notes__*", "calc__add"]}],
+        agents=[{"id": "adder", "kind": "local", "model": "prism-mini",
+                 "instructions": "Use your tools.", "mcp_tools": ["calc__*"]}],
         mcp_servers=[
             {"id": "notes", "transport": "stdio", "command": sys.executable,
              "args": [SERVERS, "stdio"], "cwd": str(ROOT), "env": {"PYTHONPATH": str(ROOT)},
@@ -190,3 +192,19 @@ def test_admin_routes(mcp_gateway):
     r = mcp_gateway.admin.post("/-/mcp/test", json={"arguments": {}})
     assert r.status_code == 400
     assert httpx.get(mcp_gateway.url + "/-/mcp/status").status_code in (401, 403)
+
+
+def test_local_agent_uses_mcp_tools(mcp_gateway):
+    """A local A2A agent's model calls an MCP tool through the hub, and answers with it."""
+    key = mcp_gateway.create_key(credits_usd=1.0)
+    r = httpx.post(mcp_gateway.url + "/a2a/adder", timeout=60,
+                   headers={"authorization": f"Bearer {key['key']}"},
+                   json={"jsonrpc": "2.0", "id": 7, "method": "message/send", "params": {
+                       "message": {"kind": "message", "role": "user", "messageId": "m1",
+                                   "parts": [{"kind": "text", "text": "use calc__add a=20 b=22"}]}}})
+    task = r.json()["result"]
+    assert task["status"]["state"] == "completed", task
+    assert "42" in task["artifacts"][0]["parts"][0]["text"]
+    calls = [row for row in store.audit_log(mcp_gateway.db(), action="mcp.call")
+             if row["actor"] == key["id"]]
+    assert [c["detail"]["tool"] for c in calls] == ["calc__add"]
