@@ -208,3 +208,27 @@ def test_local_agent_uses_mcp_tools(mcp_gateway):
     calls = [row for row in store.audit_log(mcp_gateway.db(), action="mcp.call")
              if row["actor"] == key["id"]]
     assert [c["detail"]["tool"] for c in calls] == ["calc__add"]
+
+
+def test_responses_hosted_mcp_tool(mcp_gateway):
+    """The Responses API's hosted `mcp` tool, run by Prism for a simulator-backed model."""
+    from openai import OpenAI
+    key = mcp_gateway.create_key(credits_usd=1.0)
+    client = OpenAI(base_url=mcp_gateway.url + "/v1", api_key=key["key"], max_retries=0)
+    resp = client.responses.create(
+        model="prism-mini", input="use calc__add a=2 b=5",
+        tools=[{"type": "mcp", "server_label": "calc", "require_approval": "never",
+                "allowed_tools": ["add"]}])
+    kinds = [item.type for item in resp.output]
+    assert kinds[:2] == ["mcp_list_tools", "mcp_call"] and kinds[-1] == "message"
+    assert [t.name for t in resp.output[0].tools] == ["calc__add"]
+    assert resp.output[1].name == "calc__add" and resp.output[1].output == "7"
+    assert "7" in resp.output_text
+    import openai
+    with pytest.raises(openai.BadRequestError, match="require_approval"):
+        client.responses.create(model="prism-mini", input="x", tools=[
+            {"type": "mcp", "server_label": "calc", "require_approval": "always"}])
+    with pytest.raises(openai.BadRequestError, match="no MCP server"):
+        client.responses.create(model="prism-mini", input="x", tools=[
+            {"type": "mcp", "server_label": "elsewhere", "server_url": "https://x/mcp",
+             "require_approval": "never"}])
