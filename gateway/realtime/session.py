@@ -177,7 +177,8 @@ class RealtimeSession:
             self.input_tokens += 0 if not n else meter.audio_tokens(n)
         elif kind == "conversation.item.create":
             item = event.get("item") if isinstance(event.get("item"), dict) else {}
-            text = " ".join(str(p.get("text", "")) for p in item.get("content") or ()
+            content = item.get("content") if isinstance(item.get("content"), list) else ()
+            text = " ".join(str(p.get("text", "")) for p in content
                             if isinstance(p, dict)) + str(item.get("output", "") or "")
             self.input_tokens += tokenizer.count_text(text) + 4
         elif kind == "response.create":

@@ -87,13 +87,15 @@ class RealtimeSim:
         """The immediate answer to one client event (response.create is the driver's)."""
         kind = event.get("type")
         if kind == "session.update":
-            update = event.get("session") or {}
+            update = event.get("session")
+            if not isinstance(update, dict):
+                return [self.error("session must be an object")]
             self.session.update({k: v for k, v in update.items() if k != "type"})
             return [self.ev("session.updated", session=self.session)]
         if kind == "input_audio_buffer.append":
             try:
                 self.audio += base64.b64decode(event.get("audio", ""), validate=True)
-            except ValueError:
+            except (ValueError, TypeError):
                 return [self.error("audio must be base64-encoded pcm16")]
             return []
         if kind == "input_audio_buffer.clear":
@@ -112,7 +114,12 @@ class RealtimeSim:
                             item_id=item_id),
                     *self._add(Item(item_id, raw, f"(audio {n * 1000 // 48000} ms)", n))]
         if kind == "conversation.item.create":
-            raw = dict(event.get("item") or {})
+            raw = event.get("item")
+            if not isinstance(raw, dict):
+                return [self.error("item must be an object")]
+            raw = dict(raw)
+            if not isinstance(raw.get("content", []), list):
+                return [self.error("item.content must be an array")]
             raw.setdefault("id", self.id("item"))
             raw.setdefault("object", "realtime.item")
             return self._add(Item(raw["id"], raw, _item_text(raw)))
