@@ -72,15 +72,19 @@ class RealtimeConfig:
     default_max_output_tokens: int = 4096
 
 
+def _check_id(ident: str, where: str, seen: set[str], what: str, problems: list[str]) -> None:
+    if not _ID.match(ident):
+        problems.append(f"{where}.id: letters, digits, '-' and '_' only")
+    if ident in seen:
+        problems.append(f"{where}.id: duplicate {what} id {ident!r}")
+    seen.add(ident)
+
+
 def check_protocols(cfg: Any, model_ids: set[str], problems: list[str]) -> None:
     seen: set[str] = set()
     for i, s in enumerate(cfg.mcp_servers):
         where = f"mcp_servers[{i}]"
-        if not _ID.match(s.id):
-            problems.append(f"{where}.id: letters, digits, '-' and '_' only")
-        if s.id in seen:
-            problems.append(f"{where}.id: duplicate MCP server id {s.id!r}")
-        seen.add(s.id)
+        _check_id(s.id, where, seen, "MCP server", problems)
         if "__" in s.tool_prefix:
             problems.append(f"{where}.prefix: must not contain '__' (it separates the tool name)")
         if s.transport not in MCP_TRANSPORTS:
@@ -98,11 +102,7 @@ def check_protocols(cfg: Any, model_ids: set[str], problems: list[str]) -> None:
     agents: set[str] = set()
     for i, a in enumerate(cfg.agents):
         where = f"agents[{i}]"
-        if not _ID.match(a.id):
-            problems.append(f"{where}.id: letters, digits, '-' and '_' only")
-        if a.id in agents:
-            problems.append(f"{where}.id: duplicate agent id {a.id!r}")
-        agents.add(a.id)
+        _check_id(a.id, where, agents, "agent", problems)
         if a.kind not in AGENT_KINDS:
             problems.append(f"{where}.kind: {a.kind!r} is not one of {', '.join(AGENT_KINDS)}")
         elif a.kind == "remote" and not a.url.startswith(("http://", "https://")):

@@ -4,15 +4,10 @@ with the a2a-sdk server."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import trio
 from a2a.client import ClientConfig, create_client
 from a2a.client.card_resolver import A2ACardResolver
 from a2a.helpers.proto_helpers import new_text_message
@@ -26,24 +21,9 @@ REMOTE = str(Path(__file__).with_name("remote_agent.py"))
 TOKEN = "remote-agent-token"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def remote_url():
-    port = _free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, REMOTE, str(port), TOKEN], cwd=ROOT, env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/.well-known/agent-card.json").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    proc, port = harness.start_process_server(REMOTE, TOKEN)
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(10)

@@ -2,7 +2,7 @@
 tests: `notes` (run over stdio) and `calc` (run over Streamable HTTP by uvicorn).
 
     python tests/mcp/upstream_servers.py stdio
-    python tests/mcp/upstream_servers.py http PORT
+    python tests/mcp/upstream_servers.py PORT http
 
 `notes__crash` exits the process at once, so a test can watch the gateway notice,
 drop the server's tools and restart it.
@@ -68,5 +68,5 @@ if __name__ == "__main__":
     if sys.argv[1] == "stdio":
         notes_server().run("stdio")
     else:
-        calc_server().run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]),
+        calc_server().run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]),
                           transport_security=None)
