@@ -22,19 +22,25 @@ from hypercorn.trio import serve as hyper_serve
 
 import store
 from gateway import tokenizer
-from gateway.auth import KeyCache, KeyInfo
 from gateway.billing.ledger import Ledger
+from gateway.engine.admission import Admission
+from gateway.engine.dispatch import Dispatcher
+from gateway.engine.jobs import MediaService
+from gateway.engine.live import Live, Observers
+from gateway.engine.pipeline import Pipeline
+from gateway.engine.select import Router
+from gateway.engine.services import Services
+from gateway.engine.sessions import Sessions
 from gateway.billing.pricing import usd_to_micros
 from gateway.callmoney import CallMoney
 from gateway.config import Config
 from gateway.control.server import serve_control
-from gateway.flags import ProviderFlags
 from gateway.http.app import create_app
-from gateway.media.jobs import media_of
-from gateway.metrics import Metrics
 from gateway.providers import build_providers
 from gateway.routing.catalog import Catalog
-from gateway.services import Services
+from gateway.runtime.flags import ProviderFlags, build_catalog
+from gateway.runtime.keys import KeyCache, KeyInfo
+from gateway.runtime.metrics import Metrics
 
 log = logging.getLogger("prism")
 
@@ -78,62 +84,83 @@ async def _sweeper(writer, interval: float) -> None:
                         swept.wallet_holds, swept.window_holds)
 
 
-def build_services(config: Config, writer, admin_token: str | None) -> Services:
+def build_services(config: Config, writer, admin_token: str | None, *,
+                   config_path: str | None = None,
+                   clock: Callable[[], float] = time.time) -> Services:
+    """Every part, each with the collaborators it uses, in dependency order.
+    `clock` is the wall clock session expiry reads (tests replace it)."""
     async def lookup(digest: str) -> KeyInfo | None:
         key = await writer.call(store.find_key_by_hash, digest)
         if key is None or key.revoked_at is not None:
             return None
         return KeyInfo(key.id, key.account_id, key.name, key.key_hash)
 
-    services = Services(
-        config=config, writer=writer,
-        ledger=Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds),
-        keys=KeyCache(lookup, ttl=config.store.key_cache_ttl),
-        catalog=Catalog(config), providers=build_providers(config), admin_token=admin_token)
-    services.flags = ProviderFlags(writer, config, on_change=services.rebuild_catalog)
-    services.metrics = Metrics(m.id for m in config.models)
-    services.observers.append(services.metrics.observe)
-    services.callmoney = CallMoney(services.ledger, services.admission.plan_for)
-    services.mcp = _build_mcp(services)
-    services.a2a = _build_a2a(services)
-    return services
+    live = Live(config, Catalog(config), build_providers(config))
+
+    def rebuild_catalog() -> None:
+        # Routing re-derived from the config and the operator's flags, in one swap.
+        live.catalog = build_catalog(live.config, flags)
+
+    flags = ProviderFlags(writer, config, on_change=rebuild_catalog)
+    metrics = Metrics(m.id for m in config.models)
+    observers = Observers(metrics.observe)
+    ledger = Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds)
+    admission = Admission(live, writer, ledger, observers)
+    media = MediaService(live, writer, admission, observers)
+    dispatcher = Dispatcher(live, media)
+    router = Router(live, writer)
+    sessions = Sessions(live, writer, clock)
+    pipeline = Pipeline(router, sessions, admission, dispatcher)
+    keys = KeyCache(lookup, ttl=config.store.key_cache_ttl)
+    # MCP, A2A and realtime (issue 15): their non-chat calls are held and closed through
+    # the same ledger admission (CallMoney); local agents' chat goes through the pipeline.
+    callmoney = CallMoney(ledger, admission.plan_for)
+    mcp = _build_mcp(config, writer, keys, admission, callmoney)
+    a2a = _build_a2a(config, writer, admission, pipeline, mcp, callmoney)
+    return Services(live=live, writer=writer, ledger=ledger, keys=keys,
+                    admission=admission, dispatcher=dispatcher, router=router,
+                    sessions=sessions, media=media, pipeline=pipeline, flags=flags,
+                    metrics=metrics, observers=observers, admin_token=admin_token,
+                    config_path=config_path, clock=clock, callmoney=callmoney, mcp=mcp,
+                    a2a=a2a)
 
 
-def _build_a2a(services: Services):
+def _build_a2a(config: Config, writer, admission: Admission, pipeline: Pipeline, mcp,
+               callmoney: CallMoney):
     from gateway import canonical as c
     from gateway.a2a.remote import RemoteAgents
     from gateway.a2a.service import A2AService
-    from gateway.pipeline import CallContext
+    from gateway.engine.call import CallContext
 
     async def chat(caller, req: c.Request) -> tuple[c.Response, int]:
         """One chat call of a local agent, through the same admission, dispatch and
         settlement as /v1/chat/completions."""
         ctx = CallContext(request_id="req_" + os.urandom(12).hex(), route="/a2a",
                           dialect="a2a", account_id=caller.account_id, key_id=caller.key_id)
-        ctx.allowed_models = await services.admission.allowed_models(caller.account_id)
+        ctx.allowed_models = await admission.allowed_models(caller.account_id)
         ctx.model = req.model
-        resp, outcome = await services.pipeline.complete(ctx, req)
+        resp, outcome = await pipeline.complete(ctx, req)
         return resp, outcome.cost_micros
 
-    remote = RemoteAgents(writer=services.writer, money=services.callmoney)
-    return A2AService(services.config.agents, writer=services.writer, chat=chat,
-                      hub=services.mcp.hub, remote=remote)
+    remote = RemoteAgents(writer=writer, money=callmoney)
+    return A2AService(config.agents, writer=writer, chat=chat, hub=mcp.hub, remote=remote)
 
 
-def _build_mcp(services: Services):
+def _build_mcp(config: Config, writer, keys: KeyCache, admission: Admission,
+               callmoney: CallMoney):
     from gateway.mcp import build_mcp
     from gateway.mcp.hub import Caller
 
     async def authenticate(token: str | None) -> Caller:
-        info = await services.keys.verify(token)
-        plan = await services.admission.plan_for(info.account_id)
+        info = await keys.verify(token)
+        plan = await admission.plan_for(info.account_id)
         allowed = tuple(plan.mcp_tools) if plan is not None and plan.mcp_tools else None
         return Caller(info.key_id, info.account_id, allowed)
 
     async def audit(actor: str, action: str, detail: dict) -> None:
-        await services.writer.call(store.append_audit, actor, action, detail)
+        await writer.call(store.append_audit, actor, action, detail)
 
-    return build_mcp(services.config.mcp_servers, money=services.callmoney, audit=audit,
+    return build_mcp(config.mcp_servers, money=callmoney, audit=audit,
                      authenticate=authenticate)
 
 
@@ -152,10 +179,8 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
     writer = store.Writer(config.resolve_path(config.store.path))
     # Build first: a provider that cannot be built raises before the writer thread
     # exists, instead of leaving it running outside the `finally` that closes it.
-    services = build_services(config, writer, admin_token)
-    services.config_path = config_path
-    if clock is not None:
-        services.clock = clock
+    services = build_services(config, writer, admin_token, config_path=config_path,
+                              clock=clock or time.time)
     writer.start()
     try:
         orphans = (await writer.call(store.startup_sweep)).holds
@@ -182,9 +207,9 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             nursery.start_soon(_sweeper, writer, config.store.sweep_interval)
             nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
             await nursery.start(serve_control, services)
-            await nursery.start(media_of(services).run)   # the video poller (issue 6)
-            await nursery.start(services.mcp.run)          # MCP upstreams and /mcp (issue 15)
-            await nursery.start(services.a2a.run)          # A2A background tasks (issue 15)
+            await nursery.start(services.media.run)   # the video poller
+            await nursery.start(services.mcp.run)     # MCP upstreams and /mcp
+            await nursery.start(services.a2a.run)     # A2A background tasks
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:
