@@ -68,7 +68,6 @@ class RealtimeConfig:
     max_session_seconds: float = 1800.0
     idle_timeout: float = 300.0
     max_message_bytes: int = 4 * 1024 * 1024
-    client_queue: int = 64                 # events buffered toward a slow client
     default_max_output_tokens: int = 4096
 
 
@@ -114,7 +113,7 @@ def check_protocols(cfg: Any, model_ids: set[str], problems: list[str]) -> None:
         if a.price_usd < 0:
             problems.append(f"{where}.price_usd: must not be negative")
     r = cfg.realtime
-    for name in ("max_session_seconds", "idle_timeout", "max_message_bytes", "client_queue",
+    for name in ("max_session_seconds", "idle_timeout", "max_message_bytes",
                  "default_max_output_tokens"):
         if getattr(r, name) <= 0:
             problems.append(f"realtime.{name}: must be positive")
