@@ -42,6 +42,14 @@ def _mcp_error(err: errors.PrismError) -> MCPError:
                     {"type": err.type_name, "status": err.status})
 
 
+async def _answer(call: Awaitable[Any]) -> Any:
+    """The hub's answer, or our refusal as the JSON-RPC error the client reads."""
+    try:
+        return await call
+    except errors.PrismError as err:
+        raise _mcp_error(err) from None
+
+
 def _caller(ctx: Any) -> Caller:
     request = ctx.request
     caller = None if request is None else request.scope.get(SCOPE_KEY)
@@ -67,10 +75,7 @@ class McpFrontend:
             return types.ListToolsResult(tools=hub.tools(_caller(ctx)))
 
         async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
-            try:
-                return await hub.call_tool(params.name, params.arguments, _caller(ctx))
-            except errors.PrismError as err:
-                raise _mcp_error(err) from None
+            return await _answer(hub.call_tool(params.name, params.arguments, _caller(ctx)))
 
         async def list_resources(ctx, params) -> types.ListResourcesResult:
             _caller(ctx)
@@ -78,10 +83,7 @@ class McpFrontend:
 
         async def read_resource(ctx, params: types.ReadResourceRequestParams):
             _caller(ctx)
-            try:
-                return await hub.read_resource(str(params.uri))
-            except errors.PrismError as err:
-                raise _mcp_error(err) from None
+            return await _answer(hub.read_resource(str(params.uri)))
 
         async def list_prompts(ctx, params) -> types.ListPromptsResult:
             _caller(ctx)
@@ -89,10 +91,7 @@ class McpFrontend:
 
         async def get_prompt(ctx, params: types.GetPromptRequestParams):
             _caller(ctx)
-            try:
-                return await hub.get_prompt(params.name, params.arguments)
-            except errors.PrismError as err:
-                raise _mcp_error(err) from None
+            return await _answer(hub.get_prompt(params.name, params.arguments))
 
         server = Server("prism", version="1", instructions=(
             "Tools, resources and prompts of the MCP servers this Prism gateway fronts; "
