@@ -97,3 +97,44 @@ async def test_handshake_refusals(gw, model, status, kind):
             pass
     assert exc.value.status_code == status
     assert json.loads(exc.value.body)["error"]["type"] == kind
+
+
+@pytest.fixture
+def roomy_gw(tmp_path):
+    base = harness.gateway_config(tmp_path, None)
+    gw = harness.start_gateway(tmp_path, None, models=base["models"] + [
+        {"id": "rt-sim", "capabilities": ["chat", "realtime"], **PRICES,
+         "routes": [{"provider": "up", "model": "sim-rt"}]}])
+    yield gw
+    gw.stop()
+
+
+async def test_slow_client_holds_the_upstream_back(roomy_gw):
+    """A client that stops reading: the gateway does not buffer the responses for it (they
+    cannot finish, so none is settled), and once the client reads, all of them arrive and
+    are billed."""
+    import store
+    gw = roomy_gw
+    key = gw.create_key(credits_usd=5.0)
+    words = "x" * 1900                 # each reply: ~1.8 MB of audio, ~2.4 MB as base64
+    turns = 12
+    async with open_websocket_url(_url(gw), extra_headers=[("Authorization", f"Bearer {key['key']}")],
+                                  message_queue_size=1, max_message_size=1 << 24) as ws:
+        await ws.get_message()
+        await ws.send_message(json.dumps({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": f"say: {words}"}]}}))
+        for _ in range(turns):
+            await ws.send_message(json.dumps({"type": "response.create"}))
+        await trio.sleep(3)                                   # not reading
+        settled = [r for r in store.request_logs(gw.db(), account_id=key["account_id"])
+                   if r.route == "/v1/realtime"]
+        assert len(settled) < turns and store.open_holds(gw.db(), key["account_id"])
+        done = 0
+        with trio.fail_after(60):
+            while done < turns:
+                done += json.loads(await ws.get_message())["type"] == "response.done"
+    with trio.fail_after(10):
+        while len([r for r in store.request_logs(gw.db(), account_id=key["account_id"])
+                   if r.route == "/v1/realtime"]) < turns:
+            await trio.sleep(0.05)
