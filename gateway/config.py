@@ -17,13 +17,16 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from gateway.config_protocols import (AgentConfig, McpServerConfig, RealtimeConfig,
+                                      check_protocols)
 
 # cohere, searxng, tavily and mistral serve one non-chat operation each (rerank,
 # search, search, OCR): see gateway/providers/inference.py.
 PROVIDER_KINDS = ("openai", "anthropic", "gemini", "simulator", "cohere", "searxng", "tavily", "mistral")
 TIERS = ("eco", "balanced", "sport")
 CAPABILITIES = ("chat", "tools", "vision", "json", "images", "video", "long_context",
-                "embeddings", "rerank", "speech", "transcription", "search", "ocr")
+                "embeddings", "rerank", "speech", "transcription", "search", "ocr", "realtime")
+
 MODES = ("eco", "balanced", "sport")
 TASK_TYPES = ("simple", "code", "reasoning", "complex")
 PICKS = ("cheapest", "best")
@@ -99,6 +102,9 @@ class ModelConfig:
     input_usd_per_mtok: float | None = None
     output_usd_per_mtok: float | None = None
     cached_input_usd_per_mtok: float | None = None
+    # Realtime audio tokens (gateway/realtime); unset means the text token prices.
+    audio_input_usd_per_mtok: float | None = None
+    audio_output_usd_per_mtok: float | None = None
     image_usd: float | None = None
     video_usd: float | None = None
     # Non-chat operations (embeddings use input_usd_per_mtok; token counting is free).
@@ -138,6 +144,9 @@ class PlanConfig:
     key_tpm: int | None = None
     account_rpm: int | None = None
     account_tpm: int | None = None
+    # MCP tools the plan's keys may list and call (names or `server__*` patterns);
+    # empty means every tool.
+    mcp_tools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -213,6 +222,9 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    mcp_servers: tuple[McpServerConfig, ...] = ()
+    agents: tuple[AgentConfig, ...] = ()
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
     base_dir: str = "."   # relative paths in the file resolve against the file's folder
 
     def provider(self, provider_id: str) -> ProviderConfig:
@@ -246,6 +258,12 @@ def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _convert(value, args[0], path, problems)
+    if origin is dict:
+        # String-to-string tables only (environment, headers).
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            problems.append(f"{path}: expected a table of strings, got {value!r}")
+            return {}
+        return dict(value)
     if origin is tuple:
         inner = typing.get_args(tp)[0]
         if not isinstance(value, list):
@@ -335,7 +353,8 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
                 problems.append(f"{where}.capabilities: unknown capability {cap!r}")
         for price in ("input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok",
                       "image_usd", "video_usd", "search_usd", "request_usd", "speech_usd_per_mchar",
-                      "audio_usd_per_minute", "page_usd"):
+                      "audio_usd_per_minute", "page_usd", "audio_input_usd_per_mtok",
+                      "audio_output_usd_per_mtok"):
             v = getattr(m, price)
             if v is not None and v < 0:
                 problems.append(f"{where}.{price}: must not be negative")
@@ -380,6 +399,7 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
                     problems)
     if cfg.bootstrap.dev_key_credits_usd < 0:
         problems.append("bootstrap.dev_key_credits_usd: must not be negative")
+    check_protocols(cfg, set(public), problems)
 
 
 def _check_plan(pl: PlanConfig, where: str, problems: list[str]) -> None:

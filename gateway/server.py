@@ -32,6 +32,7 @@ from gateway.engine.select import Router
 from gateway.engine.services import Services
 from gateway.engine.sessions import Sessions
 from gateway.billing.pricing import usd_to_micros
+from gateway.callmoney import CallMoney
 from gateway.config import Config
 from gateway.control.server import serve_control
 from gateway.http.app import create_app
@@ -112,12 +113,57 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     sessions = Sessions(live, writer, clock)
     pipeline = Pipeline(router, sessions, admission, dispatcher)
     inference = InferenceClients(config, live.providers)
-    return Services(inference=inference, live=live, writer=writer, ledger=ledger,
-                    keys=KeyCache(lookup, ttl=config.store.key_cache_ttl),
+    keys = KeyCache(lookup, ttl=config.store.key_cache_ttl)
+    # MCP, A2A and realtime (issue 15): their non-chat calls are held and closed through
+    # the same ledger admission (CallMoney); local agents' chat goes through the pipeline.
+    callmoney = CallMoney(ledger, admission.plan_for)
+    mcp = _build_mcp(config, writer, keys, admission, callmoney)
+    a2a = _build_a2a(config, writer, admission, pipeline, mcp, callmoney)
+    return Services(inference=inference, live=live, writer=writer, ledger=ledger, keys=keys,
                     admission=admission, dispatcher=dispatcher, router=router,
                     sessions=sessions, media=media, pipeline=pipeline, flags=flags,
                     metrics=metrics, observers=observers, admin_token=admin_token,
-                    config_path=config_path, clock=clock)
+                    config_path=config_path, clock=clock, callmoney=callmoney, mcp=mcp,
+                    a2a=a2a)
+
+
+def _build_a2a(config: Config, writer, admission: Admission, pipeline: Pipeline, mcp,
+               callmoney: CallMoney):
+    from gateway import canonical as c
+    from gateway.a2a.remote import RemoteAgents
+    from gateway.a2a.service import A2AService
+    from gateway.engine.call import CallContext
+
+    async def chat(caller, req: c.Request) -> tuple[c.Response, int]:
+        """One chat call of a local agent, through the same admission, dispatch and
+        settlement as /v1/chat/completions."""
+        ctx = CallContext(request_id="req_" + os.urandom(12).hex(), route="/a2a",
+                          dialect="a2a", account_id=caller.account_id, key_id=caller.key_id)
+        ctx.allowed_models = await admission.allowed_models(caller.account_id)
+        ctx.model = req.model
+        resp, outcome = await pipeline.complete(ctx, req)
+        return resp, outcome.cost_micros
+
+    remote = RemoteAgents(writer=writer, money=callmoney)
+    return A2AService(config.agents, writer=writer, chat=chat, hub=mcp.hub, remote=remote)
+
+
+def _build_mcp(config: Config, writer, keys: KeyCache, admission: Admission,
+               callmoney: CallMoney):
+    from gateway.mcp import build_mcp
+    from gateway.mcp.hub import Caller
+
+    async def authenticate(token: str | None) -> Caller:
+        info = await keys.verify(token)
+        plan = await admission.plan_for(info.account_id)
+        allowed = tuple(plan.mcp_tools) if plan is not None and plan.mcp_tools else None
+        return Caller(info.key_id, info.account_id, allowed)
+
+    async def audit(actor: str, action: str, detail: dict) -> None:
+        await writer.call(store.append_audit, actor, action, detail)
+
+    return build_mcp(config.mcp_servers, money=callmoney, audit=audit,
+                     authenticate=authenticate)
 
 
 async def run_gateway(config: Config, *, host: str | None = None, port: int | None = None,
@@ -164,6 +210,8 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
             await nursery.start(serve_control, services)
             await nursery.start(services.media.run)   # the video poller
+            await nursery.start(services.mcp.run)     # MCP upstreams and /mcp
+            await nursery.start(services.a2a.run)     # A2A background tasks
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:

@@ -88,3 +88,8 @@ __all__ += [
     "VideoJob", "close_video_hold", "finish_video_job", "get_video_job", "hold_state",
     "insert_video_job", "list_video_jobs", "unfinished_video_jobs", "update_video_job",
 ]
+
+# A2A tasks (issue 15).
+from store.a2a import A2ATask, get_a2a_task, save_a2a_task
+
+__all__ += ["A2ATask", "get_a2a_task", "save_a2a_task"]

@@ -345,3 +345,7 @@ MODELS = (Account, ApiKey, Wallet, Hold, LedgerEntry, RequestLog, SchemaVersion,
 # Video generation jobs (issue 6) live in store.media; appended so migrate creates them.
 from store.media import VideoJob  # noqa: E402
 MODELS = MODELS + (VideoJob,)
+
+# A2A tasks (issue 15) live in store.a2a; appended so migrate creates them.
+from store.a2a import A2ATask  # noqa: E402
+MODELS = MODELS + (A2ATask,)

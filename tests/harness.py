@@ -192,3 +192,28 @@ def start_gateway(tmp: Path, sim_url: str | None, *, upstream_kinds=(),
     thread = ServerThread(serve).start()
     return Gateway(thread, config.resolve_path(config.store.path), thread.url,
                    config.resolve_path(config.control.socket))
+
+
+def start_process_server(script: str, *args: str) -> tuple[Any, int]:
+    """Run `python script PORT *args` from the repo root (this tree's `gateway` on its
+    path) and wait until it accepts connections; returns (process, port)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, script, str(port), *args], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{script} did not start listening")

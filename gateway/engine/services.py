@@ -42,6 +42,11 @@ class Services:
     config_path: str | None = None     # the file the config came from, for /-/reload
     clock: Callable[[], float] = time.time
     ready: bool = False                # start-up done (GET /health/ready)
+    # Protocols beyond request/response (issue 15): gateway.callmoney.CallMoney,
+    # gateway.mcp.McpService, gateway.a2a.service.A2AService.
+    callmoney: Any = None
+    mcp: Any = None
+    a2a: Any = None
 
     @property
     def config(self) -> Config:

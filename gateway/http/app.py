@@ -20,6 +20,7 @@ from gateway.http import (
 from gateway.http import sessions_routes
 from gateway.http import media_routes
 from gateway.http import inference_routes, uploads
+from gateway.http import a2a_routes, mcp_routes, realtime_routes
 from gateway.http.limits import BodyLimit, FinishAfterBody
 from gateway.engine.call import CallContext
 from gateway.engine.services import Services
@@ -98,10 +99,14 @@ def create_app(services: Services) -> QuartTrio:
     app.register_blueprint(inference_routes.bp)
     caps = uploads.body_caps(services.config)
     app.request_class = uploads.request_class(app.request_class, caps)
+    app.register_blueprint(mcp_routes.bp)
+    app.register_blueprint(a2a_routes.bp)
     async def log_oversize(request_id: str, path: str, dialect: str, err: errors.PrismError) -> None:
         ctx = CallContext(request_id=request_id, route=path, dialect=dialect)
         await services.pipeline.log_refusal(ctx, err)
 
     app.asgi_app = BodyLimit(FinishAfterBody(app.asgi_app, cfg.read_timeout), cfg.max_body_bytes,
                              common.error_body, log_oversize, caps)
+    app.asgi_app = mcp_routes.mount(app.asgi_app, services.mcp.frontend)
+    app.asgi_app = realtime_routes.mount(app.asgi_app, services)
     return app

@@ -38,6 +38,7 @@ from gateway.simulator.faults import parse_fault
 from gateway.simulator.inproc import chunk_delay
 from gateway.simulator.media import MediaSim
 from gateway.simulator.sim_routes import InferenceSim
+from gateway.simulator.realtime_ws import PATHS as REALTIME_PATHS, realtime_asgi
 from gateway.simulator.wire import OPENAI, WireAdapter, adapter_for, bearer, read_body
 
 __all__ = ["create_sim_app", "serve_simulator", "main_simulate"]
@@ -99,6 +100,9 @@ class _SimApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
+            return
+        if scope["type"] == "websocket" and scope["path"] in REALTIME_PATHS:
+            await realtime_asgi(scope, receive, send, self.options)
             return
         if scope["type"] != "http":
             return
