@@ -93,10 +93,18 @@ class FinishAfterBody:
             return msg
 
         async def guarded_send(msg: dict) -> None:
-            if (msg["type"] == "http.response.body" and not msg.get("more_body", False)
-                    and not arrived.is_set()):
+            if msg["type"] != "http.response.body" or msg.get("more_body", False):
+                await send(msg)
+                return
+            if not arrived.is_set():
                 with trio.move_on_after(self.body_timeout):
                     await arrived.wait()
-            await send(msg)
+            # The last body message is where hypercorn, inside this very call, closes a
+            # `Connection: close` socket or re-arms the keep-alive idle timer. It also
+            # hands the app an http.disconnect, on which quart-trio cancels the task
+            # doing this send; unshielded, that cancellation lands on the close (or the
+            # timer restart) and the connection stays open until the client leaves.
+            with trio.CancelScope(shield=True):
+                await send(msg)
 
         await self.app(scope, watched_receive, guarded_send)
