@@ -50,6 +50,7 @@ def _hyper_config(config: Config, host: str, port: int) -> HyperConfig:
     # longer than any request may last (e.g. one wedged by an early error answer).
     hc.read_timeout = s.max_request_seconds + s.read_timeout
     hc.keep_alive_timeout = s.keep_alive_timeout
+    hc.backlog = s.backlog
     hc.graceful_timeout = s.shutdown_grace
     hc.accesslog = None
     hc.errorlog = log
@@ -77,7 +78,8 @@ async def _sweeper(writer, interval: float) -> None:
                         swept.wallet_holds, swept.window_holds)
 
 
-def build_services(config: Config, writer, admin_token: str | None) -> Services:
+def build_services(config: Config, writer, admin_token: str | None,
+                   close_fault: Callable[[str], None] | None = None) -> Services:
     async def lookup(digest: str) -> KeyInfo | None:
         key = await writer.call(store.find_key_by_hash, digest)
         if key is None or key.revoked_at is not None:
@@ -86,7 +88,8 @@ def build_services(config: Config, writer, admin_token: str | None) -> Services:
 
     services = Services(
         config=config, writer=writer,
-        ledger=Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds),
+        ledger=Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds,
+                      close_fault=close_fault),
         keys=KeyCache(lookup, ttl=config.store.key_cache_ttl),
         catalog=Catalog(config), providers=build_providers(config), admin_token=admin_token)
     services.flags = ProviderFlags(writer, config, on_change=services.rebuild_catalog)
@@ -101,16 +104,18 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
                       on_dev_key: Callable[[str], None] | None = None,
                       config_path: str | None = None,
                       clock: Callable[[], float] | None = None,
+                      close_fault: Callable[[str], None] | None = None,
                       task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve until shutdown_trigger returns; task_status gets the bound base URL.
     `config_path` is the file `config` came from, re-read by POST /-/reload.
-    `clock` replaces the wall clock for session expiry (tests)."""
+    `clock` replaces the wall clock for session expiry (tests). `close_fault` is
+    test-only: see billing.ledger.Ledger."""
     host = host or config.server.host
     port = config.server.port if port is None else port
     writer = store.Writer(config.resolve_path(config.store.path))
     # Build first: a provider that cannot be built raises before the writer thread
     # exists, instead of leaving it running outside the `finally` that closes it.
-    services = build_services(config, writer, admin_token)
+    services = build_services(config, writer, admin_token, close_fault)
     services.config_path = config_path
     if clock is not None:
         services.clock = clock

@@ -52,6 +52,8 @@ def create_app(services: Services) -> QuartTrio:
 
     async def render(err: errors.PrismError) -> Response:
         dialect = getattr(g, "dialect", "openai")
+        if err.request_id is None:
+            err.request_id = getattr(g, "request_id", None)
         ctx = getattr(g, "ctx", None)
         if ctx is not None and not ctx.logged:
             await services.pipeline.log_refusal(ctx, err)

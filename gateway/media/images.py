@@ -33,6 +33,7 @@ from gateway.media import fetch, money
 from gateway.media.chat_images import chat_image_client
 from gateway.media.jobs import media_of
 from gateway.pipeline import CallContext, Outcome
+from gateway.providers.base import api_key, scrub
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -231,13 +232,16 @@ async def generate(s: "Services", ctx: CallContext,
             raise errors.UpstreamProtocolError(f"upstream {route.provider} returned no images")
     except BaseException as exc:
         error = exc
+        if isinstance(exc, errors.PrismError):
+            scrub(exc, route.provider, (api_key(s.config.provider(route.provider)),),
+                  ctx.request_id)
         raise
     finally:
         cost = unit * len(images) if error is None and images else None
         log = money.log_record(ctx, model=entry.model.id, provider=route.provider,
                                upstream_model=route.model, error=error, cost=cost or 0)
         ctx.logged = True
-        charged = await money.close(s, held, cost, log, ctx.account_id)
+        charged = await money.close(s, held, cost, log, ctx.account_id, error)
     created = result.get("created")
     payload = {"created": created if isinstance(created, int) else int(time.time()),
                "data": images}

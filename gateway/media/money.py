@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from gateway import errors
-from gateway.billing.admission import position_headers
+from gateway.billing.admission import operator_detail, position_headers
 from gateway.billing.plans import check_request, rate_limits
 from gateway.billing.windows import plan_windows
 from gateway.config import PlanConfig
@@ -85,15 +85,20 @@ async def hold(s: "Services", ctx: "CallContext", model_id: str, amount_micros: 
 
 
 async def close(s: "Services", held: Held, cost_micros: int | None, log: dict[str, Any],
-                account_id: str) -> int:
+                account_id: str, error: BaseException | None = None) -> int:
     """Settle (cost) or void (None) exactly once; returns what was charged."""
     with trio.CancelScope(shield=True):
         with trio.move_on_after(_CLOSE_DEADLINE):
             windows = plan_windows(held.plan, time.time()) if held.plan is not None else ()
-            closed = await s.ledger.close(held.hold_id, cost_micros, log=log,
-                                          account_id=account_id, windows=windows)
+            try:
+                closed = await s.ledger.close(held.hold_id, cost_micros, log=log,
+                                              account_id=account_id, windows=windows)
+            except errors.SettleFailed as failed:   # voided: the client gets an error
+                s.notify(dict(failed.log or log))
+                raise
             if not closed.result.already_closed:
-                s.notify({**log, "cost_micros": closed.result.charged_micros})
+                s.notify({**log, "cost_micros": closed.result.charged_micros,
+                          **operator_detail(log["request_id"], error)})
             held.headers.update(position_headers(closed.position, closed.funded_by))
             return closed.result.charged_micros
     return 0   # the sweeper expires the hold

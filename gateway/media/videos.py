@@ -6,6 +6,7 @@ fails and voids (gateway/media/jobs.py) instead of a hold nobody owns.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from gateway.media import money
 from gateway.media.images import usable_routes
 from gateway.media.jobs import media_of
 from gateway.pipeline import CallContext
+from gateway.providers.base import api_key, scrub
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -65,21 +67,41 @@ async def create(s: "Services", ctx: CallContext, body: dict[str, Any]) -> tuple
     # and a row with no upstream id that is not being submitted counts as abandoned.
     media.submitting.add(job_id)
     try:
-        await s.writer.call(store.insert_video_job, id=job_id, account_id=ctx.account_id,
-                            key_id=ctx.key_id, request_id=ctx.request_id, model=entry.model.id,
-                            provider=route.provider, upstream_model=route.model, prompt=prompt,
-                            params=json.dumps(params), price_micros=price, hold_id=held.hold_id)
+        try:
+            await s.writer.call(store.insert_video_job, id=job_id, account_id=ctx.account_id,
+                                key_id=ctx.key_id, request_id=ctx.request_id,
+                                model=entry.model.id, provider=route.provider,
+                                upstream_model=route.model, prompt=prompt,
+                                params=json.dumps(params), price_micros=price,
+                                hold_id=held.hold_id)
+        except BaseException as exc:
+            # No job row owns the hold: void it now, not when the sweeper comes by.
+            log = money.log_record(ctx, model=entry.model.id, provider=route.provider,
+                                   upstream_model=route.model, error=exc, cost=0)
+            await money.close(s, held, None, log, ctx.account_id, exc)
+            raise
+        upstream_id = None
         try:
             remote = await client.video_create({"model": route.model, "prompt": prompt, **params})
             upstream_id = remote.get("id")
             if not isinstance(upstream_id, str) or not upstream_id:
-                raise errors.UpstreamProtocolError(f"upstream {route.provider} sent no video id")
+                upstream_id = None
+                raise errors.UpstreamProtocolError("upstream sent no video id")
+            s.ledger.after_upstream(ctx.route)
+            await s.writer.call(store.update_video_job, job_id, upstream_id=upstream_id)
         except BaseException as exc:
+            if isinstance(exc, errors.PrismError):
+                scrub(exc, route.provider, (api_key(s.config.provider(route.provider)),),
+                      ctx.request_id)
             message = exc.message if isinstance(exc, errors.PrismError) else type(exc).__name__
             with trio.CancelScope(shield=True):
+                # The client gets an error, so the job fails and its hold is voided now;
+                # a job the upstream did start is cancelled there too.
                 await media.end(job_id, "failed", message)
+                if upstream_id is not None:
+                    with contextlib.suppress(errors.PrismError):
+                        await client.video_delete(upstream_id)
             raise
-        await s.writer.call(store.update_video_job, job_id, upstream_id=upstream_id)
     finally:
         media.submitting.discard(job_id)
     media.wake()
