@@ -47,7 +47,9 @@ def usd(micros: int | None) -> float | None:
 
 async def _caller(route: str) -> str:
     g.dialect = "openai"
-    ctx = await common.authenticate(route, "openai", log=False)
+    # Any dialect's key header: a Gemini stream's client reads its bill at
+    # /v1/requests/{responseId} with the x-goog-api-key it already has.
+    ctx = await common.authenticate(route, "openai", "x-api-key", "x-goog-api-key", log=False)
     return ctx.account_id
 
 
