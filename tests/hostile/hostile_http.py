@@ -190,10 +190,14 @@ class Target:
     """A running gateway with one funded key and the ids the routes need."""
     gw: harness.Gateway
     key: dict
+    client: httpx.Client
 
     @classmethod
     def make(cls, gw: harness.Gateway) -> "Target":
-        return cls(gw, gw.create_key(credits_usd=50.0))
+        return cls(gw, gw.create_key(credits_usd=50.0), httpx.Client(timeout=60))
+
+    def close(self) -> None:
+        self.client.close()
 
     def url(self, route: Route) -> str:
         return self.gw.url + route.path.format(key_id=self.key["id"],
@@ -228,8 +232,8 @@ class Target:
             db.close()
 
     def send(self, route: Route, data: bytes, ctype: str | None) -> httpx.Response:
-        return httpx.request(route.method, self.url(route), content=data, timeout=60,
-                             headers=self.headers(route, ctype))
+        return self.client.request(route.method, self.url(route), content=data,
+                                   headers=self.headers(route, ctype))
 
 
 def check_error_shape(dialect: str, r: httpx.Response) -> None:
