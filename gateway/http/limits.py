@@ -73,6 +73,9 @@ class FinishAfterBody:
     waiting for the rest of a request nobody reads and the keep-alive connection stops
     answering. Quart keeps reading the body in its own task, so waiting here (bounded
     by the body timeout) lets the request finish first and the connection stay usable.
+
+    The same last message is sent shielded: it is where hypercorn closes a
+    `Connection: close` socket or re-arms the keep-alive idle timer (see guarded_send).
     """
 
     def __init__(self, app: Any, body_timeout: float) -> None:
