@@ -26,8 +26,11 @@ def main() -> int:
         seed = random.randrange(2**32)
         rounds += 1
         print(f"fuzz round {rounds}, seed {seed}", flush=True)
+        # The HTTP hostile-body fuzzer is bounded for CI; long runs give it more.
+        env = {**os.environ, "PRISM_FUZZ_HTTP_EXAMPLES":
+               os.environ.get("PRISM_FUZZ_HTTP_EXAMPLES", "1000")}
         rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                              f"--hypothesis-seed={seed}", here])
+                              f"--hypothesis-seed={seed}", here], env=env)
         if rc != 0:
             print(f"fuzz: failure in round {rounds}; replay with --hypothesis-seed={seed}")
             return rc

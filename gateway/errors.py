@@ -22,6 +22,7 @@
     │   ├── QuotaExceeded           429     quota_exceeded     (a plan window ran out; says when it resets)
     │   ├── WireError               400     protocol_error     (control socket frame; code says which)
     │   └── UpstreamClientError     400     invalid_request    (upstream refused our request)
+    ├── SettleFailed                500     internal_error     (settling failed; the hold was voided)
     └── UpstreamError               502     provider_error     (upstream failed us)
         ├── UpstreamTimeout         502     provider_error
         └── UpstreamProtocolError   502     provider_error     (upstream spoke nonsense)
@@ -38,11 +39,16 @@ class PrismError(Exception):
     type_name: str = "internal_error"
 
     def __init__(self, message: str, *, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.headers: dict[str, str] = dict(headers or {})
+        # Operator-only text (the upstream's own words, credentials redacted): it goes
+        # to the log and the dashboard, never into a client's answer.
+        self.detail = detail
+        # Set once the request it belongs to is known; clients quote it to the operator.
+        self.request_id: str | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
@@ -182,7 +188,13 @@ class WireError(ClientError):
 
 
 class UpstreamClientError(ClientError):
-    """The upstream answered 4xx: the request itself was at fault, pass its message on."""
+    """The upstream answered 4xx: the request itself was at fault. Its words stay in
+    ``detail`` (they may quote our credential); the client gets the status class."""
+
+
+class SettleFailed(PrismError):
+    """Closing a request's hold failed after the upstream answered; the hold was voided
+    instead, so the client gets this error and pays nothing."""
 
 
 class UpstreamError(PrismError):

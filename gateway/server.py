@@ -58,6 +58,7 @@ def _hyper_config(config: Config, host: str, port: int) -> HyperConfig:
     # longer than any request may last (e.g. one wedged by an early error answer).
     hc.read_timeout = s.max_request_seconds + s.read_timeout
     hc.keep_alive_timeout = s.keep_alive_timeout
+    hc.backlog = s.backlog
     hc.graceful_timeout = s.shutdown_grace
     hc.accesslog = None
     hc.errorlog = log
@@ -87,7 +88,8 @@ async def _sweeper(writer, interval: float) -> None:
 
 def build_services(config: Config, writer, admin_token: str | None, *,
                    config_path: str | None = None,
-                   clock: Callable[[], float] = time.time) -> Services:
+                   clock: Callable[[], float] = time.time,
+                   close_fault: Callable[[str], None] | None = None) -> Services:
     """Every part, each with the collaborators it uses, in dependency order.
     `clock` is the wall clock session expiry reads (tests replace it)."""
     async def lookup(digest: str) -> KeyInfo | None:
@@ -105,7 +107,8 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     flags = ProviderFlags(writer, config, on_change=rebuild_catalog)
     metrics = Metrics(m.id for m in config.models)
     observers = Observers(metrics.observe)
-    ledger = Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds)
+    ledger = Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds,
+                    close_fault=close_fault)
     admission = Admission(live, writer, ledger, observers)
     media = MediaService(live, writer, admission, observers)
     dispatcher = Dispatcher(live, media)
@@ -172,17 +175,19 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
                       on_dev_key: Callable[[str], None] | None = None,
                       config_path: str | None = None,
                       clock: Callable[[], float] | None = None,
+                      close_fault: Callable[[str], None] | None = None,
                       task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve until shutdown_trigger returns; task_status gets the bound base URL.
     `config_path` is the file `config` came from, re-read by POST /-/reload.
-    `clock` replaces the wall clock for session expiry (tests)."""
+    `clock` replaces the wall clock for session expiry (tests). `close_fault` is
+    test-only: see billing.ledger.Ledger."""
     host = host or config.server.host
     port = config.server.port if port is None else port
     writer = store.Writer(config.resolve_path(config.store.path))
     # Build first: a provider that cannot be built raises before the writer thread
     # exists, instead of leaving it running outside the `finally` that closes it.
     services = build_services(config, writer, admin_token, config_path=config_path,
-                              clock=clock or time.time)
+                              clock=clock or time.time, close_fault=close_fault)
     writer.start()
     try:
         orphans = (await writer.call(store.startup_sweep)).holds

@@ -170,11 +170,14 @@ _DEFAULT_TOKEN = object()
 
 def start_gateway(tmp: Path, sim_url: str | None, *, upstream_kinds=(),
                   admin_token: Any = _DEFAULT_TOKEN, config_path: str | None = None,
-                  clock: Callable[[], float] | None = None, **overrides: Any) -> Gateway:
+                  clock: Callable[[], float] | None = None,
+                  close_fault: Callable[[str], None] | None = None, **overrides: Any) -> Gateway:
     """A gateway on its own store under `tmp`. ``admin_token`` defaults to ADMIN_TOKEN;
     None starts it as if PRISM_ADMIN_TOKEN were unset. With ``config_path`` the
     config is read from that file instead (and /-/reload re-reads it). ``clock``
-    replaces the wall clock the gateway uses for session expiry."""
+    replaces the wall clock the gateway uses for session expiry. ``close_fault`` is
+    called where each request settles after its upstream answered (raise to test the
+    close path)."""
     from gateway.server import run_gateway
     token = ADMIN_TOKEN if admin_token is _DEFAULT_TOKEN else admin_token
     os.environ.setdefault("PRISM_TEST_UPSTREAM_KEY", "sk-upstream-test")
@@ -187,7 +190,8 @@ def start_gateway(tmp: Path, sim_url: str | None, *, upstream_kinds=(),
 
     async def serve(stop: trio.Event, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await run_gateway(config, admin_token=token, shutdown_trigger=stop.wait,
-                          config_path=config_path, clock=clock, task_status=task_status)
+                          config_path=config_path, clock=clock, close_fault=close_fault,
+                          task_status=task_status)
 
     thread = ServerThread(serve).start()
     return Gateway(thread, config.resolve_path(config.store.path), thread.url,

@@ -8,14 +8,17 @@ shielded `finally`: the store makes the second ending of a hold a no-op.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import store
 from gateway import errors
 from gateway.billing.pricing import format_usd
+
+_log = logging.getLogger("prism.billing")
 
 _DIMENSION_WORDS = {"usd": "spend", "input_tokens": "input tokens",
                     "output_tokens": "output tokens"}
@@ -56,10 +59,33 @@ def quota_message(q: "store.QuotaExceeded", now: float) -> tuple[str, dict[str, 
     return text, headers
 
 
+def _void_log(log: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The log row of a request whose settlement failed: an internal error that cost
+    nothing, every text field made encodable (a field that would not store may be why
+    the settlement failed)."""
+    if log is None:
+        return None
+    row = {k: (v.encode("utf-8", "replace").decode("utf-8") if isinstance(v, str) else v)
+           for k, v in log.items()}
+    row.update(status=500, error_type=errors.SettleFailed.type_name, cost_micros=0,
+               tokens_in=0, tokens_out=0, cached_tokens=0, estimated=False)
+    return row
+
+
 class Ledger:
-    def __init__(self, writer: "store.Writer", *, hold_ttl_seconds: int) -> None:
+    def __init__(self, writer: "store.Writer", *, hold_ttl_seconds: int,
+                 close_fault: Callable[[str], None] | None = None) -> None:
         self._writer = writer
         self._ttl = hold_ttl_seconds
+        # Test-only: called with the request's route at the point where a request is
+        # settled after its upstream answered; a test makes it raise to prove that
+        # the close path still voids the hold and the client pays nothing.
+        self._close_fault = close_fault
+
+    def after_upstream(self, route: str) -> None:
+        """Mark the step after an upstream answered and before its money closes."""
+        if self._close_fault is not None:
+            self._close_fault(route)
 
     @staticmethod
     def _insufficient(exc: "store.InsufficientFunds", now: float) -> errors.InsufficientBalance:
@@ -105,11 +131,31 @@ class Ledger:
                     output_tokens: int = 0, estimated: bool = False,
                     log: dict[str, Any] | None = None, account_id: str | None = None,
                     windows: Sequence[Any] = ()) -> "store.Closed":
-        """Settle (cost) or void (None) a hold of either kind, exactly once."""
-        return await self._writer.call(
-            store.quota.close, hold_id, cost_micros=cost_micros, input_tokens=input_tokens,
-            output_tokens=output_tokens, estimated=estimated, log=log, account_id=account_id,
-            windows=windows)
+        """Settle (cost) or void (None) a hold of either kind, exactly once.
+
+        If a settlement raises (anything: a bug, a row that will not store), the hold is
+        voided instead with an internal-error log row, and SettleFailed (carrying that
+        row as ``log``) tells the caller to answer the client with an error: the bill
+        then matches what the client received, nothing, and no hold is left behind."""
+        try:
+            if cost_micros is not None:
+                self.after_upstream(str((log or {}).get("route", "")))
+            return await self._writer.call(
+                store.quota.close, hold_id, cost_micros=cost_micros, input_tokens=input_tokens,
+                output_tokens=output_tokens, estimated=estimated, log=log,
+                account_id=account_id, windows=windows)
+        except Exception as exc:
+            if cost_micros is None:
+                raise
+            _log.exception("settling hold %s failed; voiding it", hold_id)
+            row = _void_log(log)
+            await self._writer.call(store.quota.close, hold_id, cost_micros=None, log=row,
+                                    account_id=account_id, windows=windows)
+            rid = (log or {}).get("request_id", "?")
+            failed = errors.SettleFailed(f"Internal error while closing the request; nothing "
+                                         f"was charged. Quote request id {rid}")
+            failed.log = row
+            raise failed from exc
 
     async def log_only(self, log: dict[str, Any]) -> None:
         await self._writer.call(store.insert_request_log, **log)

@@ -19,6 +19,7 @@ after admission; `pending_headers` lets the HTTP layer pick them up.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from gateway.engine.call import CallContext, Prepared
     from gateway.engine.live import Live
 
+_log = logging.getLogger("prism.upstream")
+
 # Settling is one local SQLite write; if it cannot finish in this long something is
 # badly wrong, and the sweeper will expire the hold instead.
 _SETTLE_DEADLINE = 10.0
@@ -66,6 +69,16 @@ def _error_type(error: BaseException | None) -> str | None:
     if error is None:
         return None
     return error.type_name if isinstance(error, errors.PrismError) else type(error).__name__
+
+
+def operator_detail(request_id: str, error: BaseException | None) -> dict[str, str]:
+    """An upstream failure's own words (already redacted by providers.base) for the
+    operator: logged here and put on the dashboard's event, never sent to the client."""
+    detail = getattr(error, "detail", None)
+    if not detail:
+        return {}
+    _log.warning("request %s: %s", request_id, detail)
+    return {"error_detail": detail}
 
 
 def rate_headers(decision: Decision) -> dict[str, str]:
@@ -247,6 +260,7 @@ class Admission:
         prep.ctx.logged = True
         live = self._live.pop(prep.ctx.request_id, None)
         model = prep.selection.entry.model.id
+        detail = operator_detail(prep.ctx.request_id, error)
         with trio.CancelScope(shield=True):
             with trio.move_on_after(_SETTLE_DEADLINE):
                 cost = self._cost(prep, usage, units)
@@ -254,19 +268,23 @@ class Admission:
                 plan = live.plan if live is not None else None
                 windows = (plan_windows(plan, self.clock())
                            if plan is not None and not prep.stream else ())
-                closed = await self.ledger.close(
-                    prep.hold_id, cost, input_tokens=usage.input_tokens if usage else 0,
-                    output_tokens=usage.output_tokens if usage else 0,
-                    estimated=bool(usage and usage.estimated), log=log,
-                    account_id=None if prep.stream else prep.ctx.account_id,
-                    windows=windows)
+                try:
+                    closed = await self.ledger.close(
+                        prep.hold_id, cost, input_tokens=usage.input_tokens if usage else 0,
+                        output_tokens=usage.output_tokens if usage else 0,
+                        estimated=bool(usage and usage.estimated), log=log,
+                        account_id=None if prep.stream else prep.ctx.account_id,
+                        windows=windows)
+                except errors.SettleFailed as failed:
+                    # Voided instead: the rate limiter gets its tokens back, the
+                    # dashboard sees the row that was written, the client an error.
+                    self._refund(live, None)
+                    self.notify(dict(failed.log or log))
+                    raise
                 result = closed.result
-                if live is not None:
-                    used = usage.input_tokens + usage.output_tokens if usage else 0
-                    for key, limit, charged in live.tokens:
-                        self.limiter.refund(key, limit, charged - used)
+                self._refund(live, usage)
                 if not result.already_closed:
-                    self.notify({**log, "cost_micros": result.charged_micros})
+                    self.notify({**log, "cost_micros": result.charged_micros, **detail})
                 prep.headers.update(position_headers(closed.position, closed.funded_by))
                 if usage is None:
                     return Outcome(model, result.charged_micros, 0, 0, failover=prep.failover,
@@ -275,6 +293,13 @@ class Admission:
                                usage.output_tokens, usage.estimated, prep.failover, prep.headers)
         # Deadline passed: the hold stays open for the sweeper to expire.
         return Outcome(model, 0, 0, 0, failover=prep.failover, headers=prep.headers)
+
+    def _refund(self, live: _Live | None, usage: c.Usage | None) -> None:
+        if live is None:
+            return
+        used = usage.input_tokens + usage.output_tokens if usage else 0
+        for key, limit, charged in live.tokens:
+            self.limiter.refund(key, limit, charged - used)
 
     async def log_refusal(self, ctx: "CallContext", err: errors.PrismError) -> None:
         """The log row of a request refused before any hold was taken."""

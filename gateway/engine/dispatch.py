@@ -25,6 +25,7 @@ from gateway import canonical as c
 from gateway import errors
 from gateway.config import RouteConfig
 from gateway.engine.operations import Upstream
+from gateway.providers.base import api_key, scrub
 from gateway.routing.breaker import Breaker
 from gateway.routing.failover import exhausted, fails_over
 
@@ -117,6 +118,7 @@ class Dispatcher:
             try:
                 result = await attempt(provider, route)
             except errors.PrismError as exc:
+                self._scrub(exc, prep, route)
                 if not fails_over(exc):
                     breaker.success()   # it answered: the request was at fault, not the route
                     raise
@@ -129,6 +131,12 @@ class Dispatcher:
             breaker.success()
             return result
         raise exhausted(prep.selection.entry.model.id, failures, paused)
+
+    def _scrub(self, exc: errors.PrismError, prep: "Prepared", route: RouteConfig) -> None:
+        """Every upstream failure passes here on its way to a client: its words go to
+        the operator (redacted), the client keeps the status class and the request id."""
+        pc = self.live.config.provider(route.provider)
+        scrub(exc, route.provider, (api_key(pc),), prep.ctx.request_id)
 
     async def complete(self, prep: "Prepared") -> c.Response:
         return await self.unary(prep, lambda up, route: up.provider.complete(prep.req, route.model))
@@ -170,16 +178,18 @@ class Dispatcher:
             return events, first
 
         events, first = await self._each_route(prep, attempt)
-        return self._watch(events, self.breaker(prep.route)), first
+        return self._watch(events, prep, prep.route), first
 
-    async def _watch(self, events: AsyncIterator[c.StreamEvent],
-                     breaker: Breaker) -> AsyncIterator[c.StreamEvent]:
+    async def _watch(self, events: AsyncIterator[c.StreamEvent], prep: "Prepared",
+                     route: RouteConfig) -> AsyncIterator[c.StreamEvent]:
         """Relay the rest of a stream, telling the route's breaker if it breaks mid-way
         (too late to fail over, but the next request should know)."""
+        breaker = self.breaker(route)
         try:
             async for ev in events:
                 yield ev
         except errors.PrismError as exc:
+            self._scrub(exc, prep, route)
             if fails_over(exc):
                 breaker.failure()
             raise

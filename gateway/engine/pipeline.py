@@ -16,6 +16,7 @@ every admitted request is closed exactly once, whatever happens in between.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import trio
@@ -32,6 +33,8 @@ from gateway.engine.select import Router
 from gateway.engine.sessions import Sessions
 
 __all__ = ["CallContext", "Outcome", "Prepared", "OpenStream", "Pipeline"]
+
+log = logging.getLogger("prism.pipeline")
 
 # Prompts longer than this are counted on a worker thread so the event loop keeps moving.
 _THREAD_COUNT_CHARS = 200_000
@@ -142,10 +145,21 @@ class Pipeline:
         except BaseException as exc:
             await self.admission.close(prep, None, exc)
             raise
+        # A SettleFailed from close means the hold was voided: it propagates, and the
+        # client's error matches a bill of nothing.
         outcome = await self.admission.close(prep, _usage_of(resp, prep.prompt_tokens), None)
         if prep.turn is not None:
-            await self.sessions.save(prep, resp.message)
+            await self._save_turn(prep, resp.message)
         return resp, outcome
+
+    async def _save_turn(self, prep: Prepared, message: Any) -> None:
+        """Session memory after a settled answer. The client has paid for this answer
+        and will receive it; a turn that cannot be saved is the operator's problem (it
+        is logged), not a reason to answer an error for something billed."""
+        try:
+            await self.sessions.save(prep, message)
+        except Exception:
+            log.exception("request %s: could not save the session turn", prep.ctx.request_id)
 
     async def open_stream(self, ctx: CallContext, req: c.Request,
                           routes: RouteCheck | None = None) -> OpenStream:
@@ -203,8 +217,14 @@ class Pipeline:
             failed_early = (isinstance(error, errors.PrismError) and not st.meter.produced_output
                             and st.meter.upstream_usage is None)
             usage = None if failed_early else st.meter.usage()
-            st.outcome = await self.admission.close(st.prep, usage, error)
-            if error is None and st.prep.turn is not None:
-                await self.sessions.save(st.prep, None)
+            try:
+                st.outcome = await self.admission.close(st.prep, usage, error)
+            except errors.SettleFailed as exc:
+                # Voided, not settled: the stream ends in an error instead of a bill.
+                settle_error = exc
+            else:
+                settle_error = None
+                if error is None and st.prep.turn is not None:
+                    await self._save_turn(st.prep, None)
         if error is None:
-            yield trailer(st.outcome)
+            yield trailer(st.outcome) if settle_error is None else error_frame(settle_error)

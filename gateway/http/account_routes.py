@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
@@ -27,7 +26,7 @@ from quart import Blueprint, Response, g, request
 
 import store
 from gateway import canonical as c
-from gateway import errors
+from gateway import errors, jsonbody
 from gateway.runtime.keys import KeyInfo
 from gateway.billing.ledger import iso_utc
 from gateway.billing.pricing import MICROS_PER_USD, cost_micros
@@ -48,7 +47,9 @@ def usd(micros: int | None) -> float | None:
 
 async def _caller(route: str) -> str:
     g.dialect = "openai"
-    ctx = await common.authenticate(route, "openai", log=False)
+    # Any dialect's key header: a Gemini stream's client reads its bill at
+    # /v1/requests/{responseId} with the x-goog-api-key it already has.
+    ctx = await common.authenticate(route, "openai", "x-api-key", "x-goog-api-key", log=False)
     return ctx.account_id
 
 
@@ -305,15 +306,7 @@ async def create_key():
 
 def _optional_json(data: bytes) -> dict[str, Any]:
     """An optional JSON object body (empty means {})."""
-    if not data.strip():
-        return {}
-    try:
-        body = json.loads(data)
-    except (ValueError, RecursionError):
-        raise errors.InvalidRequest("Request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise errors.InvalidRequest("Request body must be a JSON object")
-    return body
+    return jsonbody.decode_object(data, empty_ok=True)
 
 
 @bp.get("/v1/keys")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from quart import Response, g, request
+from quart import Response, g, has_request_context, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -26,6 +26,17 @@ from gateway.engine.call import CallContext
 from gateway.engine.services import Services
 
 log = logging.getLogger("prism.http")
+
+
+def _target() -> tuple[str, str]:
+    """(method, path) of what failed: an HTTP request, or a WebSocket handshake (which
+    has no request context, so `request` would itself raise)."""
+    if has_request_context():
+        return request.method, request.path
+    try:
+        return "WebSocket", websocket.path
+    except RuntimeError:
+        return "?", "?"
 
 
 def create_app(services: Services) -> QuartTrio:
@@ -54,6 +65,8 @@ def create_app(services: Services) -> QuartTrio:
 
     async def render(err: errors.PrismError) -> Response:
         dialect = getattr(g, "dialect", "openai")
+        if err.request_id is None:
+            err.request_id = getattr(g, "request_id", None)
         ctx = getattr(g, "ctx", None)
         if ctx is not None and not ctx.logged:
             await services.pipeline.log_refusal(ctx, err)
@@ -70,13 +83,14 @@ def create_app(services: Services) -> QuartTrio:
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
+        method, path = _target()
         if status == 413:
             err: errors.PrismError = errors.BodyTooLarge(
                 f"Request body exceeds the {request.max_content_length} byte limit")
         elif status == 404:
-            err = errors.NotFound(f"No route for {request.method} {request.path}")
+            err = errors.NotFound(f"No route for {method} {path}")
         elif status == 405:
-            err = errors.InvalidRequest(f"Method {request.method} is not allowed on {request.path}")
+            err = errors.InvalidRequest(f"Method {method} is not allowed on {path}")
             err.status = 405
         elif status == 408:
             err = errors.InvalidRequest("Timed out reading the request body")
@@ -88,7 +102,7 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        log.exception("unhandled error in %s %s", *_target())
         err = errors.PrismError(f"Internal error; quote request id {getattr(g, 'request_id', '?')}")
         return await render(err)
 

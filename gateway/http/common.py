@@ -15,7 +15,7 @@ from typing import Any
 
 from quart import current_app, g, request
 
-from gateway import errors
+from gateway import errors, jsonbody
 from gateway.billing.pricing import format_usd
 from gateway.engine.call import CallContext, Outcome
 from gateway.routing import hints
@@ -44,36 +44,36 @@ def new_request_id() -> str:
 
 
 def error_body(err: errors.PrismError, dialect: str) -> dict[str, Any]:
+    message = err.message
+    if err.detail is not None and err.request_id:
+        # An upstream failure: what it said is the operator's; the client can quote this.
+        message = f"{message}; request id {err.request_id}"
     if dialect == "anthropic":
-        return {"type": "error", "error": {"type": err.type_name, "message": err.message}}
+        return {"type": "error", "error": {"type": err.type_name, "message": message}}
     if dialect == "gemini":
-        return {"error": {"code": err.status, "message": err.message,
+        return {"error": {"code": err.status, "message": message,
                           "status": _GEMINI_STATUS.get(err.status, "UNKNOWN")}}
-    return {"error": {"type": err.type_name, "message": err.message,
+    return {"error": {"type": err.type_name, "message": message,
                       "code": err.code or err.type_name, "param": getattr(err, "field", None)}}
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON for a reply or an SSE event. Text from an upstream may hold a lone
+    surrogate, which no UTF-8 writer accepts; such a reply is escaped to ASCII instead
+    (still valid JSON), so encoding an answer never fails after it was paid for."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(obj, separators=(",", ":"))
+    return text
 
 
 async def read_json_object() -> dict[str, Any]:
-    """The request body as a JSON object, or a 4xx naming what is wrong with it."""
-    data = await request.get_data(cache=False)
-    if not data:
-        raise errors.InvalidRequest("Request body is empty; send a JSON object")
-    try:
-        body = json.loads(data)
-    except UnicodeDecodeError:
-        raise errors.InvalidRequest("Request body is not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise errors.InvalidRequest(f"Request body is not valid JSON: {exc.msg} at line "
-                                    f"{exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise errors.InvalidRequest("Request body JSON is nested too deeply") from None
-    if not isinstance(body, dict):
-        raise errors.InvalidRequest(f"Request body must be a JSON object, not a JSON {type(body).__name__}")
-    return body
+    """The request body as a JSON object, or a 400 naming what is wrong with it
+    (gateway.jsonbody is the one decoder; everything downstream trusts its output)."""
+    return jsonbody.decode_object(await request.get_data(cache=False))
 
 
 def bearer_token() -> str | None:

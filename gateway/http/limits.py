@@ -76,6 +76,9 @@ class FinishAfterBody:
     waiting for the rest of a request nobody reads and the keep-alive connection stops
     answering. Quart keeps reading the body in its own task, so waiting here (bounded
     by the body timeout) lets the request finish first and the connection stay usable.
+
+    The same last message is sent shielded: it is where hypercorn closes a
+    `Connection: close` socket or re-arms the keep-alive idle timer (see guarded_send).
     """
 
     def __init__(self, app: Any, body_timeout: float) -> None:
@@ -96,10 +99,18 @@ class FinishAfterBody:
             return msg
 
         async def guarded_send(msg: dict) -> None:
-            if (msg["type"] == "http.response.body" and not msg.get("more_body", False)
-                    and not arrived.is_set()):
+            if msg["type"] != "http.response.body" or msg.get("more_body", False):
+                await send(msg)
+                return
+            if not arrived.is_set():
                 with trio.move_on_after(self.body_timeout):
                     await arrived.wait()
-            await send(msg)
+            # The last body message is where hypercorn, inside this very call, closes a
+            # `Connection: close` socket or re-arms the keep-alive idle timer. It also
+            # hands the app an http.disconnect, on which quart-trio cancels the task
+            # doing this send; unshielded, that cancellation lands on the close (or the
+            # timer restart) and the connection stays open until the client leaves.
+            with trio.CancelScope(shield=True):
+                await send(msg)
 
         await self.app(scope, watched_receive, guarded_send)

@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 import store
 from gateway import errors
 from gateway.config import RouteConfig
@@ -98,8 +100,15 @@ async def create(s: "Services", ctx: CallContext, body: dict[str, Any]) -> tuple
                                                 routes=lambda sel: usable_routes(s, sel.entry, "video"),
                                                 started=started, failed=failed)
     try:
-        await s.writer.call(store.update_video_job, job_id, upstream_id=upstream_id,
-                            provider=prep.route.provider, upstream_model=prep.route.model)
+        try:
+            s.ledger.after_upstream(ctx.route)
+            await s.writer.call(store.update_video_job, job_id, upstream_id=upstream_id,
+                                provider=prep.route.provider, upstream_model=prep.route.model)
+        except BaseException as exc:
+            # The client gets an error, so the job fails and its hold is voided now.
+            with trio.CancelScope(shield=True):
+                await failed(prep, exc)
+            raise
     finally:
         media.submitting.discard(job_id)
     media.wake()

@@ -8,13 +8,22 @@ this package as a gateway.errors value:
     upstream 429                           -> RateLimited (429, Retry-After passed on)
     upstream 401/403                       -> UpstreamError (502): our key is wrong,
                                               not the client's fault, and not theirs to see
-    upstream other 4xx                     -> UpstreamClientError (400, upstream message)
+    upstream other 4xx                     -> UpstreamClientError (400)
+
+The client's message says only what kind of failure it was and the upstream's status
+class: an upstream's own words may quote the credential it was sent (some OpenAI-
+compatible servers echo the key) and name the provider. Those words, with the
+provider's credentials redacted, travel in the error's ``detail`` to the operator's
+log and dashboard (see ``scrub``, which the dispatcher applies to every upstream
+failure, including ones the codecs raise mid-stream).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Iterable, Protocol
+from urllib.parse import quote
 
 import httpx
 import trio
@@ -60,34 +69,101 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     if raw is None:
         return None
     try:
-        return max(0.0, float(raw))
+        value = float(raw)
     except ValueError:
         return None
+    return max(0.0, value) if math.isfinite(value) else None
 
 
-def status_error(provider_id: str, status: int, body: bytes, headers: httpx.Headers) -> errors.PrismError:
-    message = upstream_message(body)
+REDACTED = "[redacted]"
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
+
+
+def credentials(headers: httpx.Headers) -> tuple[str, ...]:
+    """The secrets a provider's client sends (its credential headers' values)."""
+    out = []
+    for name in _CREDENTIAL_HEADERS:
+        value = headers.get(name, "")
+        if name == "authorization":
+            value = value.partition(" ")[2] or value
+        if len(value.strip()) >= 4:
+            out.append(value.strip())
+    return tuple(out)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced, in the forms an echo may take (as sent,
+    URL-quoted, JSON-escaped)."""
+    for secret in secrets:
+        if not secret:
+            continue
+        for form in {secret, quote(secret, safe=""), json.dumps(secret)[1:-1]}:
+            text = text.replace(form, REDACTED)
+    return text
+
+
+def _class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+def status_error(provider_id: str, status: int, body: bytes, headers: httpx.Headers,
+                 secrets: Iterable[str] = ()) -> errors.PrismError:
+    detail = redact(f"upstream {provider_id} answered HTTP {status}: {upstream_message(body)}",
+                    secrets)
+    where = f"(upstream status class {_class(status)})"
     if status == 429:
-        return errors.RateLimited(f"upstream {provider_id} is rate limiting: {message}",
-                                  retry_after=_retry_after(headers) or 1.0)
+        return errors.RateLimited(f"The upstream provider is rate limiting requests {where}; "
+                                  "retry later", retry_after=_retry_after(headers) or 1.0,
+                                  detail=detail)
     if status in (401, 403):
-        return errors.UpstreamError(f"upstream {provider_id} refused the gateway's credentials")
+        return errors.UpstreamError(f"The upstream provider refused the gateway's own "
+                                    f"credentials {where}", detail=detail)
     if 400 <= status < 500:
-        return errors.UpstreamClientError(message)
-    return errors.UpstreamError(f"upstream {provider_id} failed with HTTP {status}: {message}")
+        return errors.UpstreamClientError(f"The upstream provider refused the request {where}",
+                                          detail=detail)
+    return errors.UpstreamError(f"The upstream provider failed {where}", detail=detail)
 
 
-def transport_error(provider_id: str, exc: httpx.HTTPError) -> errors.PrismError:
+def transport_error(provider_id: str, exc: httpx.HTTPError,
+                    secrets: Iterable[str] = ()) -> errors.PrismError:
+    detail = redact(f"upstream {provider_id}: {type(exc).__name__}: {exc}", secrets)
     if isinstance(exc, httpx.TimeoutException):
-        return errors.UpstreamTimeout(f"upstream {provider_id} timed out ({type(exc).__name__})")
-    return errors.UpstreamError(f"upstream {provider_id} connection failed ({type(exc).__name__})")
+        return errors.UpstreamTimeout(f"The upstream provider timed out ({type(exc).__name__})",
+                                      detail=detail)
+    return errors.UpstreamError(f"The upstream provider could not be reached "
+                                f"({type(exc).__name__})", detail=detail)
 
 
 def parse_json(provider_id: str, body: bytes) -> object:
     try:
         return json.loads(body)
     except ValueError:
-        raise errors.UpstreamProtocolError(f"upstream {provider_id} sent a body that is not JSON") from None
+        raise errors.UpstreamProtocolError(
+            "The upstream provider sent a body that is not JSON",
+            detail=f"upstream {provider_id} sent a body that is not JSON") from None
+
+
+def scrub(exc: errors.PrismError, provider_id: str, secrets: Iterable[str],
+          request_id: str | None = None) -> errors.PrismError:
+    """Make an upstream failure fit for a client, in place: its words move to
+    ``detail`` (redacted) unless a mapping above already did that, and the request id
+    is attached. Our own refusals (a codec's 400 before the call) pass untouched."""
+    upstream = isinstance(exc, (errors.UpstreamError, errors.UpstreamClientError,
+                                errors.RateLimited))
+    if upstream and exc.detail is None:
+        exc.detail = redact(f"upstream {provider_id}: {exc.message}", secrets)
+        what = {errors.UpstreamTimeout: "timed out", errors.UpstreamProtocolError:
+                "sent an invalid response"}.get(type(exc), "failed")
+        if isinstance(exc, errors.RateLimited):
+            exc.message = "The upstream provider is rate limiting requests; retry later"
+        elif isinstance(exc, errors.UpstreamClientError):
+            exc.message = "The upstream provider refused the request (upstream status class 4xx)"
+        else:
+            exc.message = f"The upstream provider {what}"
+        exc.args = (exc.message,)
+    if upstream and request_id and exc.request_id is None:
+        exc.request_id = request_id
+    return exc
 
 
 # ---------------------------------------------------------------- the shared wire loop
@@ -133,9 +209,10 @@ async def post_json(client: httpx.AsyncClient, pid: str, path: str, body: dict, 
         except httpx.HTTPError as exc:
             if attempt == 1 and _stale_connection(exc):
                 continue
-            raise transport_error(pid, exc) from None
+            raise transport_error(pid, exc, credentials(client.headers)) from None
     if resp.status_code != 200:
-        raise status_error(pid, resp.status_code, resp.content, resp.headers)
+        raise status_error(pid, resp.status_code, resp.content, resp.headers,
+                           credentials(client.headers))
     return parse_json(pid, resp.content)
 
 
@@ -148,7 +225,7 @@ async def _open_stream(client: httpx.AsyncClient, pid: str, path: str, content: 
         except httpx.HTTPError as exc:
             if attempt == 1 and _stale_connection(exc):
                 continue
-            raise transport_error(pid, exc) from None
+            raise transport_error(pid, exc, credentials(client.headers)) from None
     raise AssertionError("unreachable")
 
 
@@ -164,7 +241,8 @@ async def sse_json(client: httpx.AsyncClient, pid: str, path: str, body: dict, *
                 raw += chunk
                 if len(raw) > _MAX_ERROR_BODY:
                     break
-            raise status_error(pid, resp.status_code, raw, resp.headers)
+            raise status_error(pid, resp.status_code, raw, resp.headers,
+                               credentials(client.headers))
         framer = SSEDecoder()
         async for chunk in resp.aiter_bytes():
             for sse in framer.feed(chunk):
@@ -174,7 +252,7 @@ async def sse_json(client: httpx.AsyncClient, pid: str, path: str, body: dict, *
             if sse.data != "[DONE]":
                 yield parse_json(pid, sse.data.encode())
     except httpx.HTTPError as exc:
-        raise transport_error(pid, exc) from None
+        raise transport_error(pid, exc, credentials(client.headers)) from None
     finally:
         with trio.CancelScope(shield=True):
             await resp.aclose()

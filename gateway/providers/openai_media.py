@@ -42,9 +42,11 @@ class OpenAIMediaClient:
                 method, path, content=None if body is None else json.dumps(body),
                 headers={"content-type": "application/json"} if body is not None else None)
         except httpx.HTTPError as exc:
-            raise base.transport_error(self.config.id, exc) from None
+            raise base.transport_error(self.config.id, exc,
+                                       base.credentials(self._client.headers)) from None
         if resp.status_code >= 300:
-            raise base.status_error(self.config.id, resp.status_code, resp.content, resp.headers)
+            raise base.status_error(self.config.id, resp.status_code, resp.content, resp.headers,
+                                    base.credentials(self._client.headers))
         return resp
 
     async def _json(self, method: str, path: str, body: dict | None = None) -> dict:
@@ -76,10 +78,11 @@ class OpenAIMediaClient:
                     if len(raw) > max_bytes:
                         raise errors.UpstreamError(f"upstream {pid} video is over {max_bytes} bytes")
                 if resp.status_code != 200:
-                    raise base.status_error(pid, resp.status_code, bytes(raw), resp.headers)
+                    raise base.status_error(pid, resp.status_code, bytes(raw), resp.headers,
+                                            base.credentials(self._client.headers))
                 return bytes(raw), resp.headers.get("content-type", "video/mp4")
         except httpx.HTTPError as exc:
-            raise base.transport_error(pid, exc) from None
+            raise base.transport_error(pid, exc, base.credentials(self._client.headers)) from None
 
 
 class SimulatorMediaClient:
