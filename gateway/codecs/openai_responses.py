@@ -50,7 +50,7 @@ from gateway.codecs.fields import (
     opt_positive_int as _opt_positive_int, opt_str as _opt_str, req_str as _req_str,
     tool_items,
 )
-from gateway.codecs.openai_chat import _DATA_URL
+from gateway.codecs.openai_chat.request import DATA_URL
 from gateway.codecs.openai_responses_out import (  # re-exported: one API per dialect
     from_canonical_response, request_echo,
 )
@@ -255,7 +255,7 @@ def _image(p: dict, where: str) -> ImagePart:
     if detail is not None and not (isinstance(detail, str) and detail in _DETAILS):
         _bad(f"{where}.detail", "must be one of auto, low, high, original")
     detail = _DETAILS.get(detail) if detail is not None else None
-    m = _DATA_URL.fullmatch(url)
+    m = DATA_URL.fullmatch(url)
     if m:
         return ImagePart(data_b64=m[2], media_type=m[1], detail=detail)
     return ImagePart(url=url, detail=detail)

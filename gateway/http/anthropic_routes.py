@@ -19,7 +19,7 @@ from quart import Blueprint, Response, g
 from gateway import canonical as c
 from gateway import errors, tokenizer
 from gateway.billing.pricing import format_usd
-from gateway.codecs import anthropic, anthropic_stream
+from gateway.codecs import anthropic
 from gateway.codecs.sse import encode_event
 from gateway.http import common
 from gateway.pipeline import Outcome
@@ -32,7 +32,7 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contr
 _THREAD_COUNT_CHARS = 200_000
 
 
-def _frames(frames: list[anthropic_stream.Frame]) -> bytes:
+def _frames(frames: list[anthropic.Frame]) -> bytes:
     return b"".join(encode_event(common.dumps(data), name) for name, data in frames)
 
 
@@ -57,7 +57,7 @@ async def messages():
 
     st = await pipeline.open_stream(ctx, req)
     model = st.prep.entry.model.id
-    encoder = anthropic_stream.StreamEncoder(message_id, model, st.prep.prompt_tokens)
+    encoder = anthropic.StreamEncoder(message_id, model, st.prep.prompt_tokens)
 
     def encode(ev: c.StreamEvent) -> bytes:
         return _frames(encoder.encode(ev))

@@ -23,7 +23,7 @@ from quart import Blueprint, Response, g, request
 
 from gateway import canonical as c
 from gateway import errors, tokenizer
-from gateway.codecs import gemini, gemini_stream
+from gateway.codecs import gemini
 from gateway.codecs.sse import encode_event
 from gateway.http import common
 from gateway.pipeline import Outcome
@@ -83,7 +83,7 @@ async def model_method(target: str):
 
     st = await pipeline.open_stream(ctx, req)
     model_id = st.prep.entry.model.id
-    encoder = gemini_stream.StreamEncoder(id=ctx.request_id, model=model_id)
+    encoder = gemini.StreamEncoder(id=ctx.request_id, model=model_id)
 
     def frames(chunks: list[dict]) -> bytes:
         return b"".join(encode_event(common.dumps(chunk)) for chunk in chunks)

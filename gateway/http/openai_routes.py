@@ -8,7 +8,7 @@ from quart import Blueprint, Response
 
 from gateway import errors
 from gateway.billing.pricing import format_usd
-from gateway.codecs import openai_chat, openai_chat_stream
+from gateway.codecs import openai_chat
 from gateway.codecs.sse import encode_event
 from gateway.http import common, idempotency
 from gateway.pipeline import Outcome
@@ -37,7 +37,7 @@ async def chat_completions():
 
     st = await pipeline.open_stream(ctx, req)
     model = st.prep.selection.entry.model.id
-    encoder = openai_chat_stream.StreamEncoder(id="chatcmpl-" + ctx.request_id[4:], model=model,
+    encoder = openai_chat.StreamEncoder(id="chatcmpl-" + ctx.request_id[4:], model=model,
                                         created=int(time.time()), include_usage=req.include_usage)
 
     def encode(ev) -> bytes:

@@ -43,7 +43,7 @@ from gateway.codecs.anthropic import (
     to_canonical_request,
     to_canonical_response,
 )
-from gateway.codecs.anthropic_stream import StreamDecoder, StreamEncoder
+from gateway.codecs.anthropic import StreamDecoder, StreamEncoder
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 
 GOLDEN = Path(__file__).parent / "golden" / "anthropic"
