@@ -86,6 +86,10 @@ class RouteConfig:
     model: str
 
 
+DROPPABLE_PARAMS = ("temperature", "top_p", "top_k", "seed", "stop", "presence_penalty",
+                    "frequency_penalty", "parallel_tool_calls", "user")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     id: str
@@ -102,6 +106,12 @@ class ModelConfig:
     context_window: int = 128000
     capabilities: tuple[str, ...] = ("chat",)
     owned_by: str = "prism"
+    # Request parameters this model's upstreams reject; removed before the call and
+    # named in X-Prism-Dropped-Params (Gemini CLI always sends temperature and top_p).
+    drop_params: tuple[str, ...] = ()
+    # A hosted tool (web search, code execution, ...) on a route whose upstream cannot
+    # run it: "drop" goes on without it (X-Prism-Dropped-Tools), "refuse" answers 400.
+    hosted_tools: str = "drop"
 
 
 @dataclass(frozen=True)
@@ -314,6 +324,13 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         for cap in m.capabilities:
             if cap not in CAPABILITIES:
                 problems.append(f"{where}.capabilities: unknown capability {cap!r}")
+        for param in m.drop_params:
+            if param not in DROPPABLE_PARAMS:
+                problems.append(f"{where}.drop_params: {param!r} is not one of "
+                                f"{', '.join(DROPPABLE_PARAMS)}")
+        if m.hosted_tools not in ("drop", "refuse"):
+            problems.append(f"{where}.hosted_tools: must be \"drop\" or \"refuse\", "
+                            f"not {m.hosted_tools!r}")
         for price in ("input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok",
                       "image_usd", "video_usd"):
             v = getattr(m, price)

@@ -27,6 +27,7 @@ from gateway import errors, tokenizer
 from gateway.billing.admission import Outcome
 from gateway.billing.meter import Meter
 from gateway.config import RouteConfig
+from gateway.routing import hosted
 from gateway.routing.hints import RoutingHints
 from gateway.routing.select import Selection
 
@@ -101,6 +102,10 @@ class Pipeline:
     def __init__(self, services: "Services") -> None:
         self.s = services
 
+    def _provider_kind(self, route) -> str | None:
+        provider = self.s.providers.get(route.provider)
+        return provider.config.kind if provider is not None else None
+
     async def _count_prompt(self, req: c.Request) -> int:
         size = sum(len(p.text) for m in req.messages for p in m.parts if isinstance(p, c.TextPart))
         if size > _THREAD_COUNT_CHARS:
@@ -111,6 +116,7 @@ class Pipeline:
         selection = await self.s.router.select(ctx, req, capability)
         if ctx.route_filter is not None:
             selection = dataclasses.replace(selection, routes=ctx.route_filter(selection))
+        req, selection = hosted.shape(req, selection, self._provider_kind)
         turn = None
         if ctx.hints is not None and ctx.hints.session:
             req, turn = await self.s.sessions.attach(ctx, req)

@@ -54,7 +54,7 @@ def _route_filter(req: c.Request):
         provider = providers.get(route.provider)
         return provider.config.kind if provider is not None else None
 
-    return lambda selection: gemini.usable_routes(req, selection.routes, kind_of)
+    return lambda selection: gemini.usable_routes(req, selection.routes, kind_of, native_tools=False)
 
 
 @bp.post("/v1/models/<path:target>")

@@ -13,6 +13,7 @@ from gateway.codecs.fields import (
     bad as _bad, is_int as _is_int, opt as _opt, opt_number as _opt_number, req_str as
     _req_str, tool_items,
 )
+from gateway.codecs.hosted import KEY as HOSTED_KEY, hosted_tool
 from gateway.errors import InvalidRequest
 
 MAX_MESSAGES = 100_000
@@ -69,7 +70,7 @@ def to_canonical_request(body: object, *, require_max_tokens: bool = True) -> Re
     if top_cache is not None:
         caches["top"] = top_cache
     messages = _system(body.get("system"), caches) + _messages(body.get("messages"), caches)
-    tools = _tools(body.get("tools"), caches)
+    tools, hosted = _tools(body.get("tools"), caches)
     tool_choice, parallel = _tool_choice(body.get("tool_choice"), tools)
     top_k = _opt(body, "top_k", "", int, "a non-negative integer")
     if top_k is not None and top_k < 0:
@@ -84,6 +85,8 @@ def to_canonical_request(body: object, *, require_max_tokens: bool = True) -> Re
         metadata["anthropic_output_config"] = output_config
     if caches:
         metadata["anthropic_cache_control"] = caches
+    if hosted:
+        metadata[HOSTED_KEY] = hosted
     return Request(
         model=model, messages=messages, max_tokens=max_tokens,
         temperature=_opt_number(body, "temperature", 0, 1), top_p=_opt_number(body, "top_p", 0, 1),
@@ -126,14 +129,24 @@ def _messages(v: object, caches: dict) -> tuple[Message, ...]:
         _bad("messages", "is required and must be a non-empty array of message objects")
     if len(v) > MAX_MESSAGES:
         _bad("messages", f"holds {len(v)} messages; at most {MAX_MESSAGES} are allowed")
+    if all(isinstance(m, dict) and m.get("role") == "system" for m in v):
+        _bad("messages[0].role", "is 'system', and messages holds no user or assistant turn: "
+                                 "a conversation needs at least one")
     out = []
+    # Breakpoints count conversation turns (not system messages) from the end: history a
+    # session layer puts in front of the client's messages must not move one.
+    position = -sum(1 for m in v if not (isinstance(m, dict) and m.get("role") == "system"))
     for i, m in enumerate(v):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
             _bad(where, "must be an object")
         role = m.get("role")
+        if role == "system":
+            # A mid-conversation instruction (Claude Code sends them): kept in place.
+            out.append(Message("system", _system_text(m.get("content"), f"{where}.content")))
+            continue
         if role not in ("user", "assistant"):
-            _bad(f"{where}.role", "must be 'user' or 'assistant' (the system prompt goes in system)")
+            _bad(f"{where}.role", "must be 'user', 'assistant' or 'system'")
         content = m.get("content")
         cw = f"{where}.content"
         if isinstance(content, str):
@@ -141,13 +154,25 @@ def _messages(v: object, caches: dict) -> tuple[Message, ...]:
         elif isinstance(content, list):
             parts = tuple(_block(b, role, f"{cw}[{j}]") for j, b in enumerate(content))
             for j, b in enumerate(content):
-                # Counted from the end: history a session layer puts in front of
-                # the client's messages must not move a breakpoint.
-                _mark(caches, "blocks", [i - len(v), j], b, f"{cw}[{j}]")
+                _mark(caches, "blocks", [position, j], b, f"{cw}[{j}]")
         else:
             _bad(cw, "must be a string or an array of content blocks")
+        position += 1
         out.append(Message(role, parts))
     return tuple(out)
+
+
+def _system_text(content: object, where: str) -> tuple[TextPart, ...]:
+    if isinstance(content, str):
+        return (TextPart(content),)
+    if not isinstance(content, list) or not content:
+        _bad(where, "must be a string or a non-empty array of text blocks")
+    parts = []
+    for j, b in enumerate(content):
+        if not isinstance(b, dict) or b.get("type") != "text":
+            _bad(f"{where}[{j}]", "must be a text block: a system message holds text only")
+        parts.append(TextPart(_req_str(b, "text", f"{where}[{j}]", empty_ok=True)))
+    return tuple(parts)
 
 
 _USER_BLOCKS = ("text", "image", "document", "tool_result")
@@ -256,13 +281,19 @@ def _stop(v: object) -> tuple[str, ...]:
     _bad("stop_sequences", "must be an array of strings")
 
 
-def _tools(v: object, caches: dict) -> tuple[Tool, ...]:
-    out = []
-    for i, (where, t) in enumerate(tool_items(v, MAX_TOOLS)):
+def _tools(v: object, caches: dict) -> tuple[tuple[Tool, ...], list[dict]]:
+    out: list[Tool] = []
+    hosted: list[dict] = []
+    for where, t in tool_items(v, MAX_TOOLS):
         kind = t.get("type")
         if kind is not None and kind != "custom":
-            _bad(f"{where}.type", f"{kind!r} is an Anthropic-defined or server tool, which this "
-                                  "gateway does not support; declare a custom tool with input_schema")
+            if not isinstance(kind, str) or not kind:
+                _bad(f"{where}.type", "must be a string")
+            # Anthropic-defined and server tools (web_search_*, code_execution_*, bash_*,
+            # ...): an Anthropic route gets them as sent, other routes follow the
+            # model's hosted_tools policy (codecs/hosted.py).
+            hosted.append(hosted_tool("anthropic", _req_str(t, "name", where), t))
+            continue
         name = _req_str(t, "name", where)
         schema = t.get("input_schema")
         if not isinstance(schema, dict):
@@ -270,8 +301,8 @@ def _tools(v: object, caches: dict) -> tuple[Tool, ...]:
         out.append(Tool(name, _opt(t, "description", where, str, "a string"), schema))
         cc = _cache_control(t, where)
         if cc is not None:
-            caches.setdefault("tools", []).append([i, cc])
-    return tuple(out)
+            caches.setdefault("tools", []).append([len(out) - 1, cc])
+    return tuple(out), hosted
 
 
 def _tool_choice(v: object, tools: tuple[Tool, ...]) -> tuple[ToolChoice | None, bool | None]:

@@ -8,12 +8,19 @@ from gateway.canonical import (
     ToolResultPart,
 )
 from gateway.codecs.fields import sniff_image_type
+from gateway.codecs import hosted
 from gateway.codecs.anthropic.request import (
     DEFAULT_MAX_TOKENS, JSON_INSTRUCTION, REDACTED_PREFIX, args_object,
 )
 
-def from_canonical_request(req: Request, upstream_model: str) -> dict:
-    """Encode for an Anthropic upstream (see the module docstring for what cannot go)."""
+def from_canonical_request(req: Request, upstream_model: str, *,
+                           system_in_place: bool = True) -> dict:
+    """Encode for an Anthropic upstream (see the package docstring for what cannot go).
+
+    System messages ahead of the conversation form ``system``; later ones stay where
+    they are as ``role: "system"`` messages, which Anthropic accepts mid-conversation,
+    unless ``system_in_place`` is False (a model that refuses them): then they join
+    ``system`` in order, as every system message did before Anthropic allowed them."""
     caches = req.metadata.get("anthropic_cache_control")
     caches = caches if isinstance(caches, dict) else {}
     system_marks = {m[0]: m[1] for m in caches.get("system", ()) if isinstance(m, list) and len(m) == 2}
@@ -23,6 +30,10 @@ def from_canonical_request(req: Request, upstream_model: str) -> dict:
     messages: list[dict] = []
     position = -sum(1 for m in req.messages if m.role != "system")
     for m in req.messages:
+        if m.role == "system" and messages and system_in_place:
+            texts = [{"type": "text", "text": p.text} for p in m.parts if isinstance(p, TextPart)]
+            messages.append({"role": "system", "content": _content(texts, False)})
+            continue
         if m.role == "system":
             for p in m.parts:   # system messages hold text parts only
                 system.append({"type": "text", "text": p.text})
@@ -61,6 +72,9 @@ def from_canonical_request(req: Request, upstream_model: str) -> dict:
     if req.tools:
         tool_marks = {m[0]: m[1] for m in caches.get("tools", ()) if isinstance(m, list) and len(m) == 2}
         body["tools"] = [_encode_tool(t, tool_marks.get(i)) for i, t in enumerate(req.tools)]
+    if server_tools := hosted.specs(req, "anthropic"):
+        body["tools"] = body.get("tools", []) + server_tools
+    if req.tools:
         choice = _encode_choice(req.tool_choice, req.parallel_tool_calls)
         if choice is not None:
             body["tool_choice"] = choice

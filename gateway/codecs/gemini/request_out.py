@@ -13,13 +13,15 @@ from gateway.codecs.gemini.request import FUNCTION_DECLARATIONS, MAX_STOP
 
 R = TypeVar("R")
 
-def check_route(req: Request, provider_kind: str) -> None:
+def check_route(req: Request, provider_kind: str, *, native_tools: bool = True) -> None:
     """Refuse, before any upstream call, what only a native Gemini route can serve.
-    The simulator stands in for every upstream kind, Gemini included, so it passes."""
+    The simulator stands in for every upstream kind, Gemini included, so it passes.
+    ``native_tools=False`` leaves built-in tools to the model's hosted_tools policy
+    (routing/hosted.py), which may drop them instead."""
     if provider_kind in ("gemini", "simulator"):
         return
     native = req.metadata.get("gemini_native")
-    if native:
+    if native and native_tools:
         names = ", ".join(sorted(native))
         raise UnsupportedGeminiFeature(
             f"tools {names} need a native Gemini route, and the model {req.model!r} is "
@@ -31,7 +33,8 @@ def check_route(req: Request, provider_kind: str) -> None:
             f"only an object at the root of a response schema", field="generationConfig")
 
 
-def usable_routes(req: Request, routes: Sequence[R], kind_of: Callable[[R], str | None]) -> tuple[R, ...]:
+def usable_routes(req: Request, routes: Sequence[R], kind_of: Callable[[R], str | None], *,
+                  native_tools: bool = True) -> tuple[R, ...]:
     """The routes, in order, whose provider kind can serve ``req`` (``kind_of`` None:
     unknown, kept for the dispatcher to judge); when none can, check_route's refusal for
     the first. Failover must not land a native feature on an upstream that drops it."""
@@ -40,7 +43,7 @@ def usable_routes(req: Request, routes: Sequence[R], kind_of: Callable[[R], str 
         kind = kind_of(route)
         try:
             if kind is not None:
-                check_route(req, kind)
+                check_route(req, kind, native_tools=native_tools)
         except (UnsupportedGeminiFeature, UnsupportedResponseFormat) as exc:
             refusal = refusal or exc
             continue
@@ -60,6 +63,8 @@ def from_canonical_request(req: Request, upstream_model: str) -> dict:
     provider builds; it is accepted here so every codec has the same signature."""
     del upstream_model
     body: dict[str, Any] = {"contents": _contents_out(req.messages)}
+    # Gemini has no system role in contents: every system message, wherever it was
+    # given, joins systemInstruction in order (the conversation itself keeps its order).
     system = [{"text": p.text} for m in req.messages if m.role == "system"
               for p in m.parts if isinstance(p, TextPart)]
     if system:
