@@ -23,9 +23,13 @@ Rules chosen where the wire and the canonical model do not meet one to one:
 - Images: ``input_image`` with ``image_url`` (https or data: URL); ``file_id`` and
   ``input_file`` / ``input_audio`` are refused (this gateway has no Files API).
   Detail "original" is sent on as "high", the closest detail every upstream knows.
-- Tools: function tools only; ``strict`` is echoed but has no canonical home. Built-in
-  tools (web_search, file_search, code_interpreter, ...) are refused with a 400 that
-  says they are not supported here. ``tool_choice`` takes "auto" | "none" |
+- Tools: function tools; ``strict`` is echoed but has no canonical home.
+  ``namespace`` tools group function tools under a name: they go up flattened as
+  ``<namespace>__<name>`` (openai_responses_out.namespaced) and calls come back under
+  the declared name and namespace. Hosted tools (``HOSTED_TOOLS``: web_search,
+  file_search, code_interpreter, ...) are carried for the routing policy
+  (codecs/hosted.py); client-run built-ins (local_shell, apply_patch, custom, ...)
+  are refused with a 400 that says they are not supported here. ``tool_choice`` takes "auto" | "none" |
   "required" | {"type": "function", "name"}; other forms are refused.
 - ``text.format`` maps to ResponseFormat; ``text.verbosity`` is echoed, not honoured.
 - ``truncation``: "disabled" and "auto" are accepted; nothing is ever dropped from the

@@ -19,7 +19,9 @@ Top-level request fields fall in four groups:
   counted from the end of the conversation, so history put in front of the client's
   messages, as session memory does, cannot move a breakpoint);
 - ``REFUSED_FIELDS``: ``mcp_servers``, whose tools Anthropic would run server-side and
-  no other upstream can; server tools in ``tools`` are refused the same way;
+  no other upstream can. Server and Anthropic-defined tools in ``tools`` are carried
+  as hosted tools (codecs/hosted.py): an Anthropic upstream gets them back as sent,
+  the model's hosted_tools policy decides for other routes;
 - everything else is dropped. ``IGNORED_FIELDS`` lists the known ones we knowingly do
   not honour; an unknown field is dropped too, because the SDK grows parameters faster
   than a gateway can refuse them and a 400 on an unknown hint breaks clients for nothing.
@@ -34,7 +36,9 @@ canonical model has no home for a document and other upstreams could not read on
 Image sources ``base64`` and ``url`` are supported; ``file`` is refused.
 
 Towards an Anthropic upstream, where the canonical value has no Anthropic field:
-system messages anywhere in the conversation are hoisted, in order, into ``system``;
+system messages ahead of the conversation form ``system`` and later ones (Anthropic
+accepts ``role: "system"`` mid-conversation, and the decoder takes them anywhere) stay
+in place, or join ``system`` in order with ``system_in_place=False``;
 consecutive tool messages merge into one user turn of tool_result blocks; thinking
 without a signature (another vendor's reasoning, which Anthropic would reject) and
 assistant images are dropped; ``temperature`` is clamped to Anthropic's 0..1; ``seed``
