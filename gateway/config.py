@@ -112,6 +112,9 @@ class ModelConfig:
     # A hosted tool (web search, code execution, ...) on a route whose upstream cannot
     # run it: "drop" goes on without it (X-Prism-Dropped-Tools), "refuse" answers 400.
     hosted_tools: str = "drop"
+    # "fold" moves system messages given mid-conversation to the front, in order, for
+    # upstream models that refuse them where they stand; "in_place" keeps them there.
+    system_messages: str = "in_place"
 
 
 @dataclass(frozen=True)
@@ -328,6 +331,9 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
             if param not in DROPPABLE_PARAMS:
                 problems.append(f"{where}.drop_params: {param!r} is not one of "
                                 f"{', '.join(DROPPABLE_PARAMS)}")
+        if m.system_messages not in ("in_place", "fold"):
+            problems.append(f"{where}.system_messages: must be \"in_place\" or \"fold\", "
+                            f"not {m.system_messages!r}")
         if m.hosted_tools not in ("drop", "refuse"):
             problems.append(f"{where}.hosted_tools: must be \"drop\" or \"refuse\", "
                             f"not {m.hosted_tools!r}")

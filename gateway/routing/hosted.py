@@ -2,6 +2,8 @@
 
 Runs once the model and its routes are chosen and before anything is held:
 
+- ``system_messages = "fold"`` (per model): system messages given mid-conversation
+  move to the front, in order, for upstream models that refuse them where they stand.
 - ``drop_params`` (prism.toml, per model): parameters the model's upstreams reject are
   removed from the request, and the ones the client actually sent are named in
   ``X-Prism-Dropped-Params``.
@@ -48,12 +50,23 @@ def drop_params(req: Request, names: tuple[str, ...]) -> tuple[Request, list[str
     return (dataclasses.replace(req, **changes) if changes else req), dropped
 
 
+def fold_system(req: Request) -> Request:
+    """System messages moved to the front in their order; the turns keep theirs."""
+    system = tuple(m for m in req.messages if m.role == "system")
+    rest = tuple(m for m in req.messages if m.role != "system")
+    if req.messages == system + rest:
+        return req
+    return dataclasses.replace(req, messages=system + rest)
+
+
 def shape(req: Request, selection: Selection,
           kind_of: Callable[[object], str | None]) -> tuple[Request, Selection]:
     """Apply the selected model's drop_params and hosted_tools policy. ``kind_of`` gives
     a route's provider kind (None when unknown: such a route is judged to keep all)."""
     model = selection.entry.model
     req, params = drop_params(req, model.drop_params)
+    if model.system_messages == "fold":
+        req = fold_system(req)
     headers = dict(selection.headers)
     routes = selection.routes
     if hosted_tools(req):

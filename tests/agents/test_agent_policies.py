@@ -108,3 +108,14 @@ def test_config_checks_the_policies(tmp_path):
         parse_config(raw, base_dir=str(tmp_path))
     assert "drop_params: 'temprature' is not one of" in str(exc.value)
     assert 'hosted_tools: must be "drop" or "refuse"' in str(exc.value)
+
+
+def test_fold_moves_mid_conversation_system_messages_to_the_front():
+    from gateway import canonical as c
+    from gateway.routing.hosted import fold_system
+    msgs = (c.Message("user", (c.TextPart("a"),)), c.Message("system", (c.TextPart("s"),)),
+            c.Message("assistant", (c.TextPart("b"),)))
+    req = c.Request(model="m", messages=msgs)
+    assert [m.role for m in fold_system(req).messages] == ["system", "user", "assistant"]
+    ordered = c.Request(model="m", messages=(msgs[1], msgs[0]))
+    assert fold_system(ordered) is ordered

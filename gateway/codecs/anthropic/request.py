@@ -110,18 +110,10 @@ def _mark(caches: dict, kind: str, position: list, block: dict, where: str) -> N
 def _system(v: object, caches: dict) -> tuple[Message, ...]:
     if v is None:
         return ()
-    if isinstance(v, str):
-        return (Message("system", (TextPart(v),)),)
-    if not isinstance(v, list):
-        _bad("system", "must be a string or an array of text blocks")
-    parts = []
-    for j, b in enumerate(v):
-        where = f"system[{j}]"
-        if not isinstance(b, dict) or b.get("type") != "text":
-            _bad(where, "must be a text block ({\"type\": \"text\", \"text\": ...})")
-        parts.append(TextPart(_req_str(b, "text", where, empty_ok=True)))
-        _mark(caches, "system", [j], b, where)
-    return (Message("system", tuple(parts)),) if parts else ()
+    parts = _system_text(v, "system")
+    for j, b in enumerate(v if isinstance(v, list) else ()):
+        _mark(caches, "system", [j], b, f"system[{j}]")
+    return (Message("system", parts),) if parts else ()
 
 
 def _messages(v: object, caches: dict) -> tuple[Message, ...]:
@@ -143,7 +135,10 @@ def _messages(v: object, caches: dict) -> tuple[Message, ...]:
         role = m.get("role")
         if role == "system":
             # A mid-conversation instruction (Claude Code sends them): kept in place.
-            out.append(Message("system", _system_text(m.get("content"), f"{where}.content")))
+            parts = _system_text(m.get("content"), f"{where}.content")
+            if not parts:
+                _bad(f"{where}.content", "must not be empty")
+            out.append(Message("system", parts))
             continue
         if role not in ("user", "assistant"):
             _bad(f"{where}.role", "must be 'user', 'assistant' or 'system'")
@@ -163,14 +158,15 @@ def _messages(v: object, caches: dict) -> tuple[Message, ...]:
 
 
 def _system_text(content: object, where: str) -> tuple[TextPart, ...]:
+    """The text of a system prompt or system message: a string or text blocks."""
     if isinstance(content, str):
         return (TextPart(content),)
-    if not isinstance(content, list) or not content:
-        _bad(where, "must be a string or a non-empty array of text blocks")
+    if not isinstance(content, list):
+        _bad(where, "must be a string or an array of text blocks")
     parts = []
     for j, b in enumerate(content):
         if not isinstance(b, dict) or b.get("type") != "text":
-            _bad(f"{where}[{j}]", "must be a text block: a system message holds text only")
+            _bad(f"{where}[{j}]", "must be a text block ({\"type\": \"text\", \"text\": ...})")
         parts.append(TextPart(_req_str(b, "text", f"{where}[{j}]", empty_ok=True)))
     return tuple(parts)
 
