@@ -119,3 +119,16 @@ def test_fold_moves_mid_conversation_system_messages_to_the_front():
     assert [m.role for m in fold_system(req).messages] == ["system", "user", "assistant"]
     ordered = c.Request(model="m", messages=(msgs[1], msgs[0]))
     assert fold_system(ordered) is ordered
+
+
+def test_smart_routing_prefers_a_model_that_runs_the_hosted_tool(tmp_path):
+    from gateway.codecs import gemini
+    from gateway.config import parse_config
+    from gateway.routing.catalog import Catalog
+    from gateway.routing.select import select
+    raw = harness.gateway_config(tmp_path, "http://127.0.0.1:9", upstream_kinds=harness.UPSTREAM_KINDS)
+    catalog = Catalog(parse_config(raw, base_dir=str(tmp_path)))
+    body = {"contents": [{"parts": [{"text": "news today?"}]}], "tools": [{"googleSearch": {}}]}
+    for mode in ("eco", "balanced", "sport"):
+        picked = select(catalog, gemini.to_canonical_request(body, model="any", stream=False), mode=mode)
+        assert picked.entry.model.id == "via-gemini", mode
