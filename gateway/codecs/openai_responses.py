@@ -199,8 +199,10 @@ def _items(v: list, where: str, flat: dict[tuple[str, str], str] | None = None) 
             if not isinstance(args, str):
                 _bad(f"{w}.arguments", "is required and must be a string of JSON")
             name, ns = _req_str(item, "name", w), item.get("namespace")
-            if isinstance(ns, str) and flat:
-                name = flat.get((ns, name), name)
+            if isinstance(ns, str):
+                # A stored conversation (previous_response_id) is replayed without the
+                # tools that declared it: fall back to the uncollided flat name.
+                name = (flat or {}).get((ns, name), f"{ns}__{name}")
             call = ToolCallPart(_req_str(item, "call_id", w), name, args)
             turn = (turn or []) + [call]
         elif kind == "reasoning":

@@ -41,7 +41,13 @@ def request_echo(body: dict) -> dict[str, Any]:
         "temperature": body.get("temperature"),
         "text": echo_text,
         "tool_choice": body.get("tool_choice") or "auto",
-        "tools": [_echo_tool(t) for t in body.get("tools") or ()],
+        # Function tools only: the Response schema has no home for a namespace, and a
+        # hosted tool this gateway did not run is not one the response used.
+        "tools": [{"type": "function", "name": t["name"], "description": t.get("description"),
+                   "parameters": t.get("parameters"), "strict": t.get("strict")}
+                  for t in body.get("tools") or () if t.get("type") == "function"],
+        # Not part of the Response object: how to name calls of namespaced tools.
+        "namespaces": namespaced(body.get("tools")),
         "top_p": body.get("top_p"),
         "truncation": "disabled",
         "user": body.get("user"),
@@ -76,13 +82,6 @@ def namespaced(tools: object) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _echo_tool(t: dict) -> dict:
-    if t.get("type") == "function":
-        return {"type": "function", "name": t["name"], "description": t.get("description"),
-                "parameters": t.get("parameters"), "strict": t.get("strict")}
-    return t   # namespace and hosted tools are repeated as the client sent them
-
-
 def item_id(prefix: str, response_id: str, index: int) -> str:
     """Output item ids derive from the response id, so a stream and its final object agree."""
     return f"{prefix}_{response_id.removeprefix('resp_')}_{index}"
@@ -104,7 +103,7 @@ def call_item(id: str, call_id: str, name: str, arguments: str, status: str,
     item = {"id": id, "type": "function_call", "status": status, "call_id": call_id,
             "name": name, "arguments": arguments}
     if names and name in names:
-        item["namespace"], item["name"] = names[name]
+        item["namespace"], item["name"] = tuple(names[name])
     return item
 
 
@@ -164,7 +163,7 @@ def from_canonical_response(resp: Response, *, model: str, response_id: str, cre
     item_status = "incomplete" if status == "incomplete" else "completed"
     output: list[dict] = []
     texts: list[str] = []
-    names = namespaced(request_echo.get("tools"))
+    names = request_echo.get("namespaces") or {}
 
     def flush_text() -> None:
         if texts:

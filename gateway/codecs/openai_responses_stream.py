@@ -34,8 +34,7 @@ from gateway.canonical import (
     ToolCallStart, Usage, UsageEvent,
 )
 from gateway.codecs.openai_responses_out import (
-    call_item, item_id, message_item, namespaced, reasoning_item, response_object, status_of,
-    text_part,
+    call_item, item_id, message_item, reasoning_item, response_object, status_of, text_part,
 )
 
 _PREFIX = {"message": "msg", "function_call": "fc", "reasoning": "rs"}
@@ -73,7 +72,7 @@ class StreamEncoder:
         self._calls: dict[int, _Item] = {}
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
-        self._names = namespaced(echo.get("tools"))
+        self._names = echo.get("namespaces") or {}
         self.final: dict | None = None
 
     # ------------------------------------------------------------ public
@@ -216,7 +215,7 @@ class StreamEncoder:
                                    part={"type": "summary_text", "text": item.text}))
         else:
             out.append(self._event("response.function_call_arguments.done", **where,
-                                   name=self._names.get(item.name, ("", item.name))[1],
+                                   name=tuple(self._names.get(item.name, ("", item.name)))[1],
                                    arguments=item.text or "{}"))
         out.append(self._event("response.output_item.done", output_index=item.output_index,
                                item=self._snapshot(item, self._item_status(item))))

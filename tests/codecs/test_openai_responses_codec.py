@@ -397,10 +397,18 @@ def test_namespace_tools_go_up_flat_and_come_back_named():
                                     request_echo=echo)
     assert [(i.get("namespace"), i["name"]) for i in out["output"]] == [
         ("agents", "spawn"), (None, "agents__spawn")]
-    assert out["tools"][1]["type"] == "namespace"
+    assert [t["name"] for t in out["tools"]] == ["exec", "agents__spawn"]
     from gateway.codecs.openai_responses_stream import StreamEncoder
     from gateway.canonical import response_events
     enc = StreamEncoder("resp_1", "m", 1, echo)
     events = [e for ev in response_events(resp) for e in enc.encode(ev)] + enc.finish()
     done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
     assert [(i.get("namespace"), i["name"]) for i in done] == [("agents", "spawn"), (None, "agents__spawn")]
+
+
+def test_stored_namespaced_calls_replay_under_their_flat_names():
+    items = [{"role": "user", "content": "go"},
+             {"type": "function_call", "call_id": "c0", "name": "spawn", "namespace": "agents",
+              "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "c0", "output": "ok"}]
+    assert R.history_messages(items)[1].parts[0].name == "agents__spawn"
