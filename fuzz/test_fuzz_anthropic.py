@@ -36,7 +36,7 @@ from gateway.codecs.anthropic import (
     to_canonical_request,
     to_canonical_response,
 )
-from gateway.codecs.anthropic_stream import StreamDecoder, StreamEncoder
+from gateway.codecs.anthropic import StreamDecoder, StreamEncoder
 from gateway.errors import ClientError, UpstreamError
 
 FUZZ = settings(max_examples=300, deadline=None)

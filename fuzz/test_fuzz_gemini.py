@@ -22,7 +22,7 @@ from gateway.codecs.gemini import (
     check_route, from_canonical_request, from_canonical_response, to_canonical_request,
     to_canonical_response,
 )
-from gateway.codecs.gemini_stream import StreamDecoder, StreamEncoder
+from gateway.codecs.gemini import StreamDecoder, StreamEncoder
 from gateway.codecs.schema import normalize_tool_schema, validate_response_schema
 from gateway.errors import ClientError, UpstreamError
 

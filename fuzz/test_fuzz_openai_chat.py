@@ -15,7 +15,7 @@ from gateway.canonical import (
     Finish, Request, Response, StreamStart, TextDelta, ThinkingDelta, ToolCallDelta,
     ToolCallStart, UsageEvent, collect_stream,
 )
-from gateway.codecs.openai_chat_stream import StreamDecoder, StreamEncoder
+from gateway.codecs.openai_chat import StreamDecoder, StreamEncoder
 from gateway.codecs.openai_chat import (
     from_canonical_request, from_canonical_response,
     to_canonical_request, to_canonical_response,

@@ -96,6 +96,10 @@ class RouteConfig:
     model: str
 
 
+DROPPABLE_PARAMS = ("temperature", "top_p", "top_k", "seed", "stop", "presence_penalty",
+                    "frequency_penalty", "parallel_tool_calls", "user")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     id: str
@@ -121,6 +125,15 @@ class ModelConfig:
     context_window: int = 128000
     capabilities: tuple[str, ...] = ("chat",)
     owned_by: str = "prism"
+    # Request parameters this model's upstreams reject; removed before the call and
+    # named in X-Prism-Dropped-Params (Gemini CLI always sends temperature and top_p).
+    drop_params: tuple[str, ...] = ()
+    # A hosted tool (web search, code execution, ...) on a route whose upstream cannot
+    # run it: "drop" goes on without it (X-Prism-Dropped-Tools), "refuse" answers 400.
+    hosted_tools: str = "drop"
+    # "fold" moves system messages given mid-conversation to the front, in order, for
+    # upstream models that refuse them where they stand; "in_place" keeps them there.
+    system_messages: str = "in_place"
 
 
 @dataclass(frozen=True)
@@ -355,6 +368,16 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         for cap in m.capabilities:
             if cap not in CAPABILITIES:
                 problems.append(f"{where}.capabilities: unknown capability {cap!r}")
+        for param in m.drop_params:
+            if param not in DROPPABLE_PARAMS:
+                problems.append(f"{where}.drop_params: {param!r} is not one of "
+                                f"{', '.join(DROPPABLE_PARAMS)}")
+        if m.system_messages not in ("in_place", "fold"):
+            problems.append(f"{where}.system_messages: must be \"in_place\" or \"fold\", "
+                            f"not {m.system_messages!r}")
+        if m.hosted_tools not in ("drop", "refuse"):
+            problems.append(f"{where}.hosted_tools: must be \"drop\" or \"refuse\", "
+                            f"not {m.hosted_tools!r}")
         for price in ("input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok",
                       "image_usd", "video_usd", "search_usd", "request_usd", "speech_usd_per_mchar",
                       "audio_usd_per_minute", "page_usd", "audio_input_usd_per_mtok",

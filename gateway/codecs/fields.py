@@ -89,3 +89,16 @@ def tool_items(v: object, limit: int) -> list[tuple[str, dict]]:
             bad(where, "must be an object")
         items.append((where, t))
     return items
+
+
+_MAGIC = (("iVBOR", "image/png"), ("/9j/", "image/jpeg"), ("R0lGOD", "image/gif"),
+          ("UklGR", "image/webp"))
+
+
+def sniff_image_type(data_b64: str, default: str = "image/png") -> str:
+    """The media type of inline image data that came without one, from its base64
+    prefix (every dialect but OpenAI's wants the type spelled out)."""
+    for prefix, kind in _MAGIC:
+        if data_b64.startswith(prefix):
+            return kind
+    return default

@@ -33,7 +33,8 @@ from gateway.codecs.fields import (
     bad as _bad, is_int as _is_int, opt_bool as _opt_bool, opt_number as _opt_number,
     opt_positive_int as _opt_positive_int, opt_str as _opt_str, req_str as _req_str,
 )
-from gateway.codecs.openai_chat import _stop, _usage_out, common_options
+from gateway.codecs.openai_chat.request import common_options, stop_sequences
+from gateway.codecs.openai_chat.response import usage_out
 from gateway.errors import InvalidRequest
 
 DEFAULT_MAX_TOKENS = 16
@@ -62,7 +63,7 @@ def to_canonical_request(body: object) -> Request:
         model=model, messages=(Message("user", (TextPart(prompt),)),),
         max_tokens=_opt_positive_int(body, "max_tokens") or DEFAULT_MAX_TOKENS,
         temperature=_opt_number(body, "temperature", 0, 2), top_p=_opt_number(body, "top_p", 0, 1),
-        stop=_stop(body.get("stop")), stream=stream, include_usage=include_usage,
+        stop=stop_sequences(body.get("stop")), stream=stream, include_usage=include_usage,
         user=_opt_str(body, "user"), seed=seed,
         metadata={"openai_extra": extra} if extra else {},
     )
@@ -95,7 +96,7 @@ def from_canonical_response(resp: Response, *, id: str, model: str, created: int
                      "finish_reason": _FINISH_OUT[resp.finish_reason]}],
     }
     if resp.usage is not None:
-        out["usage"] = _usage_out(resp.usage)
+        out["usage"] = usage_out(resp.usage)
     return out
 
 
@@ -128,7 +129,7 @@ class StreamEncoder:
 
     def usage_chunk(self, usage: Usage) -> dict:
         return {"id": self.id, "object": "text_completion", "created": self.created,
-                "model": self.model, "choices": [], "usage": _usage_out(usage)}
+                "model": self.model, "choices": [], "usage": usage_out(usage)}
 
     def _chunk(self, text: str, finish: str | None = None) -> dict:
         return {"id": self.id, "object": "text_completion", "created": self.created,

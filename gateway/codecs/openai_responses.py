@@ -23,9 +23,13 @@ Rules chosen where the wire and the canonical model do not meet one to one:
 - Images: ``input_image`` with ``image_url`` (https or data: URL); ``file_id`` and
   ``input_file`` / ``input_audio`` are refused (this gateway has no Files API).
   Detail "original" is sent on as "high", the closest detail every upstream knows.
-- Tools: function tools only; ``strict`` is echoed but has no canonical home. Built-in
-  tools (web_search, file_search, code_interpreter, ...) are refused with a 400 that
-  says they are not supported here. ``tool_choice`` takes "auto" | "none" |
+- Tools: function tools; ``strict`` is echoed but has no canonical home.
+  ``namespace`` tools group function tools under a name: they go up flattened as
+  ``<namespace>__<name>`` (openai_responses_out.namespaced) and calls come back under
+  the declared name and namespace. Hosted tools (``HOSTED_TOOLS``: web_search,
+  file_search, code_interpreter, ...) are carried for the routing policy
+  (codecs/hosted.py); client-run built-ins (local_shell, apply_patch, custom, ...)
+  are refused with a 400 that says they are not supported here. ``tool_choice`` takes "auto" | "none" |
   "required" | {"type": "function", "name"}; other forms are refused.
 - ``text.format`` maps to ResponseFormat; ``text.verbosity`` is echoed, not honoured.
 - ``truncation``: "disabled" and "auto" are accepted; nothing is ever dropped from the
@@ -41,6 +45,8 @@ Rules chosen where the wire and the canonical model do not meet one to one:
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from gateway.canonical import (
     ImagePart, Message, Part, Request, ResponseFormat, TextPart,
     ThinkingPart, Tool, ToolCallPart, ToolChoice, ToolResultPart,
@@ -50,9 +56,10 @@ from gateway.codecs.fields import (
     opt_positive_int as _opt_positive_int, opt_str as _opt_str, req_str as _req_str,
     tool_items,
 )
-from gateway.codecs.openai_chat import _DATA_URL
+from gateway.codecs.hosted import KEY as HOSTED_KEY, hosted_tool
+from gateway.codecs.openai_chat.request import DATA_URL
 from gateway.codecs.openai_responses_out import (  # re-exported: one API per dialect
-    from_canonical_response, request_echo,
+    from_canonical_response, namespaced, request_echo,
 )
 from gateway.errors import InvalidRequest
 
@@ -70,6 +77,11 @@ REFUSED_FIELDS = {
     "conversation": "is not supported: chain responses with previous_response_id instead",
     "prompt": "(stored prompt templates) is not supported by this gateway; send input",
 }
+HOSTED_TOOLS = frozenset({
+    "web_search", "web_search_preview", "web_search_2025_08_26",
+    "web_search_preview_2025_03_11", "file_search", "code_interpreter", "computer",
+    "computer_use_preview", "image_generation", "mcp", "tool_search",
+})
 BUILTIN_TOOLS = frozenset({
     "web_search", "web_search_preview", "web_search_2025_08_26",
     "web_search_preview_2025_03_11", "file_search", "code_interpreter", "computer",
@@ -92,11 +104,12 @@ def to_canonical_request(body: object, *, history: tuple[Message, ...] = ()) -> 
     model = _req_str(body, "model", "")
     instructions = _opt_str(body, "instructions")
     previous_response_id(body)
-    messages = _input(body.get("input"))
+    flat = {(ns, name): f for f, (ns, name) in namespaced(body.get("tools")).items()}
+    messages = _input(body.get("input"), flat)
     if not messages and not history:
         _bad("input", "is required and must be a non-empty string or array of items "
                       "(unless previous_response_id names a conversation to continue)")
-    tools = _tools(body.get("tools"))
+    tools, hosted = _tools(body.get("tools"))
     _echo_checks(body)
     prefix = (Message("system", (TextPart(instructions),)),) if instructions else ()
     return Request(
@@ -108,6 +121,7 @@ def to_canonical_request(body: object, *, history: tuple[Message, ...] = ()) -> 
         parallel_tool_calls=_opt_bool(body, "parallel_tool_calls"),
         response_format=_text_format(body.get("text")),
         stream=bool(_opt_bool(body, "stream")), user=_opt_str(body, "user"),
+        metadata={HOSTED_KEY: hosted} if hosted else {},
     )
 
 
@@ -148,17 +162,18 @@ def _echo_checks(body: dict) -> None:
         _bad("include", "must be an array of strings")
 
 
-def _input(v: object) -> tuple[Message, ...]:
+def _input(v: object, flat: dict[tuple[str, str], str]) -> tuple[Message, ...]:
     if v is None:
         return ()
     if isinstance(v, str):
         return (Message("user", (TextPart(v),)),)
     if not isinstance(v, list):
         _bad("input", "must be a string or an array of input items")
-    return _items(v, "input")
+    return _items(v, "input", flat)
 
 
-def _items(v: list, where: str) -> tuple[Message, ...]:
+def _items(v: list, where: str, flat: dict[tuple[str, str], str] | None = None) -> tuple[Message, ...]:
+    """``flat`` maps a (namespace, name) a function_call item names to its flat name."""
     if len(v) > MAX_INPUT_ITEMS:
         _bad(where, f"holds {len(v)} items; at most {MAX_INPUT_ITEMS} are allowed")
     out: list[Message] = []
@@ -183,7 +198,12 @@ def _items(v: list, where: str) -> tuple[Message, ...]:
             args = item.get("arguments")
             if not isinstance(args, str):
                 _bad(f"{w}.arguments", "is required and must be a string of JSON")
-            call = ToolCallPart(_req_str(item, "call_id", w), _req_str(item, "name", w), args)
+            name, ns = _req_str(item, "name", w), item.get("namespace")
+            if isinstance(ns, str):
+                # A stored conversation (previous_response_id) is replayed without the
+                # tools that declared it: fall back to the uncollided flat name.
+                name = (flat or {}).get((ns, name), f"{ns}__{name}")
+            call = ToolCallPart(_req_str(item, "call_id", w), name, args)
             turn = (turn or []) + [call]
         elif kind == "reasoning":
             thinking = _reasoning_item(item, w)
@@ -255,7 +275,7 @@ def _image(p: dict, where: str) -> ImagePart:
     if detail is not None and not (isinstance(detail, str) and detail in _DETAILS):
         _bad(f"{where}.detail", "must be one of auto, low, high, original")
     detail = _DETAILS.get(detail) if detail is not None else None
-    m = _DATA_URL.fullmatch(url)
+    m = DATA_URL.fullmatch(url)
     if m:
         return ImagePart(data_b64=m[2], media_type=m[1], detail=detail)
     return ImagePart(url=url, detail=detail)
@@ -291,10 +311,30 @@ def _reasoning_item(item: dict, where: str) -> ThinkingPart | None:
     return ThinkingPart(text, signature)
 
 
-def _tools(v: object) -> tuple[Tool, ...]:
-    out = []
+def _tools(v: object) -> tuple[tuple[Tool, ...], list[dict]]:
+    out: list[Tool] = []
+    hosted: list[dict] = []
+    flat = {pair: f for f, pair in namespaced(v).items()}
     for where, t in tool_items(v, MAX_TOOLS):
         kind = t.get("type")
+        if kind == "namespace":
+            # A name grouping ordinary function tools: they go up flattened.
+            _req_str(t, "name", where)
+            inner = t.get("tools")
+            if not isinstance(inner, list):
+                _bad(f"{where}.tools", "is required and must be an array of function tools")
+            for j, f in enumerate(inner):
+                fw = f"{where}.tools[{j}]"
+                if not isinstance(f, dict) or f.get("type", "function") != "function":
+                    _bad(fw, "must be a function tool")
+                tool = _function(f, fw)
+                out.append(replace(tool, name=flat.get((t["name"], tool.name), tool.name)))
+            continue
+        if isinstance(kind, str) and kind in HOSTED_TOOLS:
+            # Run by the vendor, not the client: kept for a route that can run it,
+            # else handled by the model's hosted_tools policy (codecs/hosted.py).
+            hosted.append(hosted_tool("openai", kind, t))
+            continue
         if kind != "function":
             shown = f"'{kind}'" if isinstance(kind, str) else "missing"
             builtin = (" is a built-in OpenAI tool and"
@@ -302,14 +342,18 @@ def _tools(v: object) -> tuple[Tool, ...]:
             _bad(f"{where}.type", f"{shown}{builtin} is not supported by this gateway: only "
                                   f"function tools are (web_search, file_search, "
                                   f"code_interpreter and other built-in tools are not)")
-        name = _req_str(t, "name", where)
-        description = _opt_str(t, "description", where)
-        _opt_bool(t, "strict", where)
-        params = t.get("parameters")
-        if params is not None and not isinstance(params, dict):
-            _bad(f"{where}.parameters", "must be a JSON schema object")
-        out.append(Tool(name, description) if params is None else Tool(name, description, params))
-    return tuple(out)
+        out.append(_function(t, where))
+    return tuple(out), hosted
+
+
+def _function(t: dict, where: str) -> Tool:
+    name = _req_str(t, "name", where)
+    description = _opt_str(t, "description", where)
+    _opt_bool(t, "strict", where)
+    params = t.get("parameters")
+    if params is not None and not isinstance(params, dict):
+        _bad(f"{where}.parameters", "must be a JSON schema object")
+    return Tool(name, description) if params is None else Tool(name, description, params)
 
 
 def _tool_choice(v: object, tools: tuple[Tool, ...]) -> ToolChoice | None:

@@ -41,13 +41,45 @@ def request_echo(body: dict) -> dict[str, Any]:
         "temperature": body.get("temperature"),
         "text": echo_text,
         "tool_choice": body.get("tool_choice") or "auto",
+        # Function tools only: the Response schema has no home for a namespace, and a
+        # hosted tool this gateway did not run is not one the response used.
         "tools": [{"type": "function", "name": t["name"], "description": t.get("description"),
                    "parameters": t.get("parameters"), "strict": t.get("strict")}
-                  for t in body.get("tools") or ()],
+                  for t in body.get("tools") or () if t.get("type") == "function"],
+        # Not part of the Response object: how to name calls of namespaced tools.
+        "namespaces": namespaced(body.get("tools")),
         "top_p": body.get("top_p"),
         "truncation": "disabled",
         "user": body.get("user"),
     }
+
+
+def namespaced(tools: object) -> dict[str, tuple[str, str]]:
+    """Flat upstream name -> (namespace, name) for the function tools grouped under
+    ``{"type": "namespace"}`` tools. Upstreams know only flat function tools, so each
+    grouped tool goes up as ``<namespace>__<name>`` (suffixed ``_2``, ``_3``... where
+    that collides), and calls come back under the names the client declared. Computed
+    from the request's tools alone, so the decoder and the encoders agree."""
+    if not isinstance(tools, (list, tuple)):
+        return {}
+    taken = {t["name"] for t in tools if isinstance(t, dict) and t.get("type") == "function"
+             and isinstance(t.get("name"), str)}
+    out: dict[str, tuple[str, str]] = {}
+    for t in tools:
+        if not (isinstance(t, dict) and t.get("type") == "namespace"
+                and isinstance(t.get("name"), str) and isinstance(t.get("tools"), list)):
+            continue
+        for inner in t["tools"]:
+            if not isinstance(inner, dict) or not isinstance(inner.get("name"), str):
+                continue
+            base = flat = f"{t['name']}__{inner['name']}"
+            n = 1
+            while flat in taken:
+                n += 1
+                flat = f"{base}_{n}"
+            taken.add(flat)
+            out[flat] = (t["name"], inner["name"])
+    return out
 
 
 def item_id(prefix: str, response_id: str, index: int) -> str:
@@ -64,9 +96,15 @@ def message_item(id: str, text: str, status: str) -> dict:
             "content": [text_part(text)] if status != "in_progress" else []}
 
 
-def call_item(id: str, call_id: str, name: str, arguments: str, status: str) -> dict:
-    return {"id": id, "type": "function_call", "status": status, "call_id": call_id,
+def call_item(id: str, call_id: str, name: str, arguments: str, status: str,
+              names: dict[str, tuple[str, str]] | None = None) -> dict:
+    """``names`` is ``namespaced(tools)``: a flattened name goes back to the client as
+    the name and namespace it declared."""
+    item = {"id": id, "type": "function_call", "status": status, "call_id": call_id,
             "name": name, "arguments": arguments}
+    if names and name in names:
+        item["namespace"], item["name"] = tuple(names[name])
+    return item
 
 
 def reasoning_item(id: str, text: str, signature: str | None, status: str) -> dict:
@@ -125,6 +163,7 @@ def from_canonical_response(resp: Response, *, model: str, response_id: str, cre
     item_status = "incomplete" if status == "incomplete" else "completed"
     output: list[dict] = []
     texts: list[str] = []
+    names = request_echo.get("namespaces") or {}
 
     def flush_text() -> None:
         if texts:
@@ -142,7 +181,7 @@ def from_canonical_response(resp: Response, *, model: str, response_id: str, cre
                                          p.signature, "completed"))
         elif isinstance(p, ToolCallPart):
             output.append(call_item(item_id("fc", response_id, len(output)), p.id, p.name,
-                                    p.arguments, "completed"))
+                                    p.arguments, "completed", names))
     flush_text()
     if not any(item["type"] != "reasoning" for item in output):
         # An answer with neither text nor calls is still one (empty) message.

@@ -72,6 +72,7 @@ class StreamEncoder:
         self._calls: dict[int, _Item] = {}
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
+        self._names = echo.get("namespaces") or {}
         self.final: dict | None = None
 
     # ------------------------------------------------------------ public
@@ -214,7 +215,8 @@ class StreamEncoder:
                                    part={"type": "summary_text", "text": item.text}))
         else:
             out.append(self._event("response.function_call_arguments.done", **where,
-                                   name=item.name, arguments=item.text or "{}"))
+                                   name=tuple(self._names.get(item.name, ("", item.name)))[1],
+                                   arguments=item.text or "{}"))
         out.append(self._event("response.output_item.done", output_index=item.output_index,
                                item=self._snapshot(item, self._item_status(item))))
 
@@ -232,7 +234,7 @@ class StreamEncoder:
         if item.kind == "reasoning":
             return reasoning_item(item.id, item.text, item.signature, status)
         return call_item(item.id, item.call_id, item.name,
-                         item.text or ("" if status == "in_progress" else "{}"), status)
+                         item.text or ("" if status == "in_progress" else "{}"), status, self._names)
 
     def _output(self) -> list[dict]:
         return [self._snapshot(item, self._item_status(item)) for item in self._items]

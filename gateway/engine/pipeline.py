@@ -24,6 +24,7 @@ import trio
 from gateway import canonical as c
 from gateway import errors, tokenizer
 from gateway.billing.meter import Meter
+from gateway.routing import hosted
 from gateway.engine.call import CallContext, OpenStream, Outcome, Prepared, RouteCheck
 from gateway.engine.operations import CHAT, Operation
 
@@ -63,6 +64,10 @@ class Pipeline:
             return await trio.to_thread.run_sync(tokenizer.count_request, req)
         return tokenizer.count_request(req)
 
+    def _provider_kind(self, route) -> str | None:
+        provider = self.dispatcher.live.providers.get(route.provider)
+        return provider.config.kind if provider is not None else None
+
     async def prepare(self, ctx: CallContext, req: c.Request, capability: str = "chat",
                       routes: RouteCheck | None = None) -> Prepared:
         """Select and admit a chat request. ``routes`` is the capability a route asks
@@ -70,6 +75,7 @@ class Pipeline:
         selection = await self.router.select(ctx, req, capability)
         if routes is not None:
             selection = dataclasses.replace(selection, routes=routes(selection))
+        req, selection = hosted.shape(req, selection, self._provider_kind)
         turn = None
         if ctx.hints is not None and ctx.hints.session:
             req, turn = await self.sessions.attach(ctx, req, self.complete)

@@ -18,7 +18,7 @@ from quart import Blueprint, Response, g
 
 from gateway import canonical as c
 from gateway import tokenizer
-from gateway.codecs import anthropic, anthropic_stream
+from gateway.codecs import anthropic
 from gateway.http import common, framing
 
 bp = Blueprint("anthropic", __name__)
@@ -47,7 +47,7 @@ async def messages():
                         headers=common.outcome_headers(outcome, outcome.model))
 
     st = await pipeline.open_stream(ctx, req)
-    encoder = anthropic_stream.StreamEncoder(message_id, st.prep.entry.model.id,
+    encoder = anthropic.StreamEncoder(message_id, st.prep.entry.model.id,
                                              st.prep.prompt_tokens)
     return framing.relay(st, framing.AnthropicFramer(encoder))
 

@@ -20,9 +20,19 @@ from gateway.billing.pricing import format_usd
 from gateway.engine.call import CallContext, Outcome
 from gateway.routing import hints
 
+# Each dialect's own error vocabulary, by HTTP status: clients key retries and fallbacks
+# on these names. Prism's own name travels beside Anthropic's as prism_code.
 _GEMINI_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "FAILED_PRECONDITION",
-                  403: "PERMISSION_DENIED", 404: "NOT_FOUND", 413: "INVALID_ARGUMENT",
-                  429: "RESOURCE_EXHAUSTED", 502: "UNAVAILABLE", 500: "INTERNAL"}
+                  403: "PERMISSION_DENIED", 404: "NOT_FOUND", 409: "ABORTED",
+                  413: "INVALID_ARGUMENT", 422: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
+                  500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
+                  504: "DEADLINE_EXCEEDED"}
+_ANTHROPIC_TYPE = {400: "invalid_request_error", 401: "authentication_error",
+                   402: "billing_error", 403: "permission_error", 404: "not_found_error",
+                   409: "invalid_request_error", 413: "request_too_large",
+                   422: "invalid_request_error", 429: "rate_limit_error", 500: "api_error",
+                   502: "api_error", 503: "overloaded_error", 504: "timeout_error",
+                   529: "overloaded_error"}
 
 
 def dialect_for_path(path: str) -> str:
@@ -49,10 +59,14 @@ def error_body(err: errors.PrismError, dialect: str) -> dict[str, Any]:
         # An upstream failure: what it said is the operator's; the client can quote this.
         message = f"{message}; request id {err.request_id}"
     if dialect == "anthropic":
-        return {"type": "error", "error": {"type": err.type_name, "message": message}}
+        kind = _ANTHROPIC_TYPE.get(err.status) or (
+            "invalid_request_error" if err.status < 500 else "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message,
+                                           "prism_code": err.code or err.type_name}}
     if dialect == "gemini":
-        return {"error": {"code": err.status, "message": message,
-                          "status": _GEMINI_STATUS.get(err.status, "UNKNOWN")}}
+        status = _GEMINI_STATUS.get(err.status) or (
+            "FAILED_PRECONDITION" if err.status < 500 else "INTERNAL")
+        return {"error": {"code": err.status, "message": message, "status": status}}
     return {"error": {"type": err.type_name, "message": message,
                       "code": err.code or err.type_name, "param": getattr(err, "field", None)}}
 

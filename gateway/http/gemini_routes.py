@@ -23,7 +23,7 @@ from quart import Blueprint, Response, g, request
 
 from gateway import canonical as c
 from gateway import errors
-from gateway.codecs import gemini, gemini_stream
+from gateway.codecs import gemini
 from gateway.http import common, framing, gemini_inference
 
 bp = Blueprint("gemini", __name__)
@@ -49,7 +49,7 @@ def _route_check(req: c.Request):
         provider = providers.get(route.provider)
         return provider.config.kind if provider is not None else None
 
-    return lambda selection: gemini.usable_routes(req, selection.routes, kind_of)
+    return lambda selection: gemini.usable_routes(req, selection.routes, kind_of, native_tools=False)
 
 
 @bp.post("/v1/models/<path:target>")
@@ -79,7 +79,7 @@ async def model_method(target: str):
                         headers=common.outcome_headers(outcome, outcome.model))
 
     st = await pipeline.open_stream(ctx, req, routes=routes)
-    encoder = gemini_stream.StreamEncoder(id=ctx.request_id, model=st.prep.entry.model.id)
+    encoder = gemini.StreamEncoder(id=ctx.request_id, model=st.prep.entry.model.id)
     return framing.relay(st, framing.GeminiFramer(encoder))
 
 

@@ -6,7 +6,7 @@ import time
 
 from quart import Blueprint, Response
 
-from gateway.codecs import openai_chat, openai_chat_stream
+from gateway.codecs import openai_chat
 from gateway.http import common, framing, idempotency
 
 bp = Blueprint("openai", __name__)
@@ -30,7 +30,7 @@ async def chat_completions():
                         headers=common.outcome_headers(outcome, outcome.model))
 
     st = await pipeline.open_stream(ctx, req)
-    encoder = openai_chat_stream.StreamEncoder(
+    encoder = openai_chat.StreamEncoder(
         id="chatcmpl-" + ctx.request_id[4:], model=st.prep.entry.model.id,
         created=int(time.time()), include_usage=req.include_usage)
     return framing.relay(st, framing.Framer(encoder))

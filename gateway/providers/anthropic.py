@@ -13,7 +13,7 @@ import httpx
 
 from gateway import canonical as c
 from gateway import errors
-from gateway.codecs import anthropic, anthropic_stream
+from gateway.codecs import anthropic
 from gateway.config import ProviderConfig
 from gateway.providers import base
 
@@ -42,7 +42,7 @@ class AnthropicProvider:
     async def stream(self, req: c.Request, upstream_model: str) -> AsyncIterator[c.StreamEvent]:
         body = anthropic.from_canonical_request(req, upstream_model)
         body["stream"] = True
-        decoder = anthropic_stream.StreamDecoder()
+        decoder = anthropic.StreamDecoder()
         async for data in base.sse_json(self._client, self.config.id, _PATH, body):
             for ev in decoder.feed(data):
                 yield ev

@@ -17,7 +17,7 @@ import httpx
 
 from gateway import canonical as c
 from gateway import errors
-from gateway.codecs import gemini, gemini_stream
+from gateway.codecs import gemini
 from gateway.config import ProviderConfig
 from gateway.providers import base
 
@@ -47,7 +47,7 @@ class GeminiProvider:
 
     async def stream(self, req: c.Request, upstream_model: str) -> AsyncIterator[c.StreamEvent]:
         body = gemini.from_canonical_request(req, upstream_model)
-        decoder = gemini_stream.StreamDecoder()
+        decoder = gemini.StreamDecoder()
         path = self._path(upstream_model, "streamGenerateContent")
         async for data in base.sse_json(self._client, self.config.id, path, body,
                                         params={"alt": "sse"}):

@@ -13,7 +13,7 @@ import httpx
 
 from gateway import canonical as c
 from gateway import errors
-from gateway.codecs import openai_chat, openai_chat_stream
+from gateway.codecs import openai_chat
 from gateway.config import ProviderConfig
 from gateway.providers import base
 
@@ -37,7 +37,7 @@ class OpenAIProvider:
 
     async def stream(self, req: c.Request, upstream_model: str) -> AsyncIterator[c.StreamEvent]:
         body = openai_chat.from_canonical_request(req, upstream_model)
-        decoder = openai_chat_stream.StreamDecoder()
+        decoder = openai_chat.StreamDecoder()
         async for chunk in base.sse_json(self._client, self.config.id, "/chat/completions", body):
             for ev in decoder.feed(chunk):
                 yield ev

@@ -28,6 +28,7 @@ class Catalog:
         self._disabled = disabled_providers | {p.id for p in config.providers if not p.enabled}
         self._by_name: dict[str, Entry] = {}
         self._models: list[Entry] = []
+        self._kinds = {p.id: p.kind for p in config.providers}
         for m in config.models:
             price = None
             if m.input_usd_per_mtok is not None and m.output_usd_per_mtok is not None:
@@ -37,6 +38,9 @@ class Catalog:
                 self._by_name[name] = Entry(name, m, price)
             self._models.append(self._by_name[m.id])
         self.rules = rules_from(config.routing)
+
+    def provider_kind(self, route: RouteConfig) -> str | None:
+        return self._kinds.get(route.provider)
 
     def routes(self, model: ModelConfig) -> tuple[RouteConfig, ...]:
         return tuple(r for r in model.routes if r.provider not in self._disabled)

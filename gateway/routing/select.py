@@ -20,6 +20,7 @@ from typing import AbstractSet
 
 from gateway import canonical as c
 from gateway import errors
+from gateway.codecs.hosted import dropped_by, hosted_tools
 from gateway.config import MODES, RouteConfig
 from gateway.routing.catalog import Catalog, Entry
 from gateway.routing.classify import classify
@@ -88,6 +89,11 @@ def _auto(catalog: Catalog, req: c.Request, capability: str, mode: str, task: st
         raise errors.InvalidRequest(
             f"No available model can serve this request (it needs {', '.join(needs)}"
             f"{f' and max_tokens {req.max_tokens}' if req.max_tokens else ''})", field="model")
+    if hosted_tools(req):
+        # Smart routing prefers a model with a route that runs the hosted tools itself.
+        keeping = [e for e in pool if any(
+            not dropped_by(req, catalog.provider_kind(r) or "") for r in catalog.routes(e.model))]
+        pool = keeping or pool
     entry, why = choose(catalog.rules[mode], task, pool)
     return entry, f"{mode}/{task}: {why}"
 

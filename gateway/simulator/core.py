@@ -177,7 +177,10 @@ def _number(schema: dict[str, Any], name: str, prompt: str, integer: bool) -> in
         if value != value or value in (float("inf"), float("-inf")):
             value = 42
     value = _clamp(value, schema)
-    return int(value) if integer else float(value)
+    # A whole number the prompt wrote without a point stays one: strict clients (Codex
+    # parses its "number" fields into unsigned integers) reject 2000.0.
+    whole = given is not None and given.lstrip("-").isdigit() and float(value).is_integer()
+    return int(value) if integer or whole else float(value)
 
 
 def synthesize(schema: Any, prompt: str = "", *, name: str = "value",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from gateway import canonical as c
-from gateway.codecs import openai_chat, openai_chat_stream, sse
+from gateway.codecs import openai_chat, sse
 
 
 class StreamWriter(Protocol):
@@ -75,7 +75,7 @@ def _openai_error(status: int, message: str) -> dict:
 
 class _OpenAIStream:
     def __init__(self, req: c.Request, id: str, created: int) -> None:
-        self._enc = openai_chat_stream.StreamEncoder(id, req.model, created, req.include_usage)
+        self._enc = openai_chat.StreamEncoder(id, req.model, created, req.include_usage)
 
     def encode(self, ev: c.StreamEvent) -> bytes:
         return b"".join(sse.encode_event(dumps(ch)) for ch in self._enc.encode(ev))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from gateway import canonical as c
 from gateway import tokenizer
-from gateway.codecs import anthropic, anthropic_stream, sse
+from gateway.codecs import anthropic, sse
 from gateway.simulator.wire import WireAdapter, dumps
 
 # Anthropic's error type per HTTP status; anything unlisted falls back by class.
@@ -28,7 +28,7 @@ def error_body(status: int, message: str) -> dict:
 class _AnthropicStream:
     def __init__(self, req: c.Request, id: str, created: int) -> None:
         # Anthropic reports the prompt's size up front, in message_start.
-        self._enc = anthropic_stream.StreamEncoder(id, req.model, tokenizer.count_request(req))
+        self._enc = anthropic.StreamEncoder(id, req.model, tokenizer.count_request(req))
 
     def encode(self, ev: c.StreamEvent) -> bytes:
         return _frames(self._enc.encode(ev))
@@ -37,7 +37,7 @@ class _AnthropicStream:
         return _frames(self._enc.close())
 
 
-def _frames(frames: list[anthropic_stream.Frame]) -> bytes:
+def _frames(frames: list[anthropic.Frame]) -> bytes:
     return b"".join(sse.encode_event(dumps(data), name) for name, data in frames)
 
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from urllib.parse import parse_qs, unquote
 
 from gateway import canonical as c
-from gateway.codecs import gemini, gemini_stream, sse
+from gateway.codecs import gemini, sse
 from gateway.simulator.wire import WireAdapter, dumps
 
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
@@ -51,7 +51,7 @@ def _credential(headers: dict[str, str], query: str) -> str:
 
 class _GeminiStream:
     def __init__(self, req: c.Request, id: str, created: int) -> None:
-        self._enc = gemini_stream.StreamEncoder(id, req.model)
+        self._enc = gemini.StreamEncoder(id, req.model)
 
     def encode(self, ev: c.StreamEvent) -> bytes:
         return b"".join(sse.encode_event(dumps(ch)) for ch in self._enc.encode(ev))

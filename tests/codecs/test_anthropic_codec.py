@@ -43,7 +43,7 @@ from gateway.codecs.anthropic import (
     to_canonical_request,
     to_canonical_response,
 )
-from gateway.codecs.anthropic_stream import StreamDecoder, StreamEncoder
+from gateway.codecs.anthropic import StreamDecoder, StreamEncoder
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 
 GOLDEN = Path(__file__).parent / "golden" / "anthropic"
@@ -251,7 +251,7 @@ BAD_REQUESTS = [
     (body(top_k=-1), "top_k", "non-negative"),
     (body(stop_sequences="END"), "stop_sequences", "array"),
     (body(tools={}), "tools", "array"),
-    (body(tools=[{"type": "web_search_20250305", "name": "web_search"}]), "tools[0].type", "server tool"),
+    (body(tools=[{"type": 7, "name": "web_search"}]), "tools[0].type", "string"),
     (body(tools=[{"name": "f"}]), "tools[0].input_schema", "required"),
     (body(tools=[{"input_schema": {}}]), "tools[0].name", "required"),
     (body(tool_choice="auto"), "tool_choice", "object"),
@@ -293,7 +293,7 @@ def test_other_dialects_requests_reach_anthropic_in_its_shape():
         temperature=1.7, seed=3, tools=(Tool("f"),), tool_choice=ToolChoice("required"),
         parallel_tool_calls=False, response_format=ResponseFormat("json_object"), user="u1",
     )
-    up = from_canonical_request(req, "claude-up")
+    up = from_canonical_request(req, "claude-up", system_in_place=False)
     assert up["system"] == [{"type": "text", "text": "S1"}, {"type": "text", "text": "S2"},
                             {"type": "text", "text": JSON_INSTRUCTION}]
     assert up["max_tokens"] == DEFAULT_MAX_TOKENS and up["temperature"] == 1.0
@@ -312,6 +312,38 @@ def test_other_dialects_requests_reach_anthropic_in_its_shape():
              "is_error": True}]},
         {"role": "user", "content": "go on"},
     ]
+
+
+def test_mid_conversation_system_messages_stay_in_place():
+    body_in = body(system="lead", messages=[
+        {"role": "user", "content": "say: hi"}, {"role": "system", "content": "Be terse."},
+        {"role": "assistant", "content": "hi"},
+        {"role": "system", "content": [{"type": "text", "text": "A"}, {"type": "text", "text": "B"}]},
+        {"role": "user", "content": "again"}])
+    req = to_canonical_request(body_in)
+    assert [m.role for m in req.messages] == ["system", "user", "system", "assistant", "system", "user"]
+    up = from_canonical_request(req, "claude-up")
+    assert up["system"] == "lead"
+    assert up["messages"] == [
+        {"role": "user", "content": "say: hi"}, {"role": "system", "content": "Be terse."},
+        {"role": "assistant", "content": "hi"},
+        {"role": "system", "content": [{"type": "text", "text": "A"}, {"type": "text", "text": "B"}]},
+        {"role": "user", "content": "again"}]
+    folded = from_canonical_request(req, "claude-up", system_in_place=False)
+    assert [b["text"] for b in folded["system"]] == ["lead", "Be terse.", "A", "B"]
+    assert [m["role"] for m in folded["messages"]] == ["user", "assistant", "user"]
+
+
+def test_server_tools_ride_to_anthropic_and_nowhere_else():
+    from gateway.codecs import openai_chat
+    tools = [{"name": "f", "input_schema": {"type": "object"}},
+             {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]
+    req = to_canonical_request(body(tools=tools))
+    assert [t.name for t in req.tools] == ["f"]
+    assert req.metadata["hosted_tools"] == [
+        {"family": "anthropic", "name": "web_search", "spec": tools[1]}]
+    assert from_canonical_request(req, "u")["tools"][1] == tools[1]
+    assert [t["function"]["name"] for t in openai_chat.from_canonical_request(req, "u")["tools"]] == ["f"]
 
 
 def test_tool_results_go_first_in_a_user_turn():

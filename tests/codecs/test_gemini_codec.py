@@ -17,7 +17,7 @@ from gateway.codecs.gemini import (
     IGNORED_FIELDS, check_route, from_canonical_request, from_canonical_response,
     to_canonical_request, to_canonical_response, usable_routes,
 )
-from gateway.codecs.gemini_stream import StreamDecoder, StreamEncoder
+from gateway.codecs.gemini import StreamDecoder, StreamEncoder
 from gateway.errors import (
     InvalidRequest, InvalidResponseFormatSchema, UnsupportedGeminiFeature,
     UnsupportedResponseFormat, UpstreamError, UpstreamProtocolError,

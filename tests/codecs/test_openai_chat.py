@@ -14,7 +14,7 @@ from gateway.canonical import (
     TextPart, ThinkingDelta, ThinkingPart, Tool, ToolCallDelta, ToolCallPart, ToolCallStart,
     ToolChoice, ToolResultPart, Usage, UsageEvent, collect_stream, response_events,
 )
-from gateway.codecs.openai_chat_stream import StreamDecoder, StreamEncoder
+from gateway.codecs.openai_chat import StreamDecoder, StreamEncoder
 from gateway.codecs.openai_chat import (
     from_canonical_request, from_canonical_response,
     to_canonical_request, to_canonical_response,

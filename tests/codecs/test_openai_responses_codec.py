@@ -116,6 +116,14 @@ def test_reasoning_items_become_thinking_or_are_dropped():
 
 @pytest.mark.parametrize("kind", ["web_search", "web_search_preview", "file_search",
                                   "code_interpreter", "computer_use_preview", "mcp"])
+def test_hosted_tools_are_kept_for_the_routing_policy(kind):
+    tool = {"type": kind, "external_web_access": False}
+    req = R.to_canonical_request(body(tools=[tool, {"type": "function", "name": "f"}]))
+    assert [t.name for t in req.tools] == ["f"]
+    assert req.metadata["hosted_tools"] == [{"family": "openai", "name": kind, "spec": tool}]
+
+
+@pytest.mark.parametrize("kind", ["local_shell", "apply_patch", "custom", "shell"])
 def test_builtin_tools_are_refused_clearly(kind):
     err = refused(body(tools=[{"type": kind}]), "tools[0].type")
     assert f"'{kind}' is a built-in OpenAI tool" in err.message
@@ -366,3 +374,41 @@ def test_failure_mid_stream_sends_error_then_response_failed():
     assert enc.final["status"] == "failed" and enc.final["error"]["code"] == "server_error"
     assert enc.final["output"][0]["status"] == "incomplete"
     assert enc.final["output"][0]["content"][0]["text"] == "par"
+
+
+def test_namespace_tools_go_up_flat_and_come_back_named():
+    tools = [{"type": "function", "name": "exec"},
+             {"type": "namespace", "name": "agents", "description": "sub-agents", "tools": [
+                 {"type": "function", "name": "spawn", "parameters": {"type": "object"}},
+                 {"type": "function", "name": "exec"}]},
+             {"type": "function", "name": "agents__spawn"}]
+    history = [{"role": "user", "content": "go"},
+               {"type": "function_call", "call_id": "c0", "name": "spawn", "namespace": "agents",
+                "arguments": "{}"},
+               {"type": "function_call_output", "call_id": "c0", "output": "ok"}]
+    req = R.to_canonical_request(body(tools=tools, input=history))
+    assert [t.name for t in req.tools] == ["exec", "agents__spawn_2", "agents__exec", "agents__spawn"]
+    assert req.messages[1].parts[0].name == "agents__spawn_2"
+    echo = R.request_echo(body(tools=tools))
+    resp = Response("resp_1", "m", Message("assistant", (ToolCallPart("c1", "agents__spawn_2", "{}"),
+                                                          ToolCallPart("c2", "agents__spawn", "{}"))),
+                    "tool_calls")
+    out = R.from_canonical_response(resp, model="m", response_id="resp_1", created_at=1,
+                                    request_echo=echo)
+    assert [(i.get("namespace"), i["name"]) for i in out["output"]] == [
+        ("agents", "spawn"), (None, "agents__spawn")]
+    assert [t["name"] for t in out["tools"]] == ["exec", "agents__spawn"]
+    from gateway.codecs.openai_responses_stream import StreamEncoder
+    from gateway.canonical import response_events
+    enc = StreamEncoder("resp_1", "m", 1, echo)
+    events = [e for ev in response_events(resp) for e in enc.encode(ev)] + enc.finish()
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [(i.get("namespace"), i["name"]) for i in done] == [("agents", "spawn"), (None, "agents__spawn")]
+
+
+def test_stored_namespaced_calls_replay_under_their_flat_names():
+    items = [{"role": "user", "content": "go"},
+             {"type": "function_call", "call_id": "c0", "name": "spawn", "namespace": "agents",
+              "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "c0", "output": "ok"}]
+    assert R.history_messages(items)[1].parts[0].name == "agents__spawn"

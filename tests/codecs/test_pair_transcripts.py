@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway import canonical as c
-from gateway.codecs import anthropic, anthropic_stream, gemini, gemini_stream, openai_chat, openai_chat_stream
+from gateway.codecs import anthropic, gemini, openai_chat
 from gateway.simulator.core import respond, stream_events
 from gateway.simulator.wire import OPENAI
 from gateway.simulator.wire_anthropic import ANTHROPIC
@@ -30,9 +30,9 @@ ENCODE_REQUEST = {"openai": openai_chat.from_canonical_request,
 DECODE_RESPONSE = {"openai": openai_chat.to_canonical_response,
                    "anthropic": anthropic.to_canonical_response,
                    "gemini": gemini.to_canonical_response}
-STREAM_DECODER = {"openai": openai_chat_stream.StreamDecoder,
-                  "anthropic": anthropic_stream.StreamDecoder,
-                  "gemini": gemini_stream.StreamDecoder}
+STREAM_DECODER = {"openai": openai_chat.StreamDecoder,
+                  "anthropic": anthropic.StreamDecoder,
+                  "gemini": gemini.StreamDecoder}
 TOOL = c.Tool("get_weather", "Weather for a city",
               {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
 

@@ -184,7 +184,7 @@ def test_count_tokens(client, model):
 def test_count_tokens_refusals(client, gw):
     with pytest.raises(anthropic.NotFoundError) as exc:
         client.messages.count_tokens(model="nope", messages=[{"role": "user", "content": "x"}])
-    assert exc.value.body["error"]["type"] == "model_not_found"
+    assert exc.value.body["error"]["prism_code"] == "model_not_found"
     r = httpx.post(gw.url + "/v1/messages/count_tokens", json={"model": MODELS[0], "messages": []},
                    headers={"x-api-key": "sk-prism-wrong"})
     assert r.status_code == 401 and r.json()["type"] == "error"
@@ -207,7 +207,7 @@ def test_bad_key_is_401_in_anthropic_shape(gw):
     with pytest.raises(anthropic.AuthenticationError) as exc:
         c.messages.create(model=MODELS[0], max_tokens=10, messages=[{"role": "user", "content": "x"}])
     assert exc.value.body["type"] == "error"
-    assert exc.value.body["error"]["type"] == "invalid_api_key"
+    assert exc.value.body["error"]["prism_code"] == "invalid_api_key"
 
 
 def test_missing_max_tokens_is_400_naming_it(gw, key):
@@ -215,7 +215,7 @@ def test_missing_max_tokens_is_400_naming_it(gw, key):
                    json={"model": MODELS[0], "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 400
     body = r.json()
-    assert body["type"] == "error" and body["error"]["type"] == "invalid_request"
+    assert body["type"] == "error" and body["error"]["prism_code"] == "invalid_request"
     assert "max_tokens" in body["error"]["message"]
 
 
@@ -226,7 +226,7 @@ def test_refused_content_and_unknown_model(client):
     assert "PDF" in exc.value.body["error"]["message"]
     with pytest.raises(anthropic.NotFoundError) as exc:
         client.messages.create(model="nope", max_tokens=10, messages=[{"role": "user", "content": "x"}])
-    assert exc.value.body["error"]["type"] == "model_not_found"
+    assert exc.value.body["error"]["prism_code"] == "model_not_found"
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -234,12 +234,12 @@ def test_upstream_errors_are_mapped(client, gw, key, model):
     with pytest.raises(anthropic.APIStatusError) as exc:
         client.messages.create(model=model, max_tokens=10,
                                messages=[{"role": "user", "content": "[[sim status=503]] hi"}])
-    assert exc.value.status_code == 502 and exc.value.body["error"]["type"] == "provider_error"
+    assert exc.value.status_code == 502 and exc.value.body["error"]["prism_code"] == "provider_error"
     with pytest.raises(anthropic.RateLimitError) as exc:
         client.messages.create(model=model, max_tokens=10,
                                messages=[{"role": "user", "content": "[[sim status=429 retry_after=7]] hi"}])
     assert exc.value.response.headers["retry-after"] == "7"
-    assert exc.value.body["error"]["type"] == "rate_limited"
+    assert exc.value.body["error"]["prism_code"] == "rate_limited"
     _settled(gw, key)
 
 
@@ -251,7 +251,7 @@ def test_mid_stream_failure_is_an_error_event(client, gw, key, model):
         for _ in s.text_stream:
             pass
     assert exc.value.body["type"] == "error"
-    assert exc.value.body["error"]["type"] == "provider_error"
+    assert exc.value.body["error"]["prism_code"] == "provider_error"
     _settled(gw, key)
 
 

@@ -30,6 +30,8 @@ NO_AFC = types.AutomaticFunctionCallingConfig(disable=True)
 @pytest.fixture(scope="module")
 def gw(sim_url, tmp_path_factory):
     providers, models = harness.upstream_providers(sim_url, tuple(KINDS))
+    for m in models:   # refuse rather than drop built-in tools a route cannot run
+        m["hosted_tools"] = "refuse"
     # Served by OpenAI first, failing over to Gemini: native features must skip the first.
     models.append({**models[0], "id": "via-openai-then-gemini", "routes": [
         {"provider": "sim-openai", "model": "sim-openai-model"},

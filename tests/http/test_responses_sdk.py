@@ -217,7 +217,7 @@ def test_small_max_output_tokens_is_incomplete(client):
 def test_refusals_are_openai_shaped_400s(client, gw, key):
     before, _ = _books(gw, key["account_id"])
     with pytest.raises(openai.BadRequestError) as exc:
-        client.responses.create(model="prism-mini", input="hi", tools=[{"type": "web_search"}])
+        client.responses.create(model="prism-mini", input="hi", tools=[{"type": "local_shell"}])
     assert "not supported by this gateway" in exc.value.body["message"]
     assert exc.value.body["param"] == "tools[0].type"
     with pytest.raises(openai.BadRequestError) as exc:

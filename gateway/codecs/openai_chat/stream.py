@@ -1,8 +1,7 @@
 """OpenAI Chat Completions stream chunks <-> canonical stream events.
 
-Split from openai_chat to keep modules small; the shape helpers both share live
-there. Per-index tool-call state is explicit in each
-class, as in h11's Connection.
+The shape helpers shared with whole responses live in ``response``. Per-index
+tool-call state is explicit in each class, as in h11's Connection.
 """
 from __future__ import annotations
 
@@ -13,9 +12,10 @@ from gateway.canonical import (
     Finish, FinishReason, StreamEvent, StreamStart, TextDelta, ThinkingDelta,
     ToolCallDelta, ToolCallStart, Usage, UsageEvent,
 )
-from gateway.codecs.openai_chat import (
-    _FINISH_OUT, _finish_in, _head, _is_int, _opt_text, _proto, _raise_embedded_error, _reasoning,
-    _usage_in, _usage_out,
+from gateway.codecs.fields import is_int as _is_int
+from gateway.codecs.openai_chat.response import (
+    FINISH_OUT, finish_in, response_head, opt_text, proto, raise_embedded_error, reasoning,
+    usage_in, usage_out,
 )
 
 
@@ -48,11 +48,11 @@ class StreamDecoder:
 
     def feed(self, chunk: object) -> list[StreamEvent]:
         if not isinstance(chunk, dict):
-            _proto("stream chunk is not a JSON object")
-        _raise_embedded_error(chunk)
+            proto("stream chunk is not a JSON object")
+        raise_embedded_error(chunk)
         out: list[StreamEvent] = []
         if not self._started:
-            head = _head(chunk)
+            head = response_head(chunk)
             if chunk.get("choices") in (None, []) and chunk.get("usage") is None:
                 # Azure opens with a prompt_filter_results chunk whose id and model
                 # are empty; the stream really starts at the first chunk with content.
@@ -61,15 +61,15 @@ class StreamDecoder:
             out.append(StreamStart(*head))
         choices = chunk.get("choices")
         if choices is not None and not isinstance(choices, list):
-            _proto("chunk choices must be an array")
+            proto("chunk choices must be an array")
         for choice in choices or ():
             if not isinstance(choice, dict):
-                _proto("chunk choice must be an object")
+                proto("chunk choice must be an object")
             if choice.get("index", 0) == 0:  # n=1: other choices cannot exist for us
                 self._choice(choice, out)
         usage = chunk.get("usage")
         if usage is not None:
-            out.append(UsageEvent(_usage_in(usage)))
+            out.append(UsageEvent(usage_in(usage)))
         return out
 
     def close(self) -> list[StreamEvent]:
@@ -80,36 +80,36 @@ class StreamDecoder:
         if delta is None:
             delta = {}
         if not isinstance(delta, dict):
-            _proto("chunk delta must be an object")
+            proto("chunk delta must be an object")
         before = len(out)
-        if thinking := _reasoning(delta, "delta"):
+        if thinking := reasoning(delta, "delta"):
             out.append(ThinkingDelta(thinking))
-        if text := _opt_text(delta, "content", "delta") or _opt_text(delta, "refusal", "delta"):
+        if text := opt_text(delta, "content", "delta") or opt_text(delta, "refusal", "delta"):
             out.append(TextDelta(text))
         calls = delta.get("tool_calls")
         if calls is not None and not isinstance(calls, list):
-            _proto("delta.tool_calls must be an array")
+            proto("delta.tool_calls must be an array")
         for frag in calls or ():
             self._tool_fragment(frag, out)
         if self._finish is not None and len(out) > before:
-            _proto("stream sent content after its finish_reason")
+            proto("stream sent content after its finish_reason")
         reason = choice.get("finish_reason")
         if reason is not None and self._finish is None:
-            self._finish = _finish_in(reason, bool(self._by_id))
+            self._finish = finish_in(reason, bool(self._by_id))
             out.append(Finish(self._finish))
 
     def _tool_fragment(self, frag: object, out: list[StreamEvent]) -> None:
         if not isinstance(frag, dict):
-            _proto("delta.tool_calls entry must be an object")
+            proto("delta.tool_calls entry must be an object")
         index, call_id, fn = frag.get("index"), frag.get("id"), frag.get("function")
         if fn is None:
             fn = {}
         if (index is not None and (not _is_int(index) or index < 0)) or \
                 (call_id is not None and not isinstance(call_id, str)) or not isinstance(fn, dict):
-            _proto("delta.tool_calls entry has a bad index, id or function")
+            proto("delta.tool_calls entry has a bad index, id or function")
         args = fn.get("arguments")
         if args is not None and not isinstance(args, str):
-            _proto("delta.tool_calls function.arguments must be a string")
+            proto("delta.tool_calls function.arguments must be a string")
         if call_id and call_id not in self._by_id:
             call = self._open(call_id, fn.get("name"), out)
         elif call_id:
@@ -119,7 +119,7 @@ class StreamDecoder:
         elif index is None and self._last is not None:
             call = self._last
         else:
-            _proto("a tool call began without an id")
+            proto("a tool call began without an id")
         if index is not None:
             self._by_index[index] = call
         self._last = call
@@ -128,7 +128,7 @@ class StreamDecoder:
 
     def _open(self, call_id: str, name: object, out: list[StreamEvent]) -> _Call:
         if not isinstance(name, str) or not name:
-            _proto(f"tool call {call_id!r} began without a function name")
+            proto(f"tool call {call_id!r} began without a function name")
         call = _Call(len(self._by_id), call_id)
         self._by_id[call_id] = call
         out.append(ToolCallStart(call.index, call_id, name))
@@ -166,7 +166,7 @@ class StreamEncoder:
             out.append(self._chunk({"tool_calls": [{
                 "index": ev.index, "function": {"arguments": ev.arguments}}]}))
         elif isinstance(ev, Finish):
-            out.append(self._chunk({}, _FINISH_OUT[ev.reason]))
+            out.append(self._chunk({}, FINISH_OUT[ev.reason]))
         elif isinstance(ev, UsageEvent) and self.include_usage:
             out.append(self.usage_chunk(ev.usage))
         return out
@@ -174,7 +174,7 @@ class StreamEncoder:
     def usage_chunk(self, usage: Usage) -> dict:
         """The final ``choices: []`` chunk that stream_options.include_usage asks for."""
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [], "usage": _usage_out(usage)}
+                "model": self.model, "choices": [], "usage": usage_out(usage)}
 
     def _chunk(self, delta: dict, finish: str | None = None) -> dict:
         chunk: dict[str, Any] = {

@@ -1,7 +1,6 @@
 """Anthropic Messages stream events <-> canonical stream events.
 
-Split from ``anthropic`` to keep modules small; the block and usage helpers both share
-live there. The Anthropic stream is a sequence of typed events (the type is inside each
+The block and usage helpers shared with whole responses live in ``response``. The Anthropic stream is a sequence of typed events (the type is inside each
 event's JSON, so the SSE ``event:`` line adds nothing the decoder needs):
 
     message_start, ping, then per content block content_block_start,
@@ -31,15 +30,11 @@ from gateway.canonical import (
     Usage,
     UsageEvent,
 )
-from gateway.codecs.anthropic import (
-    FINISH_OUT,
-    REDACTED_PREFIX,
-    _is_int,
-    count,
-    finish_in,
-    raise_if_error,
-    usage_out,
+from gateway.codecs.anthropic.request import REDACTED_PREFIX
+from gateway.codecs.anthropic.response import (
+    FINISH_OUT, count, finish_in, raise_if_error, usage_out,
 )
+from gateway.codecs.fields import is_int as _is_int
 from gateway.errors import UpstreamProtocolError
 
 Frame = tuple[str, dict]   # (SSE event name, event data), the event name equal to data["type"]

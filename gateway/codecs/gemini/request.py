@@ -1,95 +1,22 @@
-"""Gemini generateContent wire format <-> the canonical model, both directions.
-
-Owns every generateContent shape: client request bodies in (``to_canonical_request``;
-the model and the stream flag come from the URL), upstream request bodies out
-(``from_canonical_request``; the provider puts the model in the URL), upstream
-responses in (``to_canonical_response``), client responses out
-(``from_canonical_response``), and the route check ``check_route``. Stream chunks live
-in gemini_stream.py. Client-side decoding raises ``InvalidRequest`` (or one of its named
-subclasses) naming the field; upstream-side decoding raises ``UpstreamError``. Pure.
-
-Field names: proto JSON accepts both lowerCamelCase and the proto's snake_case
-(Google's own curl examples use ``system_instruction`` and ``inline_data``), so both are
-read; giving one field under both names is refused. ``null`` means "not given".
-
-Request fields fall in five groups:
-- translated: contents, systemInstruction, tools[].functionDeclarations,
-  toolConfig.functionCallingConfig, and generationConfig's maxOutputTokens,
-  temperature, topP, topK, stopSequences, seed, candidateCount (1 only),
-  responseMimeType, responseSchema / responseJsonSchema / _responseJsonSchema;
-- carried in ``Request.metadata`` for the upstreams that understand them:
-  ``gemini_native`` (built-in tools such as googleSearch, codeExecution, urlContext:
-  {feature: config}; ``check_route`` / ``usable_routes`` refuse them with
-  unsupported_gemini_feature on routes that are not Gemini, before any upstream call,
-  and keep failover off such routes), ``gemini_thinking``
-  (generationConfig.thinkingConfig), ``gemini_safety`` (safetySettings; other upstreams
-  have their own filters, so dropping them there loosens nothing we promised), and
-  ``openai_extra`` (presencePenalty / frequencyPenalty, which OpenAI-compatible and
-  Gemini upstreams both honour); the gateway's own ``response_modalities`` hint (see
-  canonical.py) goes out as generationConfig.responseModalities, and inlineData image
-  parts of an upstream answer come back as ImageParts of the assistant message;
-- refused: ``stream: true`` on generateContent (call streamGenerateContent), cachedContent
-  (a cache lives in the caller's own Google project, which our upstream key cannot
-  read), candidateCount above 1, responseModalities other than TEXT, inline or file data
-  that is not an image and toolCall / toolResponse parts (all unsupported_gemini_feature),
-  bytes fields (inlineData.data, thoughtSignature) that are not base64, as Gemini
-  refuses them too, and responseMimeType other than application/json or text/plain
-  (unsupported_response_format);
-- checked: response schemas, by codecs/schema.py (invalid_response_format_schema);
-- dropped: everything else. ``IGNORED_FIELDS`` lists the Gemini fields we know and
-  knowingly leave out (labels, logprobs, speechConfig, ...); unknown ones go the same
-  way, because SDK releases add fields faster than a gateway can refuse them.
-
-Function-call ids. Gemini pairs a functionResponse with its functionCall by name (and by
-``id`` when the call carried one); canonical pairs by id. Decoding a request, a call
-without an id gets ``call_<n>`` (n counts calls across the request, skipping ids the
-client used), and a response without an id answers the oldest unanswered call of the
-same name; one that answers nothing gets a fresh id and the upstream judges it. Upstream
-responses number their id-less calls ``call_<n>`` in order. Ids of that synthetic form
-are never written to Gemini (client or upstream), which pairs by name anyway; any other
-id is passed through.
-
-Thought signatures: a ``thoughtSignature`` on a thought part rides on its ThinkingPart;
-one on any other part becomes an empty ThinkingPart carrying only the signature, placed
-just before that part, and is put back on the following part when encoding. Gemini 3
-refuses function-call history whose signatures were lost.
-
-Lossy by design: system messages after the first turn join systemInstruction (Gemini has
-no system role in contents); executableCode / codeExecutionResult parts become text;
-images inside tool results follow the functionResponse as inlineData parts; tool-call
-arguments that are not a JSON object travel as ``{"_raw": <text>}`` (Gemini args are an
-object); the "error" finish reason goes out as OTHER and "tool_calls" as STOP, which is
-what Gemini itself says beside function calls. Signatures and inline image data that
-are not base64 (they can only come from another provider) are left out when writing
-Gemini, because google-genai types them as bytes and would reject the whole body.
-"""
+"""Gemini generateContent requests from clients -> canonical (dialect rules: the package
+docstring)."""
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
-from typing import Any, Callable, NoReturn, Sequence, TypeVar
+from typing import Any, NoReturn
 
 from gateway.canonical import (
     ImagePart, Message, Part, Request, ResponseFormat, TextPart, ThinkingPart, Tool,
     ToolCallPart, ToolChoice, ToolResultPart,
 )
-from gateway.codecs.gemini_stream import (
-    dumps, from_canonical_response, image_out, image_type, is_base64, model_parts_out,
-    render_code, to_canonical_response, with_id,
-)
+from gateway.codecs.fields import at as _at, is_int as _is_int, is_num as _is_num
+from gateway.codecs.gemini.parts import dumps, image_type, is_base64, render_code
 from gateway.codecs.schema import normalize_tool_schema, validate_response_schema
 from gateway.errors import (
     InvalidRequest, InvalidResponseFormatSchema, UnsupportedGeminiFeature,
     UnsupportedResponseFormat,
 )
-
-__all__ = [
-    "to_canonical_request", "from_canonical_request", "to_canonical_response",
-    "from_canonical_response", "check_route", "usable_routes", "IGNORED_FIELDS",
-]
-
-R = TypeVar("R")
 
 MAX_CONTENTS = 10_000
 MAX_TOOLS = 128
@@ -100,15 +27,13 @@ IGNORED_FIELDS = frozenset({
     "mediaResolution", "speechConfig", "imageConfig", "enableEnhancedCivicAnswers",
     "audioTimestamp", "routingConfig", "modelSelectionConfig", "retrievalConfig",
 })
-_FUNCTION_DECLARATIONS = "functionDeclarations"
+FUNCTION_DECLARATIONS = "functionDeclarations"
 _DATA_KINDS = ("text", "inlineData", "fileData", "functionCall", "functionResponse",
                "executableCode", "codeExecutionResult")
 _UNTRANSLATED_KINDS = ("toolCall", "toolResponse")
 _MODES = {"AUTO": "auto", "MODE_UNSPECIFIED": "auto", "VALIDATED": "auto",
           "ANY": "required", "NONE": "none"}
 
-
-# ---------------------------------------------------------------- shared helpers
 
 def _snake(name: str) -> str:
     return re.sub(r"[A-Z]", lambda m: "_" + m[0].lower(), name)
@@ -122,10 +47,6 @@ def _bad(field: str, problem: str, cls: type[InvalidRequest] = InvalidRequest) -
     raise cls(f"{field} {problem}", field=field)
 
 
-def _at(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
 def _get(d: dict, key: str, where: str = "") -> Any:
     """A field under its lowerCamelCase or its snake_case name."""
     v = d.get(key)
@@ -136,16 +57,6 @@ def _get(d: dict, key: str, where: str = "") -> Any:
         v = d[alt]
     return v
 
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-# ---------------------------------------------------------------- client request in
 
 class _CallIds:
     """Pairs functionResponse parts with the functionCall they answer (module docstring)."""
@@ -376,7 +287,7 @@ def _tools(v: object, native: dict[str, Any]) -> tuple[Tool, ...]:
             name = _camel(key)
             if value is None:
                 continue
-            if name != _FUNCTION_DECLARATIONS:
+            if name != FUNCTION_DECLARATIONS:
                 # Built-in tools run inside Gemini; only a Gemini route can serve them.
                 native[name] = value
                 continue
@@ -525,162 +436,3 @@ def _response_format(gen: dict) -> ResponseFormat | None:
         key, raw = given[0]
         return ResponseFormat("json_schema", validate_response_schema(raw, field=f"{where}.{key}"))
     return ResponseFormat("json_object") if kind == "application/json" else None
-
-
-def check_route(req: Request, provider_kind: str) -> None:
-    """Refuse, before any upstream call, what only a native Gemini route can serve.
-    The simulator stands in for every upstream kind, Gemini included, so it passes."""
-    if provider_kind in ("gemini", "simulator"):
-        return
-    native = req.metadata.get("gemini_native")
-    if native:
-        names = ", ".join(sorted(native))
-        raise UnsupportedGeminiFeature(
-            f"tools {names} need a native Gemini route, and the model {req.model!r} is "
-            f"served by a {provider_kind} provider", field="tools")
-    rf = req.response_format
-    if rf is not None and rf.schema is not None and not _object_root(rf.schema):
-        raise UnsupportedResponseFormat(
-            f"the model {req.model!r} is served by a {provider_kind} provider, which takes "
-            f"only an object at the root of a response schema", field="generationConfig")
-
-
-def usable_routes(req: Request, routes: Sequence[R], kind_of: Callable[[R], str | None]) -> tuple[R, ...]:
-    """The routes, in order, whose provider kind can serve ``req`` (``kind_of`` None:
-    unknown, kept for the dispatcher to judge); when none can, check_route's refusal for
-    the first. Failover must not land a native feature on an upstream that drops it."""
-    usable, refusal = [], None
-    for route in routes:
-        kind = kind_of(route)
-        try:
-            if kind is not None:
-                check_route(req, kind)
-        except (UnsupportedGeminiFeature, UnsupportedResponseFormat) as exc:
-            refusal = refusal or exc
-            continue
-        usable.append(route)
-    if not usable and refusal is not None:
-        raise refusal
-    return tuple(usable)
-
-
-def _object_root(schema: dict) -> bool:
-    t = schema.get("type")
-    return t == "object" or (t is None and "properties" in schema)
-
-
-# ---------------------------------------------------------------- upstream request out
-
-def from_canonical_request(req: Request, upstream_model: str) -> dict:
-    """Encode for a Gemini upstream. ``upstream_model`` belongs in the URL, which the
-    provider builds; it is accepted here so every codec has the same signature."""
-    del upstream_model
-    body: dict[str, Any] = {"contents": _contents_out(req.messages)}
-    system = [{"text": p.text} for m in req.messages if m.role == "system"
-              for p in m.parts if isinstance(p, TextPart)]
-    if system:
-        body["systemInstruction"] = {"parts": system}
-    tools: list[dict] = []
-    if req.tools:
-        tools.append({_FUNCTION_DECLARATIONS: [_declaration_out(t) for t in req.tools]})
-    native = req.metadata.get("gemini_native")
-    if isinstance(native, dict):
-        tools.extend({k: v} for k, v in native.items() if v is not None)
-    if tools:
-        body["tools"] = tools
-    tc = req.tool_choice
-    if tc is not None and req.tools:
-        fcc: dict[str, Any] = {"mode": {"auto": "AUTO", "none": "NONE"}.get(tc.mode, "ANY")}
-        if tc.mode == "tool":
-            fcc["allowedFunctionNames"] = [tc.name]
-        body["toolConfig"] = {"functionCallingConfig": fcc}
-    gen = _generation_out(req)
-    if gen:
-        body["generationConfig"] = gen
-    safety = req.metadata.get("gemini_safety")
-    if isinstance(safety, list):
-        body["safetySettings"] = safety
-    return body
-
-
-def _declaration_out(t: Tool) -> dict:
-    d: dict[str, Any] = {"name": t.name}
-    if t.description is not None:
-        d["description"] = t.description
-    d["parametersJsonSchema"] = t.parameters
-    return d
-
-
-def _generation_out(req: Request) -> dict:
-    gen: dict[str, Any] = {}
-    for key, value in (("maxOutputTokens", req.max_tokens), ("temperature", req.temperature),
-                       ("topP", req.top_p), ("topK", req.top_k), ("seed", req.seed)):
-        if value is not None:
-            gen[key] = value
-    if req.stop:
-        gen["stopSequences"] = list(req.stop[:MAX_STOP])
-    extra = req.metadata.get("openai_extra")
-    if isinstance(extra, dict):
-        for src, dst in (("presence_penalty", "presencePenalty"),
-                         ("frequency_penalty", "frequencyPenalty")):
-            if _is_num(extra.get(src)):
-                gen[dst] = extra[src]
-    rf = req.response_format
-    if rf is not None and rf.kind != "text":
-        gen["responseMimeType"] = "application/json"
-        if rf.schema is not None:
-            gen["responseJsonSchema"] = rf.schema
-    thinking = req.metadata.get("gemini_thinking")
-    if isinstance(thinking, dict):
-        gen["thinkingConfig"] = thinking
-    modalities = req.metadata.get("response_modalities")
-    if isinstance(modalities, (list, tuple)) and all(isinstance(m, str) for m in modalities):
-        gen["responseModalities"] = [m.upper() for m in modalities]
-    return gen
-
-
-def _contents_out(messages: tuple[Message, ...]) -> list[dict]:
-    contents: list[dict] = []
-    names: dict[str, str] = {}   # call id -> function name, for functionResponse.name
-    for m in messages:
-        if m.role == "system":
-            continue
-        role = "model" if m.role == "assistant" else "user"
-        parts = model_parts_out(m.parts, names) if role == "model" else _user_parts_out(m.parts, names)
-        if not parts:
-            continue
-        if contents and contents[-1]["role"] == role:
-            # Parallel tool results arrive as one OpenAI message each; Gemini wants
-            # them in one turn, and it needs turns to alternate anyway.
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
-    return contents
-
-
-def _user_parts_out(parts: tuple[Part, ...], names: dict[str, str]) -> list[dict]:
-    out: list[dict] = []
-    for p in parts:
-        if isinstance(p, TextPart):
-            out.append({"text": p.text})
-        elif isinstance(p, ImagePart):
-            out.append(image_out(p))
-        elif isinstance(p, ToolResultPart):
-            out.append({"functionResponse": with_id(
-                {"name": names.get(p.tool_call_id, "unknown_function"),
-                 "response": _response_out(p)}, p.tool_call_id)})
-            out.extend(image_out(c) for c in p.content if isinstance(c, ImagePart))
-    return out
-
-
-def _response_out(p: ToolResultPart) -> dict:
-    text = p.text
-    try:
-        value = json.loads(text)
-    except ValueError:
-        value = None
-    if isinstance(value, dict):
-        return value
-    return {"error": text} if p.is_error else {"output": text}
-
-
