@@ -131,7 +131,7 @@ def _error_of(dialect: str, r: httpx.Response) -> dict:
         raise AssertionError(f"no error event in {text[:300]}")
     body = r.json()
     if dialect == "anthropic":
-        assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
+        assert body["type"] == "error" and set(body["error"]) == {"type", "message", "prism_code"}
     elif dialect == "gemini":
         assert set(body["error"]) == {"code", "message", "status"}
     else:
