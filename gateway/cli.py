@@ -68,7 +68,7 @@ def cmd_serve(args) -> int:
             _print_config_error(cause)
             return 2
         where = "" if isinstance(cause, OSError) else \
-            f" (store {config.resolve_path(config.store.path)})"
+            f" (store {config.store_target()})"
         print(f"prism: cannot start{where}: {cause}", file=sys.stderr)
         return 1
     return 0
@@ -126,7 +126,7 @@ def cmd_simulate(args) -> int:
 def _db(args):
     import store
     config = _load(args.config)
-    return config, store.open_database(config.resolve_path(config.store.path))
+    return config, store.open_database(config.store_target())
 
 
 def cmd_keys(args) -> int:

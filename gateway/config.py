@@ -46,6 +46,10 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str = "prism.db"
+    # "sqlite:///file" or "postgresql://user@host/db"; empty means the SQLite file at
+    # `path`. Several processes (`--workers`, several machines) share one store here.
+    url: str = ""
+    pool_size: int = 4                  # PostgreSQL connections (threads) per process
     hold_ttl_seconds: int = 900         # an open hold older than this is an orphan
     sweep_interval: float = 60.0
     key_cache_ttl: float = 60.0         # bounds how stale a key revoked by another process can be
@@ -202,6 +206,15 @@ class Config:
                 return p
         raise KeyError(provider_id)
 
+    def store_target(self) -> str:
+        """What store.open_database takes: a PostgreSQL URL or a resolved SQLite path."""
+        url = self.store.url
+        if url.startswith(("postgresql://", "postgres://")):
+            return url
+        if url.startswith("sqlite:///"):
+            return self.resolve_path(url[len("sqlite:///"):])
+        return self.resolve_path(self.store.path)
+
     def resolve_path(self, p: str) -> str:
         return p if os.path.isabs(p) else os.path.join(self.base_dir, p)
 
@@ -351,6 +364,11 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         problems.append(f"store.hold_ttl_seconds: must exceed server.max_request_seconds "
                         f"({cfg.server.max_request_seconds:g})")
     _check_positive(cfg.control, "control", ("event_buffer",), problems)
+    if cfg.store.url and not cfg.store.url.startswith(
+            ("sqlite:///", "postgresql://", "postgres://")):
+        problems.append("store.url: must start with sqlite:/// or postgresql://")
+    if cfg.store.pool_size < 1:
+        problems.append("store.pool_size: must be at least 1")
     if cfg.store.key_cache_ttl < 0:
         problems.append("store.key_cache_ttl: must not be negative")
     _check_limits(cfg.limits, problems)

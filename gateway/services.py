@@ -51,6 +51,11 @@ class Services:
     router: Any = field(default=None)
     sessions: Any = field(default=None)
     clock: Callable[[], float] = time.time
+    # Several processes (issue 17): the rate limiter admission uses (None: one process,
+    # in memory) and the cluster link (gateway.shared.cluster.Cluster: heartbeats and
+    # the fan-out of revocations, flag changes and reloads; None for one process).
+    limiter: Any = None
+    cluster: Any = None
 
     def rebuild_catalog(self) -> None:
         """Re-derive routing from the config and the operator's flags, in one swap."""

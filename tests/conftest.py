@@ -42,7 +42,7 @@ def gateway_store(tmp_path, request) -> dict:
     engine = os.environ.get("PRISM_TEST_STORE", "sqlite")
     if engine == "sqlite":
         return {}
-    return {"path": _target(engine, tmp_path, request)}
+    return {"url": _target(engine, tmp_path, request)}
 
 
 @pytest.fixture(scope="session")

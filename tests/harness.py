@@ -190,5 +190,5 @@ def start_gateway(tmp: Path, sim_url: str | None, *, upstream_kinds=(),
                           config_path=config_path, clock=clock, task_status=task_status)
 
     thread = ServerThread(serve).start()
-    return Gateway(thread, config.resolve_path(config.store.path), thread.url,
+    return Gateway(thread, config.store_target(), thread.url,
                    config.resolve_path(config.control.socket))

@@ -33,6 +33,7 @@ from gateway.billing.plans import (AccountPlans, allowed_models, check_request, 
                                    rate_limits, session_messages)
 from gateway.billing.pricing import cost_micros, format_usd, worst_case_micros
 from gateway.billing.ratelimit import GCRA, Decision, Limit
+from gateway.shared.limiter import LocalLimiter
 from gateway.billing.windows import plan_windows
 from gateway.config import PlanConfig
 
@@ -115,7 +116,8 @@ class Admission:
                  monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
         self.s = services
         self.clock = clock
-        self.limiter = GCRA(monotonic_ns)
+        # Injected when several processes share limits (gateway.shared.limiter).
+        self.limiter = services.limiter or LocalLimiter(GCRA(monotonic_ns))
         self.plans = AccountPlans(self._lookup_plan, ttl=services.config.store.key_cache_ttl)
         self._live: dict[str, _Live] = {}
 
@@ -149,7 +151,7 @@ class Admission:
         live = self._live.get(request_id)
         return dict(live.headers) if live is not None else {}
 
-    def _rate_check(self, prep: "Prepared", plan: PlanConfig | None,
+    async def _rate_check(self, prep: "Prepared", plan: PlanConfig | None,
                     tokens: int) -> tuple[Decision | None, list[tuple[Any, Limit, int]]]:
         ctx = prep.ctx
         items = []
@@ -158,7 +160,7 @@ class Admission:
             items.append((who, limit, 1 if limit.unit == "requests" else tokens))
         if not items:
             return None, []
-        decision = self.limiter.acquire(items)
+        decision = await self.limiter.acquire(items)
         if not decision.allowed:
             limit = decision.refused_by
             if decision.retry_after_s is None:
@@ -189,7 +191,7 @@ class Admission:
                     prep.req, max_tokens=min(plan.max_tokens, entry.model.max_output_tokens))
         max_out = prep.req.max_tokens or entry.model.max_output_tokens
         hold = worst_case_micros(entry.price, prep.prompt_tokens, max_out)
-        decision, token_items = self._rate_check(prep, plan, prep.prompt_tokens + max_out)
+        decision, token_items = await self._rate_check(prep, plan, prep.prompt_tokens + max_out)
         now = self.clock()
         windows = plan_windows(plan, now) if plan is not None else ()
         # Shielded: a reserve that completes after its caller stopped waiting would leave
@@ -205,7 +207,7 @@ class Admission:
                     position=prep.req.stream)
             except BaseException:
                 for key, limit, cost in token_items:
-                    self.limiter.refund(key, limit, cost)
+                    await self.limiter.refund(key, limit, cost)
                 raise
         prep.hold_id = admitted.hold_id
         if decision is not None:
@@ -252,7 +254,7 @@ class Admission:
                 if live is not None:
                     used = usage.input_tokens + usage.output_tokens if usage else 0
                     for key, limit, charged in live.tokens:
-                        self.limiter.refund(key, limit, charged - used)
+                        await self.limiter.refund(key, limit, charged - used)
                 if not result.already_closed:
                     self.s.notify({**log, "cost_micros": result.charged_micros})
                 prep.headers.update(position_headers(closed.position, closed.funded_by))

@@ -49,7 +49,7 @@ def log_record(ctx: "CallContext", *, model: str, provider: str | None,
                 estimated=False, failover=False, stream=False)
 
 
-def _rate_check(s: "Services", ctx: "CallContext", plan: PlanConfig | None) -> None:
+async def _rate_check(s: "Services", ctx: "CallContext", plan: PlanConfig | None) -> None:
     items = []
     for name, limit in rate_limits(s.config, plan).items():
         if limit.unit != "requests":
@@ -58,7 +58,7 @@ def _rate_check(s: "Services", ctx: "CallContext", plan: PlanConfig | None) -> N
         items.append((who, limit, 1))
     if not items:
         return
-    decision = s.admission.limiter.acquire(items)
+    decision = await s.admission.limiter.acquire(items)
     if not decision.allowed:
         limit = decision.refused_by
         raise errors.RateLimited(
@@ -74,7 +74,7 @@ async def hold(s: "Services", ctx: "CallContext", model_id: str, amount_micros: 
         if plan is not None:
             check_request(s.config, plan, model_id=model_id, mode=None, stream=False,
                           max_tokens=None, session_count=None)
-        _rate_check(s, ctx, plan)
+        await _rate_check(s, ctx, plan)
     now = time.time()
     windows = plan_windows(plan, now) if plan is not None else ()
     with trio.CancelScope(shield=True):
