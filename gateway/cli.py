@@ -7,6 +7,7 @@ here within `store.key_cache_ttl` seconds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -42,6 +43,20 @@ def cmd_serve(args) -> int:
 
     from gateway.server import admin_token_from_env, run_gateway, signal_trigger
     config = _load(args.config)
+    workers = args.workers or config.server.workers
+    worker = args.worker_fd is not None
+    if workers > 1 and not worker:
+        from gateway.shared.workers import supervise
+        return supervise(config, os.path.abspath(args.config), args.host or config.server.host,
+                         config.server.port if args.port is None else args.port, workers,
+                         _print_dev_key)
+    control_path = None
+    if worker:
+        # The parent made the dev key; each worker has a dashboard socket of its own.
+        config = dataclasses.replace(
+            config, bootstrap=dataclasses.replace(config.bootstrap, dev_key=False))
+        if args.worker_index:
+            control_path = config.resolve_path(config.control.socket) + f".{args.worker_index}"
 
     async def main() -> None:
         with signal_trigger() as shutdown:
@@ -50,10 +65,12 @@ def cmd_serve(args) -> int:
                                   admin_token=admin_token_from_env(), shutdown_trigger=shutdown,
                                   on_dev_key=_print_dev_key,
                                   config_path=os.path.abspath(args.config),
-                                  task_status=task_status)
+                                  listen_fd=args.worker_fd, workers=workers,
+                                  control_path=control_path, task_status=task_status)
             async with trio.open_nursery() as nursery:
                 url = await nursery.start(started)
-                print(f"prism: serving on {url} (Ctrl-C to stop)", flush=True)
+                if not worker:
+                    print(f"prism: serving on {url} (Ctrl-C to stop)", flush=True)
 
     try:
         trio.run(main)
@@ -201,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default="prism.toml")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int, default=0,
+                   help="processes sharing the port (default: server.workers, 1)")
+    # Set by the --workers parent for each worker it starts.
+    s.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
+    s.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("tui", help="the operator dashboard (talks to a running gateway)")

@@ -40,6 +40,7 @@ class ServerConfig:
     read_timeout: float = 60.0          # hypercorn: idle read on a connection
     keep_alive_timeout: float = 15.0
     shutdown_grace: float = 10.0        # drain in-flight streams this long on stop
+    workers: int = 1                    # processes sharing the port (`prism serve --workers`)
     max_request_seconds: float = 600.0  # a whole request, upstream included
 
 
@@ -53,6 +54,14 @@ class StoreConfig:
     hold_ttl_seconds: int = 900         # an open hold older than this is an orphan
     sweep_interval: float = 60.0
     key_cache_ttl: float = 60.0         # bounds how stale a key revoked by another process can be
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    # "redis://host:6379/0": rate limits shared by every process through Redis. Empty:
+    # one process keeps them in memory, several keep them in the store.
+    url: str = ""
+    prefix: str = "prism:"              # every Redis key Prism writes starts with this
 
 
 @dataclass(frozen=True)
@@ -190,6 +199,7 @@ class MediaConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     providers: tuple[ProviderConfig, ...] = ()
@@ -367,6 +377,10 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
     if cfg.store.url and not cfg.store.url.startswith(
             ("sqlite:///", "postgresql://", "postgres://")):
         problems.append("store.url: must start with sqlite:/// or postgresql://")
+    if cfg.cache.url and not cfg.cache.url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append("cache.url: must start with redis://, rediss:// or unix://")
+    if cfg.server.workers < 1:
+        problems.append("server.workers: must be at least 1")
     if cfg.store.pool_size < 1:
         problems.append("store.pool_size: must be at least 1")
     if cfg.store.key_cache_ttl < 0:

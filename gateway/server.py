@@ -10,6 +10,7 @@ is cancelled; their shielded settlements still run before the writer closes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -34,14 +35,19 @@ from gateway.metrics import Metrics
 from gateway.providers import build_providers
 from gateway.routing.catalog import Catalog
 from gateway.services import Services
+from gateway.shared import backends
+from gateway.shared.cluster import Cluster
 
 log = logging.getLogger("prism")
 
 
-def _hyper_config(config: Config, host: str, port: int) -> HyperConfig:
+def _hyper_config(config: Config, host: str, port: int,
+                  listen_fd: int | None = None) -> HyperConfig:
     s = config.server
     hc = HyperConfig()
-    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    # A worker of `prism serve --workers` serves the socket its parent bound.
+    hc.bind = [f"fd://{listen_fd}" if listen_fd is not None else
+               f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     # hypercorn's read_timeout bounds every receive on the connection, and a client
     # waiting for a long (streamed) answer sends nothing, so server.read_timeout there
     # would cut answers off after that many seconds. Slow bodies are bounded by the
@@ -77,7 +83,8 @@ async def _sweeper(writer, interval: float) -> None:
                         swept.wallet_holds, swept.window_holds)
 
 
-def build_services(config: Config, writer, admin_token: str | None) -> Services:
+def build_services(config: Config, writer, admin_token: str | None,
+                   limiter=None) -> Services:
     async def lookup(digest: str) -> KeyInfo | None:
         key = await writer.call(store.find_key_by_hash, digest)
         if key is None or key.revoked_at is not None:
@@ -88,7 +95,8 @@ def build_services(config: Config, writer, admin_token: str | None) -> Services:
         config=config, writer=writer,
         ledger=Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds),
         keys=KeyCache(lookup, ttl=config.store.key_cache_ttl),
-        catalog=Catalog(config), providers=build_providers(config), admin_token=admin_token)
+        catalog=Catalog(config), providers=build_providers(config), admin_token=admin_token,
+        limiter=limiter)
     services.flags = ProviderFlags(writer, config, on_change=services.rebuild_catalog)
     services.metrics = Metrics(m.id for m in config.models)
     services.observers.append(services.metrics.observe)
@@ -101,22 +109,39 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
                       on_dev_key: Callable[[str], None] | None = None,
                       config_path: str | None = None,
                       clock: Callable[[], float] | None = None,
+                      listen_fd: int | None = None, workers: int = 1,
+                      control_path: str | None = None,
                       task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve until shutdown_trigger returns; task_status gets the bound base URL.
     `config_path` is the file `config` came from, re-read by POST /-/reload.
-    `clock` replaces the wall clock for session expiry (tests)."""
+    `clock` replaces the wall clock for session expiry (tests). `listen_fd` and
+    `workers` are set for a worker of `prism serve --workers` (gateway.shared.workers)."""
     host = host or config.server.host
     port = config.server.port if port is None else port
-    writer = store.Writer(config.resolve_path(config.store.path))
+    shared = backends.is_shared(config, workers)
+    writer = store.Writer(config.store_target(), threads=backends.writer_threads(config))
     # Build first: a provider that cannot be built raises before the writer thread
     # exists, instead of leaving it running outside the `finally` that closes it.
-    services = build_services(config, writer, admin_token)
+    services = build_services(config, writer, admin_token,
+                              backends.build_limiter(config, writer, shared))
     services.config_path = config_path
     if clock is not None:
         services.clock = clock
+    if shared:
+        finished = backends.Finished()
+        services.observers.append(finished)
+        services.cluster = Cluster(writer, backends.event_handler(services),
+                                   info=lambda: backends.node_info(services, finished))
     writer.start()
     try:
-        orphans = (await writer.call(store.startup_sweep)).holds
+        if services.cluster is not None:
+            await services.cluster.join()
+            swept = await writer.call(store.startup_sweep,
+                                      node_id=services.cluster.node_id,
+                                      stale_after=services.cluster.stale_s)
+        else:
+            swept = await writer.call(store.startup_sweep)
+        orphans = swept.holds
         if orphans:
             log.warning("expired %d hold(s) left open by a previous run", orphans)
         plaintext = await _bootstrap_dev_key(config, writer)
@@ -132,20 +157,25 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
         app = create_app(services)
         async with trio.open_nursery() as nursery:
             async def serve_then_stop(task_status) -> None:
-                await hyper_serve(app, _hyper_config(config, host, port),
+                await hyper_serve(app, _hyper_config(config, host, port, listen_fd),
                                   shutdown_trigger=shutdown_trigger, task_status=task_status)
                 # The server has drained; the sweeper has nothing left to guard.
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(_sweeper, writer, config.store.sweep_interval)
             nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
-            await nursery.start(serve_control, services)
+            if services.cluster is not None:
+                await nursery.start(services.cluster.run)
+            await nursery.start(functools.partial(serve_control, services, path=control_path))
             await nursery.start(media_of(services).run)   # the video poller (issue 6)
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:
         services.ready = False
         with trio.CancelScope(shield=True):
+            if services.cluster is not None:
+                with trio.move_on_after(2):
+                    await services.cluster.leave()
             for p in [*services.providers.values(), *services.retired]:
                 await p.aclose()
             await trio.to_thread.run_sync(writer.close)
