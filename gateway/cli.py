@@ -210,6 +210,34 @@ def cmd_wallet(args) -> int:
     return 0
 
 
+def cmd_store(args) -> int:
+    """`prism store migrate --to URL`: copy this config's store into an empty one."""
+    import store
+    from store.copy import CopyMismatch, TargetNotEmpty, copy_store
+    config = _load(args.config)
+    source = store.open_database(config.store_target())
+    try:
+        target = store.open_database(args.to)
+    except store.StoreError as exc:
+        source.close()
+        print(f"prism: cannot open the target store: {exc}", file=sys.stderr)
+        return 1
+    try:
+        report = copy_store(source, target)
+    except (TargetNotEmpty, CopyMismatch) as exc:
+        print(f"prism: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        source.close()
+        target.close()
+    for table, n in report.rows.items():
+        print(f"{table:20} {n:>10} rows")
+    print(f"verified: row counts, {report.wallets} wallets' balances and ledger sums "
+          f"(total {report.ledger_total_micros} micro-USD), money audit clean")
+    print(f"now set [store] url = \"{args.to}\" and restart the gateway")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prism", description="Prism LLM API gateway")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -224,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
     s.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
+
+    st = sub.add_parser("store", help="store maintenance")
+    sts = st.add_subparsers(dest="store_cmd", required=True)
+    m = sts.add_parser("migrate", help="copy the store into an empty PostgreSQL database")
+    m.add_argument("--config", default="prism.toml", help="the config naming the source store")
+    m.add_argument("--to", required=True, help="postgresql://user@host/db (must be empty)")
+    m.set_defaults(func=cmd_store)
 
     s = sub.add_parser("tui", help="the operator dashboard (talks to a running gateway)")
     s.add_argument("--config", default="prism.toml", help="where to find control.socket")
