@@ -158,10 +158,12 @@ async def test_the_race_with_one_process_sigkilled_mid_stream(cluster, pg_store,
     key = nodes[0].create_key(credits_usd=funds / 1e6, name="crash")
     body = {**BODY, "stream": True, "messages": [
         {"role": "user", "content": "[[sim chunk_chars=4 chunk_delay_ms=40]] say: "
-                                    + " ".join(f"w{i}" for i in range(80))}]}
+                                    + " ".join(f"w{i}" for i in range(160))}]}
     urls = [n.url for n in nodes[1:]] + [victim.url]
     flowing = [0] * len(urls)
 
+    # Streams of ~8 s, so that the victim is still sending when it is killed even if
+    # this (busy) client reads the first bytes late.
     async def kill_mid_stream() -> None:
         with trio.fail_after(30):
             while flowing[-1] < 3:        # the victim is streaming answers
