@@ -23,18 +23,24 @@ from hypercorn.trio import serve as hyper_serve
 
 import store
 from gateway import tokenizer
-from gateway.auth import KeyCache, KeyInfo
 from gateway.billing.ledger import Ledger
+from gateway.engine.admission import Admission
+from gateway.engine.dispatch import Dispatcher
+from gateway.engine.jobs import MediaService
+from gateway.engine.live import Live, Observers
+from gateway.engine.pipeline import Pipeline
+from gateway.engine.select import Router
+from gateway.engine.services import Services
+from gateway.engine.sessions import Sessions
 from gateway.billing.pricing import usd_to_micros
 from gateway.config import Config
 from gateway.control.server import serve_control
-from gateway.flags import ProviderFlags
 from gateway.http.app import create_app
-from gateway.media.jobs import media_of
-from gateway.metrics import Metrics
 from gateway.providers import build_providers
 from gateway.routing.catalog import Catalog
-from gateway.services import Services
+from gateway.runtime.flags import ProviderFlags, build_catalog
+from gateway.runtime.keys import KeyCache, KeyInfo
+from gateway.runtime.metrics import Metrics
 from gateway.shared import backends
 from gateway.shared.cluster import Cluster
 
@@ -83,23 +89,47 @@ async def _sweeper(writer, interval: float) -> None:
                         swept.wallet_holds, swept.window_holds)
 
 
-def build_services(config: Config, writer, admin_token: str | None,
-                   limiter=None) -> Services:
+def build_services(config: Config, writer, admin_token: str | None, *,
+                   config_path: str | None = None,
+                   clock: Callable[[], float] = time.time,
+                   limiter=None, shared: bool = False) -> Services:
+    """Every part, each with the collaborators it uses, in dependency order.
+    `clock` is the wall clock session expiry reads (tests replace it). `limiter` is
+    the shared rate limiter, if any, and `shared` says other processes share the store
+    (gateway.shared.backends)."""
     async def lookup(digest: str) -> KeyInfo | None:
         key = await writer.call(store.find_key_by_hash, digest)
         if key is None or key.revoked_at is not None:
             return None
         return KeyInfo(key.id, key.account_id, key.name, key.key_hash)
 
-    services = Services(
-        config=config, writer=writer,
-        ledger=Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds),
-        keys=KeyCache(lookup, ttl=config.store.key_cache_ttl),
-        catalog=Catalog(config), providers=build_providers(config), admin_token=admin_token,
-        limiter=limiter)
-    services.flags = ProviderFlags(writer, config, on_change=services.rebuild_catalog)
-    services.metrics = Metrics(m.id for m in config.models)
-    services.observers.append(services.metrics.observe)
+    live = Live(config, Catalog(config), build_providers(config))
+
+    def rebuild_catalog() -> None:
+        # Routing re-derived from the config and the operator's flags, in one swap.
+        live.catalog = build_catalog(live.config, flags)
+
+    flags = ProviderFlags(writer, config, on_change=rebuild_catalog)
+    metrics = Metrics(m.id for m in config.models)
+    finished = backends.Finished()
+    observers = Observers(metrics.observe, finished)
+    ledger = Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds)
+    admission = Admission(live, writer, ledger, observers, limiter=limiter)
+    media = MediaService(live, writer, admission, observers)
+    dispatcher = Dispatcher(live, media)
+    router = Router(live, writer)
+    sessions = Sessions(live, writer, clock)
+    pipeline = Pipeline(router, sessions, admission, dispatcher)
+    # The cluster applies other processes' changes to the parts built here; it reaches
+    # them through the Services value built just below (read when an event arrives).
+    cluster = Cluster(writer, backends.event_handler(lambda: services),
+                      info=lambda: backends.node_info(admission, finished)) if shared else None
+    services = Services(live=live, writer=writer, ledger=ledger,
+                        keys=KeyCache(lookup, ttl=config.store.key_cache_ttl),
+                        admission=admission, dispatcher=dispatcher, router=router,
+                        sessions=sessions, media=media, pipeline=pipeline, flags=flags,
+                        metrics=metrics, observers=observers, admin_token=admin_token,
+                        config_path=config_path, clock=clock, cluster=cluster)
     return services
 
 
@@ -122,16 +152,10 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
     writer = store.Writer(config.store_target(), threads=backends.writer_threads(config))
     # Build first: a provider that cannot be built raises before the writer thread
     # exists, instead of leaving it running outside the `finally` that closes it.
-    services = build_services(config, writer, admin_token,
-                              backends.build_limiter(config, writer, shared))
-    services.config_path = config_path
-    if clock is not None:
-        services.clock = clock
-    if shared:
-        finished = backends.Finished()
-        services.observers.append(finished)
-        services.cluster = Cluster(writer, backends.event_handler(services),
-                                   info=lambda: backends.node_info(services, finished))
+    services = build_services(config, writer, admin_token, config_path=config_path,
+                              clock=clock or time.time,
+                              limiter=backends.build_limiter(config, writer, shared),
+                              shared=shared)
     writer.start()
     try:
         if services.cluster is not None:
@@ -167,7 +191,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             if services.cluster is not None:
                 await nursery.start(services.cluster.run)
             await nursery.start(functools.partial(serve_control, services, path=control_path))
-            await nursery.start(media_of(services).run)   # the video poller (issue 6)
+            await nursery.start(services.media.run)   # the video poller
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:

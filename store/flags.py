@@ -1,7 +1,7 @@
 """Provider flag overrides and the operator audit log.
 
 A ProviderFlag row holds only what an operator changed at run time; the gateway lays
-it over prism.toml's values (gateway.flags). Every operator change is written to
+it over prism.toml's values (gateway.runtime.flags). Every operator change is written to
 audit_log in the same transaction as the change itself, so the log can never claim a
 change that did not happen or miss one that did.
 """

@@ -1,4 +1,4 @@
-"""Reserve-then-settle over the store, as the request path sees it.
+"""Hold-then-close over the store, as the request path sees it.
 
 Each call is one transaction on the store's writer thread. Store exceptions are mapped
 to client errors here, at the boundary: a plan window that cannot cover the request
@@ -75,13 +75,6 @@ class Ledger:
             message += f" (The plan's quota could not cover it either: {text}.)"
         return errors.InsufficientBalance(message, code="insufficient_balance", headers=headers)
 
-    async def reserve(self, account_id: str, request_id: str, amount_micros: int) -> str:
-        try:
-            hold = await self._writer.call(store.reserve, account_id, request_id, amount_micros, self._ttl)
-        except store.InsufficientFunds as exc:
-            raise self._insufficient(exc, time.time()) from None
-        return hold.id
-
     async def admit(self, account_id: str, request_id: str, amount_micros: int, *,
                     plan: Any = None, windows: Sequence[Any] = (), input_tokens: int = 0,
                     output_tokens: int = 0, now: float | None = None,
@@ -117,13 +110,6 @@ class Ledger:
             store.quota.close, hold_id, cost_micros=cost_micros, input_tokens=input_tokens,
             output_tokens=output_tokens, estimated=estimated, log=log, account_id=account_id,
             windows=windows)
-
-    async def settle(self, hold_id: str, cost_micros: int, *, estimated: bool,
-                     log: dict[str, Any]) -> "store.SettleResult":
-        return await self._writer.call(store.settle, hold_id, cost_micros, estimated=estimated, log=log)
-
-    async def void(self, hold_id: str, *, log: dict[str, Any]) -> None:
-        await self._writer.call(store.void, hold_id, log=log)
 
     async def log_only(self, log: dict[str, Any]) -> None:
         await self._writer.call(store.insert_request_log, **log)

@@ -6,7 +6,7 @@ plan forbids it (model, mode, streaming, max_tokens, session length). Free plans
 `rate_limits` resolves the per-key and per-account GCRA limits (plan value, else the
 [limits] default; 0 = none). `AccountPlans` caches which plan each account is on.
 
-Session length is counted by routing (gateway.sessions): it puts the number of
+Session length is counted by routing (gateway.engine.sessions): it puts the number of
 messages the session already holds, before this request, in
 ``Request.metadata["prism_session_messages"]`` (a ``session_messages`` attribute on
 the Selection is read too). A request is refused when its own message would take the

@@ -14,11 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import store
 from gateway import errors
-from gateway.auth import KeyInfo
-from gateway.metrics import ProviderGauge
+from gateway.runtime.keys import KeyInfo
+from gateway.runtime.metrics import ProviderGauge
 
 if TYPE_CHECKING:
-    from gateway.services import Services
+    from gateway.engine.services import Services
 
 # The admin API's own ceiling on one credit or correction (1M USD).
 MAX_ADJUST_MICROS = 1_000_000 * 1_000_000

@@ -29,7 +29,7 @@ from gateway.control import ops, wire
 from gateway.errors import WireError
 
 if TYPE_CHECKING:
-    from gateway.services import Services
+    from gateway.engine.services import Services
 
 log = logging.getLogger("prism.control")
 

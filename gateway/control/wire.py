@@ -260,7 +260,7 @@ class Error(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class Event(Message):
-    """One finished request, as the gateway logged it (see gateway.pipeline)."""
+    """One finished request, as the gateway logged it (see gateway.engine.pipeline)."""
     TYPE: ClassVar[str] = "event"
     record: dict[str, Any]
 

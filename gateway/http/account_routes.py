@@ -28,7 +28,7 @@ from quart import Blueprint, Response, g, request
 import store
 from gateway import canonical as c
 from gateway import errors
-from gateway.auth import KeyInfo
+from gateway.runtime.keys import KeyInfo
 from gateway.billing.ledger import iso_utc
 from gateway.billing.pricing import MICROS_PER_USD, cost_micros
 from gateway.http import common

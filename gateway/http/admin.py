@@ -11,7 +11,7 @@ from quart import Blueprint, g, request
 
 import store
 from gateway import errors
-from gateway.auth import KeyInfo
+from gateway.runtime.keys import KeyInfo
 from gateway.billing.pricing import format_usd, usd_to_micros
 from gateway.http import common
 

@@ -12,7 +12,7 @@ from gateway import errors
 from gateway.billing.pricing import format_usd
 from gateway.control import ops
 from gateway.http import admin, common
-from gateway.reload import reload_config
+from gateway.runtime.reload import reload_config
 
 bp = Blueprint("admin_ops", __name__, url_prefix="/-")
 # One guard for every admin route: a second copy could drift from the first.

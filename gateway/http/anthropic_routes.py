@@ -17,23 +17,14 @@ import trio
 from quart import Blueprint, Response, g
 
 from gateway import canonical as c
-from gateway import errors, tokenizer
-from gateway.billing.pricing import format_usd
+from gateway import tokenizer
 from gateway.codecs import anthropic, anthropic_stream
-from gateway.codecs.sse import encode_event
-from gateway.http import common
-from gateway.pipeline import Outcome
+from gateway.http import common, framing
 
 bp = Blueprint("anthropic", __name__)
 
-_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no"}
 # Same threshold as the pipeline: long prompts are counted off the event loop.
 _THREAD_COUNT_CHARS = 200_000
-
-
-def _frames(frames: list[anthropic_stream.Frame]) -> bytes:
-    return b"".join(encode_event(common.dumps(data), name) for name, data in frames)
 
 
 @bp.post("/v1/messages")
@@ -56,26 +47,9 @@ async def messages():
                         headers=common.outcome_headers(outcome, outcome.model))
 
     st = await pipeline.open_stream(ctx, req)
-    model = st.prep.entry.model.id
-    encoder = anthropic_stream.StreamEncoder(message_id, model, st.prep.prompt_tokens)
-
-    def encode(ev: c.StreamEvent) -> bytes:
-        return _frames(encoder.encode(ev))
-
-    def trailer(outcome: Outcome) -> bytes:
-        # An SSE comment: SDKs skip it, curl users and the tests read the bill. It goes
-        # before the closing events so message_stop stays the last thing on the wire.
-        note = (f": prism cost={format_usd(outcome.cost_micros)} tokens_in={outcome.tokens_in} "
-                f"tokens_out={outcome.tokens_out} estimated={str(outcome.estimated).lower()}\n\n")
-        billed = c.Usage(outcome.tokens_in, outcome.tokens_out, estimated=outcome.estimated)
-        return note.encode() + _frames(encoder.close(billed))
-
-    def error_frame(err: errors.PrismError) -> bytes:
-        return encode_event(common.dumps(common.error_body(err, "anthropic")), "error")
-
-    headers = dict(_SSE_HEADERS)
-    headers.update(common.outcome_headers(None, model))
-    return Response(pipeline.stream_body(st, encode, trailer, error_frame), headers=headers)
+    encoder = anthropic_stream.StreamEncoder(message_id, st.prep.entry.model.id,
+                                             st.prep.prompt_tokens)
+    return framing.relay(st, framing.AnthropicFramer(encoder))
 
 
 @bp.post("/v1/messages/count_tokens")

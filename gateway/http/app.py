@@ -20,8 +20,8 @@ from gateway.http import (
 from gateway.http import sessions_routes
 from gateway.http import media_routes
 from gateway.http.limits import BodyLimit, FinishAfterBody
-from gateway.pipeline import CallContext
-from gateway.services import Services
+from gateway.engine.call import CallContext
+from gateway.engine.services import Services
 
 log = logging.getLogger("prism.http")
 

@@ -17,7 +17,7 @@ from quart import current_app, g, request
 
 from gateway import errors
 from gateway.billing.pricing import format_usd
-from gateway.pipeline import CallContext, Outcome
+from gateway.engine.call import CallContext, Outcome
 from gateway.routing import hints
 
 _GEMINI_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "FAILED_PRECONDITION",
@@ -111,11 +111,9 @@ async def authenticate(route: str, dialect: str, *extra_headers: str,
 def outcome_headers(outcome: Outcome | None, model: str, prep: Any = None) -> dict[str, str]:
     """Response headers for a generation. With no outcome yet (a stream about to start)
     they still carry what selection and dispatch already know (X-Prism-Task-Type,
-    X-Prism-Failover), from ``prep`` or else from this request's context."""
+    X-Prism-Failover), from ``prep``."""
     h = {"X-Prism-Model": model, "X-Request-Id": g.request_id}
     if outcome is None:
-        ctx = getattr(g, "ctx", None)
-        prep = prep if prep is not None else getattr(ctx, "prepared", None)
         if prep is not None:
             if prep.failover:
                 h["X-Prism-Failover"] = "true"

@@ -8,7 +8,7 @@ because Quart's converters cannot match a colon suffix. The GET rules on the sam
 Keys arrive as Bearer, ``x-api-key``, ``x-goog-api-key`` or ``?key=`` (Google's SDKs use
 the header, curl examples the query). Once the pipeline has selected the model and its
 routes, and before any hold or upstream call, the routes are narrowed to those whose
-upstream can serve the request (CallContext.route_filter -> codecs.gemini.usable_routes):
+upstream can serve the request (the `routes` check the route hands the engine -> codecs.gemini.usable_routes):
 Gemini-only features with no Gemini route fail with unsupported_gemini_feature, and
 never fail over to an upstream that would drop them.
 
@@ -24,15 +24,11 @@ from quart import Blueprint, Response, g, request
 from gateway import canonical as c
 from gateway import errors, tokenizer
 from gateway.codecs import gemini, gemini_stream
-from gateway.codecs.sse import encode_event
-from gateway.http import common
-from gateway.pipeline import Outcome
+from gateway.http import common, framing
 from gateway.routing.select import AUTO_MODELS
 
 bp = Blueprint("gemini", __name__)
 
-_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no"}
 _KEY_HEADERS = ("x-api-key", "x-goog-api-key")
 _METHODS = ("generateContent", "streamGenerateContent", "countTokens")
 
@@ -45,7 +41,7 @@ def _target(version: str, target: str) -> tuple[str, str]:
     return model.removeprefix("models/"), method
 
 
-def _route_filter(req: c.Request):
+def _route_check(req: c.Request):
     """Keeps the pipeline's selected routes to those whose upstream can serve ``req``;
     runs after model selection (any/auto, pins, plans) and before any hold is taken."""
     providers = common.services().providers
@@ -71,36 +67,19 @@ async def model_method(target: str):
     body = await common.read_json_object()
     stream = method == "streamGenerateContent"
     req = gemini.to_canonical_request(body, model=model, stream=stream)
-    ctx.route_filter = _route_filter(req)
+    routes = _route_check(req)
     pipeline = common.services().pipeline
     if not stream:
-        resp, outcome = await pipeline.complete(ctx, req)
+        resp, outcome = await pipeline.complete(ctx, req, routes=routes)
         payload = gemini.from_canonical_response(resp, outcome.model)
         if not payload["responseId"]:
             payload["responseId"] = ctx.request_id
         return Response(common.dumps(payload), content_type="application/json",
                         headers=common.outcome_headers(outcome, outcome.model))
 
-    st = await pipeline.open_stream(ctx, req)
-    model_id = st.prep.entry.model.id
-    encoder = gemini_stream.StreamEncoder(id=ctx.request_id, model=model_id)
-
-    def frames(chunks: list[dict]) -> bytes:
-        return b"".join(encode_event(common.dumps(chunk)) for chunk in chunks)
-
-    def encode(ev) -> bytes:
-        return frames(encoder.encode(ev))
-
-    def trailer(outcome: Outcome) -> bytes:
-        return frames(encoder.end())
-
-    def error_frame(err: errors.PrismError) -> bytes:
-        # google-genai raises an APIError for a data line that opens with {"error":
-        return encode_event(common.dumps(common.error_body(err, "gemini")))
-
-    headers = dict(_SSE_HEADERS)
-    headers.update(common.outcome_headers(None, model_id, st.prep))
-    return Response(pipeline.stream_body(st, encode, trailer, error_frame), headers=headers)
+    st = await pipeline.open_stream(ctx, req, routes=routes)
+    encoder = gemini_stream.StreamEncoder(id=ctx.request_id, model=st.prep.entry.model.id)
+    return framing.relay(st, framing.GeminiFramer(encoder))
 
 
 async def _count_tokens(model: str):

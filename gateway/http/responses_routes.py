@@ -26,14 +26,10 @@ import trio
 from quart import Blueprint, Response, request
 
 import store
-from gateway import canonical as c
 from gateway import errors
-from gateway.billing.pricing import format_usd
 from gateway.codecs import openai_completions, openai_responses
 from gateway.codecs.openai_responses_stream import StreamEncoder
-from gateway.codecs.sse import encode_event
-from gateway.http import common
-from gateway.pipeline import Outcome
+from gateway.http import common, framing
 
 bp = Blueprint("responses", __name__)
 log = logging.getLogger("prism.http.responses")
@@ -41,15 +37,6 @@ log = logging.getLogger("prism.http.responses")
 MAX_STORED_BYTES = 1_000_000
 MAX_CHAIN_ITEMS = 2_000
 _SAVE_DEADLINE = 10.0
-_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no"}
-
-
-def _cost_note(outcome: Outcome) -> bytes:
-    # SSE comments are ignored by SDKs but let curl users and the tests read the bill.
-    return (f": prism cost={format_usd(outcome.cost_micros)} tokens_in={outcome.tokens_in} "
-            f"tokens_out={outcome.tokens_out} estimated={str(outcome.estimated).lower()}\n\n"
-            ).encode()
 
 
 # ---------------------------------------------------------------- responses
@@ -128,42 +115,24 @@ async def create_response():
                         headers=common.outcome_headers(outcome, outcome.model))
 
     st = await pipeline.open_stream(ctx, req)
-    model = st.prep.entry.model.id
-    encoder = StreamEncoder(response_id, model, created_at, echo)
-    held_back: list[bytes] = []
-
-    def frames(events: list[dict]) -> bytes:
-        return b"".join(encode_event(common.dumps(e), e["type"]) for e in events)
-
-    def encode(ev: c.StreamEvent) -> bytes:
-        return frames(encoder.encode(ev))
-
-    def trailer(outcome: Outcome) -> bytes:
-        # What was billed stands in for usage the upstream never reported.
-        billed = c.Usage(input_tokens=outcome.tokens_in, output_tokens=outcome.tokens_out,
-                         estimated=outcome.estimated)
-        held_back.append(_cost_note(outcome) + frames(encoder.finish(billed)))
-        return b""
-
-    def error_frame(err: errors.PrismError) -> bytes:
-        return frames(encoder.fail(err.type_name, err.message))
+    encoder = StreamEncoder(response_id, st.prep.entry.model.id, created_at, echo)
+    framer = framing.ResponsesFramer(encoder)
 
     async def stream():
         # aclosing: if the client leaves while we sit at a yield, the relay is closed now,
         # so its settlement runs at once rather than whenever the generator is collected.
-        async with aclosing(pipeline.stream_body(st, encode, trailer, error_frame)) as relay:
+        body = pipeline.stream_body(st, framer.encode, framer.trailer, framer.error_frame)
+        async with aclosing(body) as relay:
             async for chunk in relay:
                 if chunk:  # an empty chunk would end a chunked body early
                     yield chunk
-        if held_back:
+        if framer.held:
             if request_json is not None and encoder.final is not None:
                 await _save(services.writer, response_id, ctx.account_id, request_json,
                             common.dumps(encoder.final))
-            yield held_back[0]
+            yield framer.held[0]
 
-    headers = dict(_SSE_HEADERS)
-    headers.update(common.outcome_headers(None, model))
-    return Response(stream(), headers=headers)
+    return Response(stream(), headers=framing.stream_headers(st, framer))
 
 
 async def _account() -> str:
@@ -216,19 +185,6 @@ async def completions():
                         headers=common.outcome_headers(outcome, outcome.model))
 
     st = await pipeline.open_stream(ctx, req)
-    model = st.prep.entry.model.id
-    encoder = openai_completions.StreamEncoder(completion_id, model, created,
+    encoder = openai_completions.StreamEncoder(completion_id, st.prep.entry.model.id, created,
                                                req.include_usage, prefix)
-
-    def encode(ev: c.StreamEvent) -> bytes:
-        return b"".join(encode_event(common.dumps(chunk)) for chunk in encoder.encode(ev))
-
-    def trailer(outcome: Outcome) -> bytes:
-        return _cost_note(outcome) + b"data: [DONE]\n\n"
-
-    def error_frame(err: errors.PrismError) -> bytes:
-        return encode_event(common.dumps(common.error_body(err, "openai")))
-
-    headers = dict(_SSE_HEADERS)
-    headers.update(common.outcome_headers(None, model))
-    return Response(pipeline.stream_body(st, encode, trailer, error_frame), headers=headers)
+    return framing.relay(st, framing.Framer(encoder))

@@ -19,20 +19,16 @@ One chat call per requested image, in sequence: Gemini answers one candidate per
 seed is given, call i uses seed + i so the n images differ. A call that fails after
 some images came back ends the loop and the images so far are returned (and billed,
 per image, by images.py); a failure before any image is raised, so images.py can fail
-over to the next route or void the hold. The chat provider is looked up at each call
-because a config reload may replace it.
+over to the next route or void the hold. Dispatch hands in the route's chat provider.
 """
 from __future__ import annotations
 
 import base64
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway import canonical as c
 from gateway import errors
-
-if TYPE_CHECKING:
-    from gateway.services import Services
 
 CHAT_IMAGE_KINDS = ("gemini",)
 RESPONSE_MODALITIES = ("TEXT", "IMAGE")
@@ -79,33 +75,20 @@ def data_item(img: c.ImagePart, response_format: str) -> dict[str, str]:
     return {"url": f"data:{img.media_type or 'image/png'};base64,{img.data_b64}"}
 
 
-class ChatImageClient:
-    needs_reference_bytes = True
-
-    def __init__(self, services: "Services", provider_id: str) -> None:
-        self.s = services
-        self.provider_id = provider_id
-
-    async def images(self, body: dict[str, Any], references: tuple[bytes, ...] = ()) -> dict:
-        n = body.get("n", 1)
-        seed = body.get("seed")
-        data: list[dict[str, str]] = []
-        for i in range(n):
-            req = chat_request(body, references, None if seed is None else seed + i)
-            provider = self.s.providers[self.provider_id]
-            try:
-                resp = await provider.complete(req, body["model"])
-            except (errors.UpstreamError, errors.RateLimited):
-                if data:
-                    break   # keep (and bill) what came back
-                raise
-            data += [data_item(img, body.get("response_format", "url"))
-                     for img in images_of(resp)[:n - len(data)]]
-        return {"created": int(time.time()), "data": data}
-
-
-def chat_image_client(services: "Services", provider_id: str) -> ChatImageClient | None:
-    """The chat-image client for a provider whose kind makes images in chat, else None."""
-    if services.config.provider(provider_id).kind in CHAT_IMAGE_KINDS:
-        return ChatImageClient(services, provider_id)
-    return None
+async def generate(provider: Any, body: dict[str, Any],
+                   references: tuple[bytes, ...] = ()) -> dict:
+    """Images through one chat upstream (`provider`, on the route dispatch chose)."""
+    n = body.get("n", 1)
+    seed = body.get("seed")
+    data: list[dict[str, str]] = []
+    for i in range(n):
+        req = chat_request(body, references, None if seed is None else seed + i)
+        try:
+            resp = await provider.complete(req, body["model"])
+        except (errors.UpstreamError, errors.RateLimited):
+            if data:
+                break   # keep (and bill) what came back
+            raise
+        data += [data_item(img, body.get("response_format", "url"))
+                 for img in images_of(resp)[:n - len(data)]]
+    return {"created": int(time.time()), "data": data}

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway import errors
-from gateway.billing.pricing import usd_to_micros
-from gateway.media import fetch, money
-from gateway.media.chat_images import chat_image_client
-from gateway.media.jobs import media_of
-from gateway.pipeline import CallContext, Outcome
+from gateway.config import MediaConfig, RouteConfig
+from gateway.engine.call import CallContext, Outcome
+from gateway.engine.operations import Operation, Pricing, Upstream
+from gateway.media import chat_images, fetch
+from gateway.media.chat_images import CHAT_IMAGE_KINDS
 
 if TYPE_CHECKING:
-    from gateway.services import Services
+    from gateway.engine.services import Services
 
 RESPONSE_FORMATS = ("url", "b64_json")
 MAX_N = 10
@@ -153,8 +153,7 @@ def _images_of(result: dict[str, Any], provider: str) -> list[dict[str, Any]]:
     return out
 
 
-async def references(s: "Services", urls: tuple[str, ...]) -> tuple[bytes, ...]:
-    cfg = s.config.media
+async def references(cfg: MediaConfig, urls: tuple[str, ...]) -> tuple[bytes, ...]:
     got = []
     for url in urls:
         f = await fetch.fetch(url, allow_private=cfg.allow_private_hosts,
@@ -164,9 +163,9 @@ async def references(s: "Services", urls: tuple[str, ...]) -> tuple[bytes, ...]:
     return tuple(got)
 
 
-def usable_routes(s: "Services", entry: Any, capability: str) -> list[tuple[Any, Any]]:
-    """(route, media client) pairs that may serve `capability` ("images" or "video"),
-    or the 400 saying why there are none."""
+def usable_routes(s: "Services", entry: Any, capability: str) -> tuple[RouteConfig, ...]:
+    """The routes that may serve `capability` ("images" or "video"), or the 400 saying
+    why there are none: the capability a media route asks for beyond the model's."""
     model = entry.model
     what = "image generation" if capability == "images" else "video generation"
     flag = s.flags.images if capability == "images" else s.flags.video
@@ -182,11 +181,9 @@ def usable_routes(s: "Services", entry: Any, capability: str) -> list[tuple[Any,
         raise errors.InvalidRequest(
             f"The model {entry.public_id!r} supports {what}, but its provider(s) {providers} "
             f"do not have the {label} flag on", field="model", code=f"{capability}_disabled")
-    media = media_of(s)
-    usable = [(r, media.client(r.provider) or (chat_image_client(s, r.provider)
-                                               if capability == "images" else None))
-              for r in flagged]
-    usable = [(r, c) for r, c in usable if c is not None]
+    usable = tuple(r for r in flagged if s.media.client(r.provider) is not None
+                   or (capability == "images"
+                       and s.config.provider(r.provider).kind in CHAT_IMAGE_KINDS))
     if not usable:
         kinds = ", ".join(sorted({s.config.provider(r.provider).kind for r in flagged}))
         raise errors.InvalidRequest(
@@ -195,50 +192,48 @@ def usable_routes(s: "Services", entry: Any, capability: str) -> list[tuple[Any,
     return usable
 
 
+@dataclass
+class ImageCall:
+    """One generation on its way through the engine: the request, and the reference
+    images' bytes, fetched once, on the first route that takes bytes."""
+    req: ImageRequest
+    fetch_cfg: MediaConfig
+    refs: tuple[bytes, ...] | None = None
+
+    async def reference_bytes(self) -> tuple[bytes, ...]:
+        if self.refs is None:
+            self.refs = await references(self.fetch_cfg, self.req.image_urls)
+        return self.refs
+
+
+async def _call(up: Upstream, call: ImageCall, route: RouteConfig) -> dict[str, Any]:
+    """The provider method for one route: its Images API, or images through chat."""
+    req = call.req
+    body = upstream_body(req, route.model)
+    if up.media is None:
+        refs = await call.reference_bytes() if req.image_urls else ()
+        result = await chat_images.generate(up.provider, body, refs)
+    else:
+        refs = (await call.reference_bytes()
+                if req.image_urls and up.media.needs_reference_bytes else ())
+        result = await up.media.images(body, refs)
+    images = _images_of(result, route.provider)[:req.n]
+    if not images:
+        raise errors.UpstreamProtocolError(f"upstream {route.provider} returned no images")
+    created = result.get("created")
+    return {"created": created if isinstance(created, int) else int(time.time()),
+            "data": images}
+
+
+IMAGES: Operation[ImageCall, dict] = Operation(
+    kind="image", capability="images", pricing=Pricing.units("image_usd", "image"),
+    call=_call, hold_units=lambda call: call.req.n, units_of=lambda res: len(res["data"]),
+    noun="generate images")
+
+
 async def generate(s: "Services", ctx: CallContext,
                    body: dict[str, Any]) -> tuple[dict[str, Any], Outcome]:
     req = parse(body)
-    ctx.model = req.model
-    entry = s.catalog.resolve(req.model)
-    if ctx.allowed_models is not None and entry.model.id not in ctx.allowed_models:
-        raise errors.PlanRestricted(f"The model {entry.public_id!r} is not included in your plan",
-                                    code="model_not_allowed")
-    usable = usable_routes(s, entry, "images")
-    if entry.model.image_usd is None:
-        raise errors.PriceMissing(
-            f"The model {entry.public_id!r} has no image_usd price configured; the gateway "
-            f"refuses to generate images unbilled", code="price_missing")
-    unit = usd_to_micros(entry.model.image_usd)
-    refs: tuple[bytes, ...] = ()
-    if req.image_urls and any(c.needs_reference_bytes for _, c in usable):
-        refs = await references(s, req.image_urls)
-    held = await money.hold(s, ctx, entry.model.id, unit * req.n)
-    route = usable[0][0]
-    images: list[dict[str, Any]] = []
-    error: BaseException | None = None
-    try:
-        for i, (route, client) in enumerate(usable):
-            try:
-                result = await client.images(upstream_body(req, route.model),
-                                             refs if client.needs_reference_bytes else ())
-            except (errors.UpstreamError, errors.RateLimited):
-                if i + 1 < len(usable):
-                    continue
-                raise
-            images = _images_of(result, route.provider)[:req.n]
-            break
-        if not images:
-            raise errors.UpstreamProtocolError(f"upstream {route.provider} returned no images")
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        cost = unit * len(images) if error is None and images else None
-        log = money.log_record(ctx, model=entry.model.id, provider=route.provider,
-                               upstream_model=route.model, error=error, cost=cost or 0)
-        ctx.logged = True
-        charged = await money.close(s, held, cost, log, ctx.account_id)
-    created = result.get("created")
-    payload = {"created": created if isinstance(created, int) else int(time.time()),
-               "data": images}
-    return payload, Outcome(entry.model.id, charged, 0, 0, headers=held.headers)
+    return await s.pipeline.unary(
+        ctx, IMAGES, ImageCall(req, s.config.media), model=req.model,
+        routes=lambda selection: usable_routes(s, selection.entry, "images"))

@@ -2,26 +2,24 @@
 
 Submission holds the model's video_usd before anything goes upstream; the job row is
 written before the upstream create, so a crash in between leaves a row the poller
-fails and voids (gateway/media/jobs.py) instead of a hold nobody owns.
+fails and voids (gateway/engine/jobs.py) instead of a hold nobody owns.
 """
 from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import trio
 
 import store
 from gateway import errors
-from gateway.billing.pricing import usd_to_micros
-from gateway.media import money
+from gateway.config import RouteConfig
+from gateway.engine.call import CallContext, Prepared
+from gateway.engine.operations import Operation, Pricing, Upstream
 from gateway.media.images import usable_routes
-from gateway.media.jobs import media_of
-from gateway.pipeline import CallContext
 
 if TYPE_CHECKING:
-    from gateway.services import Services
+    from gateway.engine.services import Services
 
 _FORWARDED = ("seconds", "size", "aspect_ratio", "negative_prompt", "seed", "quality",
               "input_reference")
@@ -40,6 +38,29 @@ def job_object(job: Any) -> dict[str, Any]:
     return obj
 
 
+@dataclass(frozen=True)
+class VideoRequest:
+    model: str
+    prompt: str
+    params: dict[str, Any]
+
+
+async def _submit(up: Upstream, req: VideoRequest, route: RouteConfig) -> str:
+    """The provider method: create the job upstream, answering its upstream id."""
+    remote = await up.media.video_create({"model": route.model, "prompt": req.prompt,
+                                          **req.params})
+    upstream_id = remote.get("id")
+    if not isinstance(upstream_id, str) or not upstream_id:
+        raise errors.UpstreamProtocolError(f"upstream {route.provider} sent no video id")
+    return upstream_id
+
+
+# One video per request, at the model's video_usd; the job settles when it completes.
+VIDEO: Operation[VideoRequest, str] = Operation(
+    kind="video", capability="video", pricing=Pricing.units("video_usd", "video"),
+    call=_submit, noun="generate video")
+
+
 async def create(s: "Services", ctx: CallContext, body: dict[str, Any]) -> tuple[Any, dict]:
     model_name = body.get("model")
     if not isinstance(model_name, str) or not model_name:
@@ -47,44 +68,43 @@ async def create(s: "Services", ctx: CallContext, body: dict[str, Any]) -> tuple
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise errors.InvalidRequest("prompt is required", field="prompt")
-    ctx.model = model_name
-    entry = s.catalog.resolve(model_name)
-    usable = usable_routes(s, entry, "video")
-    if entry.model.video_usd is None:
-        raise errors.PriceMissing(
-            f"The model {entry.public_id!r} has no video_usd price configured; the gateway "
-            f"refuses to generate video unbilled", code="price_missing")
-    price = usd_to_micros(entry.model.video_usd)
-    params = {k: body[k] for k in _FORWARDED if body.get(k) is not None}
-    route, client = usable[0]
-    held = await money.hold(s, ctx, entry.model.id, price)
-    ctx.logged = True   # the job's close writes the log row, when it ends
+    req = VideoRequest(model_name, prompt, {k: body[k] for k in _FORWARDED
+                                             if body.get(k) is not None})
     job_id = "video_" + secrets.token_hex(12)
-    media = media_of(s)
-    # Marked before the row exists: the poller may run the moment the insert commits,
-    # and a row with no upstream id that is not being submitted counts as abandoned.
-    media.submitting.add(job_id)
-    try:
+    media = s.media
+
+    async def started(prep: Prepared) -> None:
+        # Marked before the row exists: the poller may run the moment the insert
+        # commits, and a row with no upstream id that is not being submitted counts as
+        # abandoned.
+        media.submitting.add(job_id)
+        route = prep.selection.routes[0]
         await s.writer.call(store.insert_video_job, id=job_id, account_id=ctx.account_id,
-                            key_id=ctx.key_id, request_id=ctx.request_id, model=entry.model.id,
-                            provider=route.provider, upstream_model=route.model, prompt=prompt,
-                            params=json.dumps(params), price_micros=price, hold_id=held.hold_id)
+                            key_id=ctx.key_id, request_id=ctx.request_id,
+                            model=prep.entry.model.id, provider=route.provider,
+                            upstream_model=route.model, prompt=prompt,
+                            params=json.dumps(req.params),
+                            price_micros=prep.op.hold_micros(prep.entry, req),
+                            hold_id=prep.hold_id)
+
+    async def failed(prep: Prepared, exc: BaseException) -> None:
+        message = exc.message if isinstance(exc, errors.PrismError) else type(exc).__name__
         try:
-            remote = await client.video_create({"model": route.model, "prompt": prompt, **params})
-            upstream_id = remote.get("id")
-            if not isinstance(upstream_id, str) or not upstream_id:
-                raise errors.UpstreamProtocolError(f"upstream {route.provider} sent no video id")
-        except BaseException as exc:
-            message = exc.message if isinstance(exc, errors.PrismError) else type(exc).__name__
-            with trio.CancelScope(shield=True):
-                await media.end(job_id, "failed", message)
-            raise
-        await s.writer.call(store.update_video_job, job_id, upstream_id=upstream_id)
+            await media.end(job_id, "failed", message)
+        finally:
+            media.submitting.discard(job_id)
+
+    upstream_id, prep = await s.pipeline.submit(ctx, VIDEO, req, model=model_name,
+                                                routes=lambda sel: usable_routes(s, sel.entry, "video"),
+                                                started=started, failed=failed)
+    try:
+        await s.writer.call(store.update_video_job, job_id, upstream_id=upstream_id,
+                            provider=prep.route.provider, upstream_model=prep.route.model)
     finally:
         media.submitting.discard(job_id)
     media.wake()
     job = await s.writer.call(store.get_video_job, job_id)
-    return job, held.headers
+    return job, prep.headers
 
 
 async def _own(s: "Services", ctx: CallContext, job_id: str) -> Any:
@@ -104,7 +124,7 @@ async def listing(s: "Services", ctx: CallContext) -> list[Any]:
 
 async def cancel(s: "Services", ctx: CallContext, job_id: str) -> Any:
     job = await _own(s, ctx, job_id)
-    media = media_of(s)
+    media = s.media
     if not await media.end(job.id, "cancelled", "cancelled by the client"):
         job = await _own(s, ctx, job_id)
         raise errors.InvalidRequest(f"The video {job_id!r} has already {job.status}; only a "
@@ -124,7 +144,7 @@ async def content(s: "Services", ctx: CallContext, job_id: str) -> tuple[bytes, 
     if job.status != "completed":
         raise errors.InvalidRequest(f"The video {job_id!r} is {job.status}; content is "
                                     f"available once it is completed", code="video_not_ready")
-    client = media_of(s).client(job.provider)
+    client = s.media.client(job.provider)
     if client is None:
         raise errors.UpstreamError(f"provider {job.provider} has no video API")
     return await client.video_content(job.upstream_id, s.config.media.video_max_bytes)

@@ -63,7 +63,7 @@ def _prompt_chars(req: c.Request) -> int:
     return sum(len(p.text) for m in req.messages for p in m.parts if isinstance(p, c.TextPart))
 
 
-def _check_allowed(entry: Entry, allowed: AbstractSet[str] | None, how: str) -> None:
+def check_allowed(entry: Entry, allowed: AbstractSet[str] | None, how: str) -> None:
     if allowed is not None and entry.model.id not in allowed:
         raise errors.PlanRestricted(
             f"{how} {entry.public_id!r} is not included in your plan", code="model_not_allowed")
@@ -109,13 +109,13 @@ def select(catalog: Catalog, req: c.Request, capability: str = "chat", *,
             f"(or name a model)")
     if prefer:
         entry = catalog.resolve_pin(prefer)
-        _check_allowed(entry, allowed, "The pinned model")
+        check_allowed(entry, allowed, "The pinned model")
         reason = "pinned by X-Prism-Model-Prefer"
     elif auto:
         entry, reason = _auto(catalog, req, capability, mode, task.label, allowed)
     else:
         entry = catalog.resolve(req.model)
-        _check_allowed(entry, allowed, "The model")
+        check_allowed(entry, allowed, "The model")
         reason = "named by the client"
     model = entry.model
     if capability not in model.capabilities:

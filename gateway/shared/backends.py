@@ -4,13 +4,13 @@ server.py, the composition root, so the choice is made in one place."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from gateway.config import Config
 from gateway.shared.limiter import RedisLimiter, StoreLimiter
 
 if TYPE_CHECKING:
-    from gateway.services import Services
+    from gateway.engine.services import Services
 
 log = logging.getLogger("prism.cluster")
 
@@ -39,9 +39,10 @@ def build_limiter(config: Config, writer: Any, shared: bool) -> Any:
     return None
 
 
-def event_handler(services: "Services"):
+def event_handler(services_of: Callable[[], "Services"]):
     """What this process does when another one (or the CLI) changed shared state."""
     async def apply(origin: str, kind: str, payload: dict[str, Any]) -> None:
+        services = services_of()
         if kind == "key.revoked":
             services.keys.invalidate_key(payload["key_id"])
         elif kind == "flags.changed":
@@ -49,7 +50,7 @@ def event_handler(services: "Services"):
         elif kind == "config.reloaded":
             if services.cluster is not None and origin == services.cluster.node_id:
                 return
-            from gateway.reload import reload_config
+            from gateway.runtime.reload import reload_config
             result = await reload_config(services, actor=f"cluster:{origin}", announce=False)
             if not result.ok:
                 log.error("config reload announced by %s failed here: %s", origin,
@@ -67,7 +68,6 @@ class Finished:
         self.count += 1
 
 
-def node_info(services: "Services", finished: Finished) -> dict[str, Any]:
-    return {"finished": finished.count,
-            "open_streams": len(getattr(services.admission, "_live", ()))}
+def node_info(admission: Any, finished: Finished) -> dict[str, Any]:
+    return {"finished": finished.count, "open": len(getattr(admission, "_live", ()))}
 

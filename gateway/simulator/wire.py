@@ -98,16 +98,11 @@ def adapter_for(path: str) -> WireAdapter | None:
     """Which dialect a POST path belongs to (None: not a generation route)."""
     if path in ("/v1/chat/completions", "/chat/completions"):
         return OPENAI
+    # Imported here: those adapters build on this module's WireAdapter.
     if path in ("/v1/messages", "/messages"):
-        try:
-            from gateway.simulator.wire_anthropic import ANTHROPIC
-        except ImportError:
-            return None
+        from gateway.simulator.wire_anthropic import ANTHROPIC
         return ANTHROPIC
     if ":generateContent" in path or ":streamGenerateContent" in path:
-        try:
-            from gateway.simulator.wire_gemini import GEMINI
-        except ImportError:
-            return None
+        from gateway.simulator.wire_gemini import GEMINI
         return GEMINI
     return None

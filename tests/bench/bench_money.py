@@ -10,7 +10,7 @@ Not a pytest module. Each phase runs on a fresh SQLite file in a temp folder:
     writer            C concurrent trio tasks, each admit then close through the Writer
                       thread: what the gateway's request path actually waits on; with
                       batch_max=1 (a commit per job) and 64 (group commit)
-    admission         the same through gateway.billing.admission (plan lookup, rate
+    admission         the same through gateway.engine.admission (plan lookup, rate
                       limits, headers, the observers) with a real Services
     window history    admission against a 7d window already holding H settled requests
                       (the window sum scans them through a covering index)
@@ -129,9 +129,9 @@ def _figures(phase: str, n: int, dt: float, lat: list[float]) -> dict:
 
 def bench_admission(tmp: str, n: int, concurrency: int, funded_by: str,
                     batch_max: int) -> dict:
-    """The whole money side of a request through gateway.billing.admission."""
+    """The whole money side of a request through gateway.engine.admission."""
     from gateway import canonical as c
-    from gateway.pipeline import CallContext, Prepared
+    from gateway.engine.call import CallContext, Prepared
     from gateway.routing.select import select
     from gateway.server import build_services
 

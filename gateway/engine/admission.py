@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import trio
@@ -37,25 +37,16 @@ from gateway.shared.limiter import LocalLimiter
 from gateway.billing.windows import plan_windows
 from gateway.config import PlanConfig
 
+from gateway.engine.call import Outcome
+
 if TYPE_CHECKING:
-    from gateway.pipeline import CallContext, Prepared
-    from gateway.services import Services
+    from gateway.billing.ledger import Ledger
+    from gateway.engine.call import CallContext, Prepared
+    from gateway.engine.live import Live
 
 # Settling is one local SQLite write; if it cannot finish in this long something is
 # badly wrong, and the sweeper will expire the hold instead.
 _SETTLE_DEADLINE = 10.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the response headers report about a finished call."""
-    model: str
-    cost_micros: int
-    tokens_in: int
-    tokens_out: int
-    estimated: bool = False
-    failover: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,21 +103,27 @@ def position_headers(pos: "store.Position | None", funded_by: str | None) -> dic
 
 
 class Admission:
-    def __init__(self, services: "Services", *, clock: Callable[[], float] = time.time,
-                 monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
-        self.s = services
+    def __init__(self, live: "Live", writer: Any, ledger: "Ledger",
+                 notify: Callable[[dict[str, Any]], None], *,
+                 clock: Callable[[], float] = time.time,
+                 monotonic_ns: Callable[[], int] = time.monotonic_ns,
+                 limiter: Any = None) -> None:
+        self.live = live
+        self.writer = writer
+        self.ledger = ledger
+        self.notify = notify
         self.clock = clock
         # Injected when several processes share limits (gateway.shared.limiter).
-        self.limiter = services.limiter or LocalLimiter(GCRA(monotonic_ns))
-        self.plans = AccountPlans(self._lookup_plan, ttl=services.config.store.key_cache_ttl)
+        self.limiter = limiter or LocalLimiter(GCRA(monotonic_ns))
+        self.plans = AccountPlans(self._lookup_plan, ttl=live.config.store.key_cache_ttl)
         self._live: dict[str, _Live] = {}
 
     async def _lookup_plan(self, account_id: str) -> str | None:
-        account = await self.s.writer.call(store.get_account, account_id)
+        account = await self.writer.call(store.get_account, account_id)
         return None if account is None else account.plan
 
     async def plan_for(self, account_id: str) -> PlanConfig | None:
-        return find_plan(self.s.config, await self.plans.plan_id(account_id))
+        return find_plan(self.live.config, await self.plans.plan_id(account_id))
 
     async def allowed_models(self, account_id: str) -> frozenset[str] | None:
         """The model ids the account's plan allows (None: any), for routing's
@@ -134,7 +131,7 @@ class Admission:
         plan = await self.plan_for(account_id)
         if plan is None or not plan.models:
             return None
-        return allowed_models(self.s.config, plan)
+        return allowed_models(self.live.config, plan)
 
     async def position(self, account_id: str) -> tuple[PlanConfig | None, "store.Position",
                                                        float]:
@@ -142,7 +139,7 @@ class Admission:
         plan = await self.plan_for(account_id)
         now = self.clock()
         windows = plan_windows(plan, now) if plan is not None else ()
-        pos = await self.s.writer.call(store.account_position, account_id, windows)
+        pos = await self.writer.call(store.account_position, account_id, windows)
         return plan, pos, now
 
     def pending_headers(self, request_id: str) -> dict[str, str]:
@@ -151,11 +148,14 @@ class Admission:
         live = self._live.get(request_id)
         return dict(live.headers) if live is not None else {}
 
-    async def _rate_check(self, prep: "Prepared", plan: PlanConfig | None,
-                    tokens: int) -> tuple[Decision | None, list[tuple[Any, Limit, int]]]:
+    async def _rate_check(self, prep: "Prepared", plan: PlanConfig | None, tokens: int | None
+                          ) -> tuple[Decision | None, list[tuple[Any, Limit, int]]]:
+        """``tokens`` None: the operation has no tokens to count, only requests."""
         ctx = prep.ctx
         items = []
-        for name, limit in rate_limits(self.s.config, plan).items():
+        for name, limit in rate_limits(self.live.config, plan).items():
+            if tokens is None and limit.unit != "requests":
+                continue
             who = ("key", ctx.key_id) if name.startswith("key") else ("account", ctx.account_id)
             items.append((who, limit, 1 if limit.unit == "requests" else tokens))
         if not items:
@@ -179,19 +179,27 @@ class Admission:
     async def admit(self, prep: "Prepared") -> None:
         ctx = prep.ctx
         entry = prep.selection.entry
+        by_tokens = prep.op is None or prep.op.pricing.basis == "tokens"
         plan = await self.plan_for(ctx.account_id)
         if plan is not None:
-            check_request(self.s.config, plan, model_id=entry.model.id,
-                          mode=getattr(prep.selection, "mode", None), stream=prep.req.stream,
-                          max_tokens=prep.req.max_tokens,
-                          session_count=session_messages(prep.req, prep.selection))
-            if plan.max_tokens is not None and prep.req.max_tokens is None:
+            check_request(self.live.config, plan, model_id=entry.model.id,
+                          mode=prep.selection.mode, stream=prep.stream,
+                          max_tokens=prep.max_tokens,
+                          session_count=session_messages(prep.req, prep.selection)
+                          if by_tokens else None)
+            if by_tokens and plan.max_tokens is not None and prep.req.max_tokens is None:
                 # The cap is also the default, so the upstream never runs past it.
                 prep.req = dataclasses.replace(
                     prep.req, max_tokens=min(plan.max_tokens, entry.model.max_output_tokens))
-        max_out = prep.req.max_tokens or entry.model.max_output_tokens
-        hold = worst_case_micros(entry.price, prep.prompt_tokens, max_out)
-        decision, token_items = await self._rate_check(prep, plan, prep.prompt_tokens + max_out)
+        if by_tokens:
+            max_out = prep.req.max_tokens or entry.model.max_output_tokens
+            hold = worst_case_micros(entry.price, prep.prompt_tokens, max_out)
+            decision, token_items = await self._rate_check(prep, plan,
+                                                           prep.prompt_tokens + max_out)
+        else:
+            max_out = 0
+            hold = prep.op.hold_micros(entry, prep.req)
+            decision, token_items = await self._rate_check(prep, plan, None)
         now = self.clock()
         windows = plan_windows(plan, now) if plan is not None else ()
         # Shielded: a reserve that completes after its caller stopped waiting would leave
@@ -201,10 +209,10 @@ class Admission:
             try:
                 # A stream's headers leave before it settles, so it reports its standing
                 # after the hold; anything else reports it after settlement instead.
-                admitted = await self.s.ledger.admit(
+                admitted = await self.ledger.admit(
                     ctx.account_id, ctx.request_id, hold, plan=plan, windows=windows,
                     input_tokens=prep.prompt_tokens, output_tokens=max_out, now=now,
-                    position=prep.req.stream)
+                    position=prep.stream)
             except BaseException:
                 for key, limit, cost in token_items:
                     await self.limiter.refund(key, limit, cost)
@@ -228,27 +236,33 @@ class Admission:
             tokens_out=usage.output_tokens if usage else 0,
             cached_tokens=usage.cached_input_tokens if usage else 0,
             cost_micros=cost, estimated=bool(usage and usage.estimated), failover=prep.failover,
-            stream=prep.req.stream, mode=getattr(prep.selection, "mode", None))
+            stream=prep.stream, mode=prep.selection.mode)
+
+    def _cost(self, prep: "Prepared", usage: c.Usage | None, units: int | None) -> int | None:
+        if prep.op is None or prep.op.pricing.basis == "tokens":
+            return None if usage is None else cost_micros(prep.selection.entry.price, usage)
+        return prep.op.pricing.cost_micros(prep.selection.entry.model, units) if units else None
 
     async def close(self, prep: "Prepared", usage: c.Usage | None,
-                    error: BaseException | None) -> Outcome:
-        """End the hold exactly once: settle on usage, void when nothing was produced.
-        Closing a request again returns what was recorded the first time."""
+                    error: BaseException | None, *, units: int | None = None) -> Outcome:
+        """End the hold exactly once: settle on usage (tokens) or ``units`` (other
+        operations), void when nothing was produced. Closing a request again returns
+        what was recorded the first time."""
         prep.ctx.logged = True
         live = self._live.pop(prep.ctx.request_id, None)
         model = prep.selection.entry.model.id
         with trio.CancelScope(shield=True):
             with trio.move_on_after(_SETTLE_DEADLINE):
-                cost = None if usage is None else cost_micros(prep.selection.entry.price, usage)
+                cost = self._cost(prep, usage, units)
                 log = self._log(prep, error, usage, cost or 0)
                 plan = live.plan if live is not None else None
                 windows = (plan_windows(plan, self.clock())
-                           if plan is not None and not prep.req.stream else ())
-                closed = await self.s.ledger.close(
+                           if plan is not None and not prep.stream else ())
+                closed = await self.ledger.close(
                     prep.hold_id, cost, input_tokens=usage.input_tokens if usage else 0,
                     output_tokens=usage.output_tokens if usage else 0,
                     estimated=bool(usage and usage.estimated), log=log,
-                    account_id=None if prep.req.stream else prep.ctx.account_id,
+                    account_id=None if prep.stream else prep.ctx.account_id,
                     windows=windows)
                 result = closed.result
                 if live is not None:
@@ -256,7 +270,7 @@ class Admission:
                     for key, limit, charged in live.tokens:
                         await self.limiter.refund(key, limit, charged - used)
                 if not result.already_closed:
-                    self.s.notify({**log, "cost_micros": result.charged_micros})
+                    self.notify({**log, "cost_micros": result.charged_micros})
                 prep.headers.update(position_headers(closed.position, closed.funded_by))
                 if usage is None:
                     return Outcome(model, result.charged_micros, 0, 0, failover=prep.failover,
@@ -276,5 +290,35 @@ class Admission:
             latency_ms=(time.monotonic() - ctx.started) * 1000.0, tokens_in=0, tokens_out=0,
             cached_tokens=0, cost_micros=0, estimated=False, failover=False, stream=False)
         with trio.CancelScope(shield=True):
-            await self.s.ledger.log_only(log)
-        self.s.notify(log)
+            await self.ledger.log_only(log)
+        self.notify(log)
+
+    async def hold_job(self, ctx: "CallContext", model_id: str, amount_micros: int, *,
+                       request_id: str) -> str:
+        """A fresh hold for a long job whose first hold ended underneath it (swept, or
+        expired by a restart): no plan or rate checks, which the job already passed.
+        Returns the hold id."""
+        plan = await self.plan_for(ctx.account_id)
+        now = self.clock()
+        windows = plan_windows(plan, now) if plan is not None else ()
+        with trio.CancelScope(shield=True):
+            admitted = await self.ledger.admit(ctx.account_id, request_id, amount_micros,
+                                                 plan=plan, windows=windows, now=now,
+                                                 position=False)
+        return admitted.hold_id
+
+    def job_log(self, ctx: "CallContext", *, model: str, provider: str | None,
+                upstream_model: str | None, error: BaseException | None,
+                cost: int) -> dict[str, Any]:
+        """The request-log row of a job that ends after its request did."""
+        return dict(request_id=ctx.request_id, key_id=ctx.key_id, account_id=ctx.account_id,
+                    route=ctx.route, dialect=ctx.dialect, model=model, provider=provider,
+                    upstream_model=upstream_model, status=_status(error),
+                    error_type=_error_type(error),
+                    latency_ms=(time.monotonic() - ctx.started) * 1000.0,
+                    tokens_in=0, tokens_out=0, cached_tokens=0, cost_micros=cost,
+                    estimated=False, failover=False, stream=False)
+
+    def forget(self, request_id: str) -> None:
+        """A job keeps its hold past its request: its close happens elsewhere."""
+        self._live.pop(request_id, None)

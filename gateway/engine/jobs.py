@@ -20,33 +20,24 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 
 import store
 from gateway import errors
 from gateway.billing.windows import plan_windows
-from gateway.media import money
-from gateway.pipeline import CallContext
+from gateway.engine.call import CallContext
 from gateway.providers.openai_media import media_client
 
 if TYPE_CHECKING:
-    from gateway.services import Services
+    from gateway.engine.admission import Admission
+    from gateway.engine.live import Live
 
 log = logging.getLogger("prism.media")
 
 _UPSTREAM_PENDING = {"queued": "queued", "in_progress": "in_progress", "processing": "in_progress",
                      "pending": "queued", "running": "in_progress"}
-
-
-def media_of(services: "Services") -> "MediaService":
-    """The services' media service, made on first use."""
-    media = getattr(services, "media", None)
-    if media is None:
-        media = MediaService(services)
-        services.media = media
-    return media
 
 
 def job_context(job: Any) -> CallContext:
@@ -55,8 +46,12 @@ def job_context(job: Any) -> CallContext:
 
 
 class MediaService:
-    def __init__(self, services: "Services") -> None:
-        self.s = services
+    def __init__(self, live: "Live", writer: Any, admission: "Admission",
+                 notify: Callable[[dict[str, Any]], None]) -> None:
+        self.live = live
+        self.writer = writer
+        self.admission = admission
+        self.notify = notify
         self._clients: dict[str, Any] = {}
         self._wake = trio.Event()
         self._lock = trio.Lock()   # one poll pass at a time (poller and explicit pokes)
@@ -72,7 +67,7 @@ class MediaService:
     def client(self, provider_id: str) -> Any:
         """The media client for a provider (None for kinds without a media API)."""
         if provider_id not in self._clients:
-            self._clients[provider_id] = media_client(self.s.config.provider(provider_id))
+            self._clients[provider_id] = media_client(self.live.config.provider(provider_id))
         return self._clients[provider_id]
 
     async def aclose(self) -> None:
@@ -93,7 +88,7 @@ class MediaService:
             task_status.started()
             await self.poll_once()
             while True:
-                with trio.move_on_after(self.s.config.media.video_poll_interval):
+                with trio.move_on_after(self.live.config.media.video_poll_interval):
                     await self._wake.wait()
                 self._wake = trio.Event()
                 await self.poll_once()
@@ -102,7 +97,7 @@ class MediaService:
 
     async def poll_once(self) -> None:
         async with self._lock:
-            for job in await self.s.writer.call(store.unfinished_video_jobs):
+            for job in await self.writer.call(store.unfinished_video_jobs):
                 try:
                     await self._advance(job)
                 except errors.PrismError as exc:
@@ -136,27 +131,28 @@ class MediaService:
             fields = {"status": _UPSTREAM_PENDING[status]}
             if isinstance(progress, int) and not isinstance(progress, bool):
                 fields["progress"] = max(0, min(100, progress))
-            await self.s.writer.call(store.update_video_job, job.id, **fields)
+            await self.writer.call(store.update_video_job, job.id, **fields)
             await self._keep_hold(job)
 
     async def _keep_hold(self, job: Any) -> bool:
         """Make sure a pending job's price is held (after a restart or a sweep). False
         (and the job failed) when the wallet or plan can no longer cover it."""
-        state = await self.s.writer.call(store.hold_state, job.hold_id)
+        state = await self.writer.call(store.hold_state, job.hold_id)
         if state == "open":
             return True
         gen = job.hold_generation + 1
         try:
-            held = await money.hold(self.s, job_context(job), job.model, job.price_micros,
-                                    request_id=f"{job.request_id}#r{gen}", check=False)
+            hold_id = await self.admission.hold_job(job_context(job), job.model,
+                                                      job.price_micros,
+                                                      request_id=f"{job.request_id}#r{gen}")
         except errors.PrismError as exc:
-            if await self.s.writer.call(store.finish_video_job, job.id, "failed",
+            if await self.writer.call(store.finish_video_job, job.id, "failed",
                                         error=f"could not hold the price again: {exc.message}"):
                 await self._cancel_upstream(job)
             return False
-        await self.s.writer.call(store.update_video_job, job.id, hold_id=held.hold_id,
+        await self.writer.call(store.update_video_job, job.id, hold_id=hold_id,
                                  hold_generation=gen, only_pending=False)
-        job.hold_id, job.hold_generation = held.hold_id, gen
+        job.hold_id, job.hold_generation = hold_id, gen
         return True
 
     async def _cancel_upstream(self, job: Any) -> None:
@@ -170,7 +166,7 @@ class MediaService:
     async def end(self, job_id: str, status: str, error: str | None = None) -> bool:
         """Move a pending job to its end state and close its money; False if it had
         already ended."""
-        won = await self.s.writer.call(store.finish_video_job, job_id, status, error=error)
+        won = await self.writer.call(store.finish_video_job, job_id, status, error=error)
         if won:
             await self.bill(job_id)
         return won
@@ -181,34 +177,35 @@ class MediaService:
             await self._bill(job_id)
 
     async def _bill(self, job_id: str) -> None:
-        job = await self.s.writer.call(store.get_video_job, job_id)
+        job = await self.writer.call(store.get_video_job, job_id)
         if job is None or job.billed:
             return
         completed = job.status == "completed"
         if completed:
-            state = await self.s.writer.call(store.hold_state, job.hold_id)
+            state = await self.writer.call(store.hold_state, job.hold_id)
             if state != "open" and state != "settled":
                 # The hold was swept: take a fresh one to settle against.
                 gen = job.hold_generation + 1
-                held = await money.hold(self.s, job_context(job), job.model, job.price_micros,
-                                        request_id=f"{job.request_id}#r{gen}", check=False)
-                await self.s.writer.call(store.update_video_job, job.id, hold_id=held.hold_id,
+                hold_id = await self.admission.hold_job(
+                    job_context(job), job.model, job.price_micros,
+                    request_id=f"{job.request_id}#r{gen}")
+                await self.writer.call(store.update_video_job, job.id, hold_id=hold_id,
                                          hold_generation=gen, only_pending=False)
-                job.hold_id = held.hold_id
+                job.hold_id = hold_id
         ctx = job_context(job)
         error = None if completed else errors.UpstreamError(job.error or f"video {job.status}")
         if job.status == "cancelled":
             error = errors.InvalidRequest("cancelled by the client", code="video_cancelled")
-        log_row = money.log_record(ctx, model=job.model, provider=job.provider,
+        log_row = self.admission.job_log(ctx, model=job.model, provider=job.provider,
                                    upstream_model=job.upstream_model, error=error,
                                    cost=job.price_micros if completed else 0)
         log_row["latency_ms"] = max(0.0, (job.updated_at - job.created_at) * 1000.0)
-        plan = await self.s.admission.plan_for(job.account_id)
+        plan = await self.admission.plan_for(job.account_id)
         windows = plan_windows(plan, time.time()) if plan is not None else ()
         with trio.CancelScope(shield=True):
-            closed = await self.s.writer.call(
+            closed = await self.writer.call(
                 store.close_video_hold, job.id, job.hold_id,
                 job.price_micros if completed else None, log=log_row,
                 account_id=job.account_id, windows=windows)
         if not closed.result.already_closed:
-            self.s.notify({**log_row, "cost_micros": closed.result.charged_micros})
+            self.notify({**log_row, "cost_micros": closed.result.charged_micros})

@@ -9,7 +9,7 @@ from gateway import canonical as c
 from gateway import errors
 from gateway.billing.plans import rate_limits
 from gateway.config import parse_config
-from gateway.pipeline import CallContext, Prepared
+from gateway.engine.call import CallContext, Prepared
 from gateway.routing.select import select
 from gateway.server import build_services
 

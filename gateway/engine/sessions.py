@@ -24,7 +24,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import trio
 
@@ -34,11 +34,16 @@ from gateway import errors, tokenizer
 from gateway.routing import session_codec as codec
 from gateway.routing.modes import blended_price
 
+from gateway.engine.call import CallContext
+
 if TYPE_CHECKING:
-    from gateway.pipeline import CallContext, Prepared
-    from gateway.services import Services
+    from gateway.engine.call import Prepared
+    from gateway.engine.live import Live
 
 log = logging.getLogger("prism.sessions")
+
+# The injected summary call: the pipeline's complete().
+Complete = Callable[[CallContext, c.Request], Awaitable[tuple[c.Response, Any]]]
 
 SESSION_MESSAGES_KEY = "prism_session_messages"
 _SAVE_DEADLINE = 10.0
@@ -82,23 +87,29 @@ def _summary_message(summary: str) -> c.Message:
 
 
 class Sessions:
-    def __init__(self, services: "Services") -> None:
-        self.s = services
+    def __init__(self, live: "Live", writer: Any, clock: Callable[[], float]) -> None:
+        self.live = live
+        self.writer = writer
+        self.clock = clock
 
     @property
     def _cfg(self):
-        return self.s.config.routing
+        return self.live.config.routing
 
     async def _open(self, account_id: str, session_id: str) -> store.SessionData | None:
-        return await self.s.writer.call(store.open_session, account_id, session_id,
-                                        now=self.s.clock(), ttl=self._cfg.session_ttl)
+        return await self.writer.call(store.open_session, account_id, session_id,
+                                        now=self.clock(), ttl=self._cfg.session_ttl)
 
-    async def attach(self, ctx: "CallContext", req: c.Request) -> tuple[c.Request, Turn]:
+    async def attach(self, ctx: "CallContext", req: c.Request,
+                     complete: Complete | None = None) -> tuple[c.Request, Turn]:
+        """``complete`` serves the summary request when the session must be compacted
+        (the pipeline passes its own, so the summary is selected, held and billed like
+        any request); without it the summary is extractive."""
         assert ctx.hints is not None and ctx.hints.session
         sid = ctx.hints.session
         data = await self._open(ctx.account_id, sid)
         if data is not None and data.message_count >= self._cfg.session_compact_at:
-            data = await self._compact(ctx, data) or data
+            data = await self._compact(ctx, data, complete) or data
         system_new = tuple(m for m in req.messages if m.role == "system")
         rest = tuple(m for m in req.messages if m.role != "system")
         stored_system: tuple[c.Message, ...] = ()
@@ -133,9 +144,9 @@ class Sessions:
             system_tokens = sum(_tokens(m) for m in turn.system)
         with trio.CancelScope(shield=True), trio.move_on_after(_SAVE_DEADLINE):
             try:
-                await self.s.writer.call(
+                await self.writer.call(
                     store.append_turn, prep.ctx.account_id, turn.session_id, messages=envelopes,
-                    system=system, system_tokens=system_tokens, now=self.s.clock(),
+                    system=system, system_tokens=system_tokens, now=self.clock(),
                     ttl=self._cfg.session_ttl, max_messages=self._cfg.session_max_messages,
                     fold=_fold)
             except store.StoreError:
@@ -144,16 +155,16 @@ class Sessions:
     # ------------------------------------------------------------ compaction
 
     def _summariser(self, ctx: "CallContext"):
-        pool = [e for e in self.s.catalog.models()
+        pool = [e for e in self.live.catalog.models()
                 if e.price is not None and "chat" in e.model.capabilities
                 and (ctx.allowed_models is None or e.model.id in ctx.allowed_models)]
         return min(pool, key=blended_price) if pool else None
 
-    async def _summarise(self, ctx: "CallContext", previous: str | None,
+    async def _summarise(self, ctx: "CallContext", complete: Complete | None,
+                         previous: str | None,
                          old: tuple[c.Message, ...]) -> str:
-        entry = self._summariser(ctx)
-        if entry is not None:
-            from gateway.pipeline import CallContext
+        entry = self._summariser(ctx) if complete is not None else None
+        if entry is not None and complete is not None:
             sub = CallContext(request_id=f"{ctx.request_id}-compact", route="session-compaction",
                               dialect=ctx.dialect, account_id=ctx.account_id, key_id=ctx.key_id,
                               model=entry.model.id, allowed_models=ctx.allowed_models)
@@ -163,7 +174,7 @@ class Sessions:
                           c.Message("user", (c.TextPart(codec.transcript(previous, old)),))),
                 max_tokens=min(_SUMMARY_MAX_TOKENS, entry.model.max_output_tokens))
             try:
-                resp, _ = await self.s.pipeline.complete(sub, req)
+                resp, _ = await complete(sub, req)
             except errors.PrismError as exc:
                 log.warning("session summary by %s failed (%s); summarising locally",
                             entry.model.id, exc.type_name)
@@ -173,7 +184,8 @@ class Sessions:
                     return text
         return codec.extractive_summary(previous, old)
 
-    async def _compact(self, ctx: "CallContext", data: store.SessionData) -> store.SessionData | None:
+    async def _compact(self, ctx: "CallContext", data: store.SessionData,
+                       complete: Complete | None) -> store.SessionData | None:
         try:
             messages = codec.decode_envelopes(data.messages)
         except (ValueError, KeyError, TypeError):
@@ -181,11 +193,11 @@ class Sessions:
         cut = codec.compaction_cut(messages, self._cfg.session_keep_messages)
         if cut == 0:
             return None
-        summary = await self._summarise(ctx, data.summary, messages[:cut])
-        return await self.s.writer.call(
+        summary = await self._summarise(ctx, complete, data.summary, messages[:cut])
+        return await self.writer.call(
             store.compact_session, ctx.account_id, data.id, expect_version=data.version,
             drop=cut, summary=summary, summary_tokens=tokenizer.count_text(summary),
-            now=self.s.clock(), ttl=self._cfg.session_ttl)
+            now=self.clock(), ttl=self._cfg.session_ttl)
 
     # ------------------------------------------------------------ the sessions API
 
@@ -202,11 +214,11 @@ class Sessions:
                 "has_system": json.loads(data.system) != []}
 
     async def delete(self, account_id: str, session_id: str) -> bool:
-        return await self.s.writer.call(store.delete_session, account_id, session_id,
-                                        now=self.s.clock())
+        return await self.writer.call(store.delete_session, account_id, session_id,
+                                        now=self.clock())
 
     async def purge(self) -> int:
-        return await self.s.writer.call(store.purge_sessions, self.s.clock())
+        return await self.writer.call(store.purge_sessions, self.clock())
 
     async def purge_forever(self, interval: float) -> None:
         """Drop expired sessions every ``interval`` seconds (a read finds them expired

@@ -1,5 +1,5 @@
-"""gateway.flags (file defaults, stored overrides, catalog rebuilt at once) and
-gateway.metrics (counters, bounded labels, Prometheus text)."""
+"""gateway.runtime.flags (file defaults, stored overrides, catalog rebuilt at once) and
+gateway.runtime.metrics (counters, bounded labels, Prometheus text)."""
 from __future__ import annotations
 
 import pytest
@@ -9,8 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import store
 from gateway import errors
 from gateway.config import parse_config
-from gateway.flags import FlagState, ProviderFlags, build_catalog
-from gateway.metrics import BUCKETS, Metrics, ProviderGauge, route_label
+from gateway.runtime.flags import FlagState, ProviderFlags, build_catalog
+from gateway.runtime.metrics import BUCKETS, Metrics, ProviderGauge, route_label
 
 
 def _config(**provider):

@@ -24,12 +24,13 @@ import trio
 from gateway import canonical as c
 from gateway import errors
 from gateway.config import RouteConfig
+from gateway.engine.operations import Upstream
 from gateway.routing.breaker import Breaker
 from gateway.routing.failover import exhausted, fails_over
 
 if TYPE_CHECKING:
-    from gateway.pipeline import Prepared
-    from gateway.services import Services
+    from gateway.engine.call import Prepared
+    from gateway.engine.live import Live
 
 T = TypeVar("T")
 
@@ -43,8 +44,11 @@ def _route_key(route: RouteConfig) -> str:
 
 
 class Dispatcher:
-    def __init__(self, services: "Services", clock: Callable[[], float] = time.monotonic) -> None:
-        self.s = services
+    def __init__(self, live: "Live", media: Any,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``media`` gives a provider's media client (engine.jobs.MediaService)."""
+        self.live = live
+        self.media = media
         self._clock = clock
         self._breakers: dict[str, Breaker] = {}
 
@@ -54,7 +58,7 @@ class Dispatcher:
         key = _route_key(route)
         b = self._breakers.get(key)
         if b is None:
-            r = self.s.config.routing
+            r = self.live.config.routing
             b = self._breakers[key] = Breaker(r.breaker_failures, r.breaker_cooldown, self._clock)
         return b
 
@@ -63,7 +67,7 @@ class Dispatcher:
         (closed | open | half_open), consecutive_failures, retry_in_seconds, and
         lifetime failures/successes. Routes never called show as closed."""
         out: dict[str, dict[str, Any]] = {}
-        for m in self.s.config.models:
+        for m in self.live.config.models:
             for r in m.routes:
                 key = _route_key(r)
                 if key in out:
@@ -79,7 +83,7 @@ class Dispatcher:
         """One state per provider for gauges that are per provider: the worst of its
         routes' (open > half_open > closed)."""
         rank = {"closed": 0, "half_open": 1, "open": 2}
-        out: dict[str, str] = {p.id: "closed" for p in self.s.config.providers}
+        out: dict[str, str] = {p.id: "closed" for p in self.live.config.providers}
         for st in self.breaker_states().values():
             if rank[st["state"]] > rank[out.get(st["provider"], "closed")]:
                 out[st["provider"]] = st["state"]
@@ -88,10 +92,10 @@ class Dispatcher:
     # ------------------------------------------------------------ calls
 
     def read_timeout(self, prep: "Prepared") -> float:
-        return self.s.config.provider(prep.route.provider).read_timeout
+        return self.live.config.provider(prep.route.provider).read_timeout
 
     def _attempt_deadline(self, route: RouteConfig) -> float:
-        pc = self.s.config.provider(route.provider)
+        pc = self.live.config.provider(route.provider)
         return pc.connect_timeout + pc.read_timeout
 
     async def _each_route(self, prep: "Prepared",
@@ -100,7 +104,7 @@ class Dispatcher:
         failures: list[BaseException] = []
         paused: float | None = None
         for i, route in enumerate(prep.selection.routes):
-            provider = self.s.providers.get(route.provider)
+            provider = self.live.providers.get(route.provider)
             breaker = self.breaker(route)
             if provider is None:       # removed by a reload while this request was queued
                 continue
@@ -127,15 +131,24 @@ class Dispatcher:
         raise exhausted(prep.selection.entry.model.id, failures, paused)
 
     async def complete(self, prep: "Prepared") -> c.Response:
-        async def attempt(provider: Any, route: RouteConfig) -> c.Response:
+        return await self.unary(prep, lambda up, route: up.provider.complete(prep.req, route.model))
+
+    async def unary(self, prep: "Prepared",
+                    call: Callable[[Upstream, RouteConfig], Awaitable[T]]) -> T:
+        """One whole result from the first route that gives one, each attempt under the
+        route's deadline and the whole under the request's."""
+        media = prep.op is not None and prep.op.kind in ("image", "video")
+
+        async def attempt(provider: Any, route: RouteConfig) -> T:
+            up = Upstream(provider, self.media.client(route.provider) if media else None)
             try:
                 with trio.fail_after(self._attempt_deadline(route)):
-                    return await provider.complete(prep.req, route.model)
+                    return await call(up, route)
             except trio.TooSlowError as exc:
                 raise upstream_timeout(exc) from None
 
         try:
-            with trio.fail_after(self.s.config.server.max_request_seconds):
+            with trio.fail_after(self.live.config.server.max_request_seconds):
                 return await self._each_route(prep, attempt)
         except trio.TooSlowError as exc:
             raise upstream_timeout(exc) from None
@@ -144,7 +157,7 @@ class Dispatcher:
         async def attempt(provider: Any, route: RouteConfig):
             events = provider.stream(prep.req, route.model)
             try:
-                with trio.fail_after(self.s.config.provider(route.provider).read_timeout):
+                with trio.fail_after(self.live.config.provider(route.provider).read_timeout):
                     first = await events.__anext__()
             except BaseException as exc:
                 with trio.CancelScope(shield=True):

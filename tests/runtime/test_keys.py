@@ -6,7 +6,7 @@ import trio
 import trio.testing
 
 from gateway import errors
-from gateway.auth import KEY_PREFIX, MAX_KEY_LENGTH, KeyCache, KeyInfo, hash_key
+from gateway.runtime.keys import KEY_PREFIX, MAX_KEY_LENGTH, KeyCache, KeyInfo, hash_key
 
 GOOD = KEY_PREFIX + "A" * 43
 OTHER = KEY_PREFIX + "B" * 43

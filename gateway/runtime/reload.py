@@ -22,9 +22,10 @@ import store
 from gateway import errors
 from gateway.config import ConfigError, load_config
 from gateway.providers import build_provider
+from gateway.runtime.flags import build_catalog
 
 if TYPE_CHECKING:
-    from gateway.services import Services
+    from gateway.engine.services import Services
 
 START_UP_SECTIONS = ("server", "store", "cache", "control", "bootstrap")
 
@@ -84,10 +85,10 @@ async def reload_config(s: "Services", *, actor: str, announce: bool = True) -> 
     # The swap: no await from here to the audit call.
     providers = {pid: built.get(pid) or s.providers[pid] for pid in new_pcs}
     s.retired.extend(s.providers[pid] for pid in removed + rebuilt)
-    s.config = new
-    s.providers = providers
+    s.live.config = new
+    s.live.providers = providers
     s.flags.reconfigure(new)
-    s.rebuild_catalog()
+    s.live.catalog = build_catalog(new, s.flags)
     s.metrics.set_models(m.id for m in new.models)
 
     result = ReloadResult(True, added=added, removed=removed, rebuilt=rebuilt,

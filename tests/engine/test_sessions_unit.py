@@ -6,11 +6,11 @@ import pytest
 import store
 from gateway import canonical as c
 from gateway.config import parse_config
-from gateway.pipeline import CallContext
+from gateway.engine.call import CallContext
 from gateway.routing.hints import RoutingHints
 from gateway.routing.session_codec import encode_message
 from gateway.server import build_services
-from gateway.sessions import SESSION_MESSAGES_KEY
+from gateway.engine.sessions import SESSION_MESSAGES_KEY
 
 
 @pytest.fixture
@@ -22,8 +22,7 @@ def services(tmp_path):
                     "routes": [{"provider": "sim", "model": "sim-m"}]}]})
     writer = store.Writer(config.store.path)
     writer.start()
-    s = build_services(config, writer, None)
-    s.clock = lambda: 1000.0
+    s = build_services(config, writer, None, clock=lambda: 1000.0)
     yield s
     writer.close()
 

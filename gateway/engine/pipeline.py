@@ -1,0 +1,210 @@
+"""The dialect-independent request path, in one fixed order.
+
+Blueprints decode their wire format into a canonical Request, hand it here, and encode
+what comes back:
+
+    select model and routes (router -> routing/select)
+    -> prepend the session's history (sessions), when X-Prism-Session names one
+    -> count the prompt
+    -> admit: reserve the worst case, one guarded write (billing/admission)
+    -> call the upstream (dispatch)            -> close: settle or void, shielded
+    -> save the turn to the session, after a successful close only
+
+Each step lives in its own module; this one only fixes their order and the rule that
+every admitted request is closed exactly once, whatever happens in between.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import trio
+
+from gateway import canonical as c
+from gateway import errors, tokenizer
+from gateway.billing.meter import Meter
+from gateway.engine.call import CallContext, OpenStream, Outcome, Prepared, RouteCheck
+from gateway.engine.operations import CHAT, Operation
+
+from gateway.engine.admission import Admission
+from gateway.engine.dispatch import Dispatcher
+from gateway.engine.select import Router
+from gateway.engine.sessions import Sessions
+
+__all__ = ["CallContext", "Outcome", "Prepared", "OpenStream", "Pipeline"]
+
+# Prompts longer than this are counted on a worker thread so the event loop keeps moving.
+_THREAD_COUNT_CHARS = 200_000
+
+
+def _usage_of(resp: c.Response, prompt_tokens: int) -> c.Usage:
+    if resp.usage is not None:
+        return resp.usage
+    meter = Meter(prompt_tokens)
+    for ev in c.response_events(resp):
+        meter.delivered(ev)
+    return meter.usage()
+
+
+class Pipeline:
+    def __init__(self, router: Router, sessions: Sessions, admission: Admission,
+                 dispatcher: Dispatcher) -> None:
+        self.router = router
+        self.sessions = sessions
+        self.admission = admission
+        self.dispatcher = dispatcher
+
+    async def _count_prompt(self, req: c.Request) -> int:
+        size = sum(len(p.text) for m in req.messages for p in m.parts if isinstance(p, c.TextPart))
+        if size > _THREAD_COUNT_CHARS:
+            return await trio.to_thread.run_sync(tokenizer.count_request, req)
+        return tokenizer.count_request(req)
+
+    async def prepare(self, ctx: CallContext, req: c.Request, capability: str = "chat",
+                      routes: RouteCheck | None = None) -> Prepared:
+        """Select and admit a chat request. ``routes`` is the capability a route asks
+        for beyond the model's (a dialect-native feature only some upstreams keep)."""
+        selection = await self.router.select(ctx, req, capability)
+        if routes is not None:
+            selection = dataclasses.replace(selection, routes=routes(selection))
+        turn = None
+        if ctx.hints is not None and ctx.hints.session:
+            req, turn = await self.sessions.attach(ctx, req, self.complete)
+        prep = Prepared(ctx, req, selection, await self._count_prompt(req), op=CHAT, turn=turn)
+        prep.headers.update(selection.headers)
+        await self.admission.admit(prep)
+        if prep.req.max_tokens is None:
+            # The hold covers the model's output cap, so the upstream must be held to it
+            # too (Anthropic would otherwise apply its own, possibly larger, default).
+            prep.req = dataclasses.replace(prep.req, max_tokens=selection.entry.model.max_output_tokens)
+        return prep
+
+    async def log_refusal(self, ctx: CallContext, err: errors.PrismError) -> None:
+        await self.admission.log_refusal(ctx, err)
+
+    async def unary(self, ctx: CallContext, op: Operation, req: Any, *, model: str,
+                    routes: RouteCheck | None = None) -> tuple[Any, Outcome]:
+        """Serve one non-chat operation: select, admit, dispatch, close (exactly once),
+        settling on the units the result carries (void when it carries none)."""
+        prep = await self._admit_op(ctx, op, req, model, routes)
+        try:
+            result = await self.dispatcher.unary(
+                prep, lambda up, route: op.call(up, req, route))   # type: ignore[misc]
+            units = op.units_of(result)
+        except BaseException as exc:
+            await self.admission.close(prep, None, exc)
+            raise
+        if units <= 0:
+            error = errors.UpstreamProtocolError(
+                f"upstream {prep.route.provider if prep.route else ''} returned nothing")
+            await self.admission.close(prep, None, error)
+            raise error
+        return result, await self.admission.close(prep, None, None, units=units)
+
+    async def _admit_op(self, ctx: CallContext, op: Operation, req: Any, model: str,
+                        routes: RouteCheck | None) -> Prepared:
+        ctx.model = model
+        selection = self.router.select_for(ctx, op, model)
+        if routes is not None:
+            selection = dataclasses.replace(selection, routes=routes(selection))
+        op.unit_price(selection.entry)
+        prep = Prepared(ctx, req, selection, 0, op=op, units=op.hold_units(req))
+        await self.admission.admit(prep)
+        return prep
+
+    async def submit(self, ctx: CallContext, op: Operation, req: Any, *, model: str,
+                     routes: RouteCheck | None = None,
+                     started: Callable[[Prepared], Awaitable[None]],
+                     failed: Callable[[Prepared, BaseException], Awaitable[None]]
+                     ) -> tuple[Any, Prepared]:
+        """Admit and start a long job (video): the hold outlives this call and the job's
+        own close (engine/jobs) settles or voids it when the job ends. ``started``
+        records the job before the upstream sees it; ``failed`` ends it (shielded) when
+        no route would take it."""
+        prep = await self._admit_op(ctx, op, req, model, routes)
+        self.admission.forget(ctx.request_id)
+        ctx.logged = True   # the job's close writes the log row, when it ends
+        await started(prep)
+        try:
+            result = await self.dispatcher.unary(
+                prep, lambda up, route: op.call(up, req, route))   # type: ignore[misc]
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):
+                await failed(prep, exc)
+            raise
+        return result, prep
+
+    async def complete(self, ctx: CallContext, req: c.Request,
+                       routes: RouteCheck | None = None) -> tuple[c.Response, Outcome]:
+        prep = await self.prepare(ctx, req, routes=routes)
+        try:
+            resp = await self.dispatcher.complete(prep)
+        except BaseException as exc:
+            await self.admission.close(prep, None, exc)
+            raise
+        outcome = await self.admission.close(prep, _usage_of(resp, prep.prompt_tokens), None)
+        if prep.turn is not None:
+            await self.sessions.save(prep, resp.message)
+        return resp, outcome
+
+    async def open_stream(self, ctx: CallContext, req: c.Request,
+                          routes: RouteCheck | None = None) -> OpenStream:
+        """Admit and pull the upstream's first event, so failures before the first byte
+        still become a proper error response rather than a broken 200 stream. The
+        result's ``headers`` are what the stream's response starts with."""
+        prep = await self.prepare(ctx, req, routes=routes)
+        try:
+            events, first = await self.dispatcher.open(prep)
+        except BaseException as exc:
+            await self.admission.close(prep, None, exc)
+            raise
+        return OpenStream(prep, events, first, Meter(prep.prompt_tokens))
+
+    async def stream_body(self, st: OpenStream, encode: Callable[[c.StreamEvent], bytes],
+                          trailer: Callable[[Outcome], bytes],
+                          error_frame: Callable[[errors.PrismError], bytes]) -> AsyncIterator[bytes]:
+        """Relay events to the client, metering what each write delivered.
+
+        An event counts as delivered once the server took its bytes; a client that hangs
+        up is billed for the prompt plus those events. Usage the upstream reports after
+        the client left is not awaited: we stop reading at once.
+        """
+        error: BaseException | None = None
+        idle = self.dispatcher.read_timeout(st.prep)
+        try:
+            ev = st.first
+            while True:
+                data = encode(ev)
+                if data:
+                    yield data
+                st.meter.delivered(ev)
+                if st.prep.turn is not None:
+                    st.prep.turn.observe(ev)
+                # The deadline wraps only the read: a cancel scope must never span a yield.
+                with trio.fail_after(idle):
+                    try:
+                        ev = await st.events.__anext__()
+                    except StopAsyncIteration:
+                        break
+        except (errors.PrismError, trio.TooSlowError) as exc:
+            # Mid-stream upstream failure: headers are gone, so say it in-band.
+            error = exc if isinstance(exc, errors.PrismError) else errors.UpstreamTimeout(
+                "upstream went quiet mid-stream")
+            yield error_frame(error)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                await st.events.aclose()
+            # Only an upstream failure before any output costs the client nothing. A
+            # client that leaves mid-stream pays for the prompt the upstream consumed
+            # plus what reached it.
+            failed_early = (isinstance(error, errors.PrismError) and not st.meter.produced_output
+                            and st.meter.upstream_usage is None)
+            usage = None if failed_early else st.meter.usage()
+            st.outcome = await self.admission.close(st.prep, usage, error)
+            if error is None and st.prep.turn is not None:
+                await self.sessions.save(st.prep, None)
+        if error is None:
+            yield trailer(st.outcome)
