@@ -7,6 +7,7 @@ here within `store.key_cache_ttl` seconds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -42,6 +43,20 @@ def cmd_serve(args) -> int:
 
     from gateway.server import admin_token_from_env, run_gateway, signal_trigger
     config = _load(args.config)
+    workers = args.workers or config.server.workers
+    worker = args.worker_fd is not None
+    if workers > 1 and not worker:
+        from gateway.shared.workers import supervise
+        return supervise(config, os.path.abspath(args.config), args.host or config.server.host,
+                         config.server.port if args.port is None else args.port, workers,
+                         _print_dev_key)
+    control_path = None
+    if worker:
+        # The parent made the dev key; each worker has a dashboard socket of its own.
+        config = dataclasses.replace(
+            config, bootstrap=dataclasses.replace(config.bootstrap, dev_key=False))
+        if args.worker_index:
+            control_path = config.resolve_path(config.control.socket) + f".{args.worker_index}"
 
     async def main() -> None:
         with signal_trigger() as shutdown:
@@ -50,10 +65,12 @@ def cmd_serve(args) -> int:
                                   admin_token=admin_token_from_env(), shutdown_trigger=shutdown,
                                   on_dev_key=_print_dev_key,
                                   config_path=os.path.abspath(args.config),
-                                  task_status=task_status)
+                                  listen_fd=args.worker_fd, workers=workers,
+                                  control_path=control_path, task_status=task_status)
             async with trio.open_nursery() as nursery:
                 url = await nursery.start(started)
-                print(f"prism: serving on {url} (Ctrl-C to stop)", flush=True)
+                if not worker:
+                    print(f"prism: serving on {url} (Ctrl-C to stop)", flush=True)
 
     try:
         trio.run(main)
@@ -68,7 +85,7 @@ def cmd_serve(args) -> int:
             _print_config_error(cause)
             return 2
         where = "" if isinstance(cause, OSError) else \
-            f" (store {config.resolve_path(config.store.path)})"
+            f" (store {config.store_target()})"
         print(f"prism: cannot start{where}: {cause}", file=sys.stderr)
         return 1
     return 0
@@ -126,7 +143,7 @@ def cmd_simulate(args) -> int:
 def _db(args):
     import store
     config = _load(args.config)
-    return config, store.open_database(config.resolve_path(config.store.path))
+    return config, store.open_database(config.store_target())
 
 
 def cmd_keys(args) -> int:
@@ -193,6 +210,34 @@ def cmd_wallet(args) -> int:
     return 0
 
 
+def cmd_store(args) -> int:
+    """`prism store migrate --to URL`: copy this config's store into an empty one."""
+    import store
+    from store.copy import CopyMismatch, TargetNotEmpty, copy_store
+    config = _load(args.config)
+    source = store.open_database(config.store_target())
+    try:
+        target = store.open_database(args.to)
+    except store.StoreError as exc:
+        source.close()
+        print(f"prism: cannot open the target store: {exc}", file=sys.stderr)
+        return 1
+    try:
+        report = copy_store(source, target)
+    except (TargetNotEmpty, CopyMismatch) as exc:
+        print(f"prism: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        source.close()
+        target.close()
+    for table, n in report.rows.items():
+        print(f"{table:20} {n:>10} rows")
+    print(f"verified: row counts, {report.wallets} wallets' balances and ledger sums "
+          f"(total {report.ledger_total_micros} micro-USD), money audit clean")
+    print(f"now set [store] url = \"{args.to}\" and restart the gateway")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prism", description="Prism LLM API gateway")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -201,7 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default="prism.toml")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int, default=0,
+                   help="processes sharing the port (default: server.workers, 1)")
+    # Set by the --workers parent for each worker it starts.
+    s.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
+    s.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
+
+    st = sub.add_parser("store", help="store maintenance")
+    sts = st.add_subparsers(dest="store_cmd", required=True)
+    m = sts.add_parser("migrate", help="copy the store into an empty PostgreSQL database")
+    m.add_argument("--config", default="prism.toml", help="the config naming the source store")
+    m.add_argument("--to", required=True, help="postgresql://user@host/db (must be empty)")
+    m.set_defaults(func=cmd_store)
 
     s = sub.add_parser("tui", help="the operator dashboard (talks to a running gateway)")
     s.add_argument("--config", default="prism.toml", help="where to find control.socket")

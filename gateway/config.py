@@ -46,6 +46,7 @@ class ServerConfig:
     read_timeout: float = 60.0          # hypercorn: idle read on a connection
     keep_alive_timeout: float = 15.0
     shutdown_grace: float = 10.0        # drain in-flight streams this long on stop
+    workers: int = 1                    # processes sharing the port (`prism serve --workers`)
     max_request_seconds: float = 600.0  # a whole request, upstream included
     # listen() backlog: connections the kernel queues before the gateway accepts them.
     # hypercorn's 100 resets a burst of a few hundred simultaneous clients; Linux caps
@@ -56,9 +57,21 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str = "prism.db"
+    # "sqlite:///file" or "postgresql://user@host/db"; empty means the SQLite file at
+    # `path`. Several processes (`--workers`, several machines) share one store here.
+    url: str = ""
+    pool_size: int = 4                  # PostgreSQL connections (threads) per process
     hold_ttl_seconds: int = 900         # an open hold older than this is an orphan
     sweep_interval: float = 60.0
     key_cache_ttl: float = 60.0         # bounds how stale a key revoked by another process can be
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    # "redis://host:6379/0": rate limits shared by every process through Redis. Empty:
+    # one process keeps them in memory, several keep them in the store.
+    url: str = ""
+    prefix: str = "prism:"              # every Redis key Prism writes starts with this
 
 
 @dataclass(frozen=True)
@@ -230,6 +243,7 @@ class InferenceConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     providers: tuple[ProviderConfig, ...] = ()
@@ -249,6 +263,15 @@ class Config:
             if p.id == provider_id:
                 return p
         raise KeyError(provider_id)
+
+    def store_target(self) -> str:
+        """What store.open_database takes: a PostgreSQL URL or a resolved SQLite path."""
+        url = self.store.url
+        if url.startswith(("postgresql://", "postgres://")):
+            return url
+        if url.startswith("sqlite:///"):
+            return self.resolve_path(url[len("sqlite:///"):])
+        return self.resolve_path(self.store.path)
 
     def resolve_path(self, p: str) -> str:
         return p if os.path.isabs(p) else os.path.join(self.base_dir, p)
@@ -417,6 +440,15 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         problems.append(f"store.hold_ttl_seconds: must exceed server.max_request_seconds "
                         f"({cfg.server.max_request_seconds:g})")
     _check_positive(cfg.control, "control", ("event_buffer",), problems)
+    if cfg.store.url and not cfg.store.url.startswith(
+            ("sqlite:///", "postgresql://", "postgres://")):
+        problems.append("store.url: must start with sqlite:/// or postgresql://")
+    if cfg.cache.url and not cfg.cache.url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append("cache.url: must start with redis://, rediss:// or unix://")
+    if cfg.server.workers < 1:
+        problems.append("server.workers: must be at least 1")
+    if cfg.store.pool_size < 1:
+        problems.append("store.pool_size: must be at least 1")
     if cfg.store.key_cache_ttl < 0:
         problems.append("store.key_cache_ttl: must not be negative")
     _check_limits(cfg.limits, problems)

@@ -10,6 +10,7 @@ is cancelled; their shielded settlements still run before the writer closes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -42,14 +43,19 @@ from gateway.routing.catalog import Catalog
 from gateway.runtime.flags import ProviderFlags, build_catalog
 from gateway.runtime.keys import KeyCache, KeyInfo
 from gateway.runtime.metrics import Metrics
+from gateway.shared import backends
+from gateway.shared.cluster import Cluster
 
 log = logging.getLogger("prism")
 
 
-def _hyper_config(config: Config, host: str, port: int) -> HyperConfig:
+def _hyper_config(config: Config, host: str, port: int,
+                  listen_fd: int | None = None) -> HyperConfig:
     s = config.server
     hc = HyperConfig()
-    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    # A worker of `prism serve --workers` serves the socket its parent bound.
+    hc.bind = [f"fd://{listen_fd}" if listen_fd is not None else
+               f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     # hypercorn's read_timeout bounds every receive on the connection, and a client
     # waiting for a long (streamed) answer sends nothing, so server.read_timeout there
     # would cut answers off after that many seconds. Slow bodies are bounded by the
@@ -89,9 +95,12 @@ async def _sweeper(writer, interval: float) -> None:
 def build_services(config: Config, writer, admin_token: str | None, *,
                    config_path: str | None = None,
                    clock: Callable[[], float] = time.time,
-                   close_fault: Callable[[str], None] | None = None) -> Services:
+                   close_fault: Callable[[str], None] | None = None,
+                   limiter=None, shared: bool = False) -> Services:
     """Every part, each with the collaborators it uses, in dependency order.
-    `clock` is the wall clock session expiry reads (tests replace it)."""
+    `clock` is the wall clock session expiry reads (tests replace it). `limiter` is
+    the shared rate limiter, if any, and `shared` says other processes share the store
+    (gateway.shared.backends)."""
     async def lookup(digest: str) -> KeyInfo | None:
         key = await writer.call(store.find_key_by_hash, digest)
         if key is None or key.revoked_at is not None:
@@ -106,10 +115,11 @@ def build_services(config: Config, writer, admin_token: str | None, *,
 
     flags = ProviderFlags(writer, config, on_change=rebuild_catalog)
     metrics = Metrics(m.id for m in config.models)
-    observers = Observers(metrics.observe)
+    finished = backends.Finished()
+    observers = Observers(metrics.observe, finished)
     ledger = Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds,
                     close_fault=close_fault)
-    admission = Admission(live, writer, ledger, observers)
+    admission = Admission(live, writer, ledger, observers, limiter=limiter)
     media = MediaService(live, writer, admission, observers)
     dispatcher = Dispatcher(live, media)
     router = Router(live, writer)
@@ -122,12 +132,17 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     callmoney = CallMoney(ledger, admission.plan_for)
     mcp = _build_mcp(config, writer, keys, admission, callmoney)
     a2a = _build_a2a(config, writer, admission, pipeline, mcp, callmoney)
-    return Services(inference=inference, live=live, writer=writer, ledger=ledger, keys=keys,
-                    admission=admission, dispatcher=dispatcher, router=router,
-                    sessions=sessions, media=media, pipeline=pipeline, flags=flags,
-                    metrics=metrics, observers=observers, admin_token=admin_token,
-                    config_path=config_path, clock=clock, callmoney=callmoney, mcp=mcp,
-                    a2a=a2a)
+    # The cluster applies other processes' changes to the parts built here; it reaches
+    # them through the Services value built just below (read when an event arrives).
+    cluster = Cluster(writer, backends.event_handler(lambda: services),
+                      info=lambda: backends.node_info(admission, finished)) if shared else None
+    services = Services(inference=inference, live=live, writer=writer, ledger=ledger, keys=keys,
+                        admission=admission, dispatcher=dispatcher, router=router,
+                        sessions=sessions, media=media, pipeline=pipeline, flags=flags,
+                        metrics=metrics, observers=observers, admin_token=admin_token,
+                        config_path=config_path, clock=clock, callmoney=callmoney, mcp=mcp,
+                        a2a=a2a, cluster=cluster)
+    return services
 
 
 def _build_a2a(config: Config, writer, admission: Admission, pipeline: Pipeline, mcp,
@@ -176,21 +191,34 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
                       config_path: str | None = None,
                       clock: Callable[[], float] | None = None,
                       close_fault: Callable[[str], None] | None = None,
+                      listen_fd: int | None = None, workers: int = 1,
+                      control_path: str | None = None,
                       task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve until shutdown_trigger returns; task_status gets the bound base URL.
     `config_path` is the file `config` came from, re-read by POST /-/reload.
     `clock` replaces the wall clock for session expiry (tests). `close_fault` is
-    test-only: see billing.ledger.Ledger."""
+    test-only: see billing.ledger.Ledger. `listen_fd` and `workers` are set for a
+    worker of `prism serve --workers` (gateway.shared.workers)."""
     host = host or config.server.host
     port = config.server.port if port is None else port
-    writer = store.Writer(config.resolve_path(config.store.path))
+    shared = backends.is_shared(config, workers)
+    writer = store.Writer(config.store_target(), threads=backends.writer_threads(config))
     # Build first: a provider that cannot be built raises before the writer thread
     # exists, instead of leaving it running outside the `finally` that closes it.
     services = build_services(config, writer, admin_token, config_path=config_path,
-                              clock=clock or time.time, close_fault=close_fault)
+                              clock=clock or time.time, close_fault=close_fault,
+                              limiter=backends.build_limiter(config, writer, shared),
+                              shared=shared)
     writer.start()
     try:
-        orphans = (await writer.call(store.startup_sweep)).holds
+        if services.cluster is not None:
+            await services.cluster.join()
+            swept = await writer.call(store.startup_sweep,
+                                      node_id=services.cluster.node_id,
+                                      stale_after=services.cluster.stale_s)
+        else:
+            swept = await writer.call(store.startup_sweep)
+        orphans = swept.holds
         if orphans:
             log.warning("expired %d hold(s) left open by a previous run", orphans)
         plaintext = await _bootstrap_dev_key(config, writer)
@@ -206,14 +234,16 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
         app = create_app(services)
         async with trio.open_nursery() as nursery:
             async def serve_then_stop(task_status) -> None:
-                await hyper_serve(app, _hyper_config(config, host, port),
+                await hyper_serve(app, _hyper_config(config, host, port, listen_fd),
                                   shutdown_trigger=shutdown_trigger, task_status=task_status)
                 # The server has drained; the sweeper has nothing left to guard.
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(_sweeper, writer, config.store.sweep_interval)
             nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
-            await nursery.start(serve_control, services)
+            if services.cluster is not None:
+                await nursery.start(services.cluster.run)
+            await nursery.start(functools.partial(serve_control, services, path=control_path))
             await nursery.start(services.media.run)   # the video poller
             await nursery.start(services.mcp.run)     # MCP upstreams and /mcp
             await nursery.start(services.a2a.run)     # A2A background tasks
@@ -222,6 +252,9 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
     finally:
         services.ready = False
         with trio.CancelScope(shield=True):
+            if services.cluster is not None:
+                with trio.move_on_after(2):
+                    await services.cluster.leave()
             for p in [*services.providers.values(), *services.retired]:
                 await p.aclose()
             await services.inference.aclose()

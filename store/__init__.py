@@ -27,6 +27,7 @@ from store.responses import (SavedResponse, delete_response, get_response,
                              purge_expired_responses, save_response)
 from store.models import StoredResponse
 from store.writer import Writer
+from store.pg import is_postgres
 
 __all__ = [
     "SCHEMA_VERSION", "MODELS", "KEY_PREFIX",
@@ -45,7 +46,7 @@ __all__ = [
     "AuditLog", "ProviderFlag", "append_audit", "audit_log", "audited",
     "load_provider_flags", "set_provider_flags",
     "account_summaries", "count_open_holds", "open_hold_rows",
-    "Writer",
+    "Writer", "is_postgres",
 ]
 __all__ += [
     "StoredResponse", "SavedResponse", "save_response", "get_response", "delete_response",

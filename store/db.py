@@ -29,6 +29,7 @@ from contextlib import contextmanager
 import peewee as pw
 
 from store.models import MODELS, SchemaVersion
+from store.pg import APPEND_ONLY_TRIGGERS, PostgresStore, is_postgres, is_postgres_url
 
 SCHEMA_VERSION = 1
 
@@ -142,19 +143,33 @@ def write_tx(db: pw.SqliteDatabase) -> Iterator[None]:
     SQLITE_BUSY mid-transaction, where busy_timeout does not help. Nested inside
     another transaction this becomes a savepoint and the outer lock type stands.
     """
-    with _mapped_errors(), db.atomic(lock_type="IMMEDIATE"):
+    if not is_postgres(db):
+        with _mapped_errors(), db.atomic(lock_type="IMMEDIATE"):
+            yield
+        return
+    with _mapped_errors(), db.atomic():
+        if db.transaction_depth() == 1:
+            db.take_write_lock()
         yield
 
 
 @contextmanager
 def read_tx(db: pw.SqliteDatabase) -> Iterator[None]:
-    """A deferred transaction: under WAL, one consistent snapshot for several reads."""
+    """A deferred transaction: under WAL, one consistent snapshot for several reads
+    (on PostgreSQL, REPEATABLE READ gives the same single snapshot)."""
+    if is_postgres(db) and not db.in_transaction():
+        with _mapped_errors(), db.atomic(isolation_level="REPEATABLE READ"):
+            yield
+        return
     with _mapped_errors(), db.atomic():
         yield
 
 
-def open_database(path: str) -> pw.SqliteDatabase:
+def open_database(path: str) -> pw.Database:
     """Open (creating if needed) the store at `path` and bring its schema up to date.
+
+    `path` is a SQLite file (optionally as `sqlite:///file`) or a `postgresql://` URL
+    (store.pg); on PostgreSQL, peewee likewise keeps one connection per thread.
 
     peewee keeps one sqlite3 connection per thread for each database object, so a
     connection never crosses threads (hence no check_same_thread=False): the one made
@@ -162,7 +177,14 @@ def open_database(path: str) -> pw.SqliteDatabase:
     with the same pragmas, and `db.close()` closes only the calling thread's. The
     Writer therefore opens and closes on its own thread.
     """
-    db = pw.SqliteDatabase(path, pragmas=list(PRAGMAS))
+    if is_postgres_url(path):
+        db = PostgresStore(path)
+    else:
+        # RETURNING on both engines: peewee builds a model INSERT for the database
+        # the models are bound to, and a store may be used beside one of the other
+        # engine (`prism store migrate`, tests), so the two must build alike.
+        db = pw.SqliteDatabase(sqlite_path(path), pragmas=list(PRAGMAS),
+                               returning_clause=True)
     with _mapped_errors():
         db.connect()
     try:
@@ -172,6 +194,11 @@ def open_database(path: str) -> pw.SqliteDatabase:
         raise
     db.bind(MODELS)
     return db
+
+
+def sqlite_path(target: str) -> str:
+    """The file of a `sqlite:///file` URL (a plain path is returned as it is)."""
+    return target[len("sqlite:///"):] if target.startswith("sqlite:///") else target
 
 
 def schema_version(db: pw.SqliteDatabase) -> int | None:
@@ -213,7 +240,7 @@ def migrate(db: pw.SqliteDatabase) -> None:
         for model in MODELS:
             pw.SchemaManager(model, db).create_all(safe=True)
             _add_missing_columns(db, model)
-        for statement in _APPEND_ONLY_TRIGGERS:
+        for statement in (APPEND_ONLY_TRIGGERS if is_postgres(db) else _APPEND_ONLY_TRIGGERS):
             db.execute_sql(statement)
         if found is None:
             SchemaVersion.insert(id=1, version=SCHEMA_VERSION).execute(db)

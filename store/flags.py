@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from store.cluster import post_event
 from store.db import read_tx, write_tx
 from store.models import AuditLog, ProviderFlag
 
@@ -87,4 +88,5 @@ def set_provider_flags(db, provider_id: str, *, actor: str, enabled: bool | None
              .where(ProviderFlag.provider_id == provider_id).execute(db))
         append_audit(db, actor, "provider.flags",
                      {"provider_id": provider_id, "set": changes, "before": before}, now=now)
+        post_event(db, "flags.changed", {"provider_id": provider_id}, now=now)
     return after

@@ -27,9 +27,13 @@ TTL_SECONDS = 24 * 3600.0
 
 _GET = """SELECT body_hash, state, claim, request_id, status, headers_json, body, complete,
  lease_until, expires_at FROM idempotency_record WHERE account_id = ? AND key = ?"""
-_CLAIM = """INSERT OR REPLACE INTO idempotency_record (account_id, key, body_hash, state, claim,
+_CLAIM = """INSERT INTO idempotency_record (account_id, key, body_hash, state, claim,
  request_id, status, headers_json, body, complete, created_at, lease_until, expires_at)
- VALUES (?, ?, ?, 'pending', ?, ?, NULL, NULL, NULL, 1, ?, ?, ?)"""
+ VALUES (?, ?, ?, 'pending', ?, ?, NULL, NULL, NULL, 1, ?, ?, ?)
+ ON CONFLICT (account_id, key) DO UPDATE SET body_hash = excluded.body_hash,
+ state = 'pending', claim = excluded.claim, request_id = excluded.request_id, status = NULL,
+ headers_json = NULL, body = NULL, complete = 1, created_at = excluded.created_at,
+ lease_until = excluded.lease_until, expires_at = excluded.expires_at"""
 _COMPLETE = """UPDATE idempotency_record SET state = 'done', status = ?, headers_json = ?,
  body = ?, complete = ? WHERE account_id = ? AND key = ? AND claim = ? AND state = 'pending'"""
 _RELEASE = """DELETE FROM idempotency_record

@@ -13,6 +13,7 @@ import time
 
 import peewee as pw
 
+from store.cluster import post_event
 from store.db import AccountNotFound, read_tx, write_tx
 from store.ledger import check_micros, post_topup
 from store.models import Account, ApiKey, Wallet, new_id
@@ -107,11 +108,15 @@ def update_key(db, key_id: str, *, name: str | None = None) -> ApiKey | None:
 
 
 def revoke_key(db, key_id: str, *, now: float | None = None) -> bool:
-    """True if this call revoked the key; False if it is unknown or already revoked."""
+    """True if this call revoked the key; False if it is unknown or already revoked.
+    Every gateway process sharing the store hears of it (store.cluster's feed)."""
+    now = time.time() if now is None else now
     with write_tx(db):
-        changed = (ApiKey.update(revoked_at=time.time() if now is None else now)
+        changed = (ApiKey.update(revoked_at=now)
                    .where((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())
                    .execute(db))
+        if changed == 1:
+            post_event(db, "key.revoked", {"key_id": key_id}, now=now)
     return changed == 1
 
 

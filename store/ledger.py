@@ -292,11 +292,11 @@ _WALLET_AUDIT = """SELECT w.account_id, w.balance_micros, w.held_micros,
  FROM wallet w ORDER BY w.id"""
 _HOLD_AUDIT = """SELECT h.id, h.state, h.amount_micros, h.charged_micros,
  h.overrun_micros, h.closed_at IS NULL,
- COALESCE(SUM(e.kind = 'hold'), 0),
- COALESCE(SUM(e.kind IN ('settle', 'void', 'expire')), 0),
+ COALESCE(SUM(CASE WHEN e.kind = 'hold' THEN 1 ELSE 0 END), 0),
+ COALESCE(SUM(CASE WHEN e.kind IN ('settle', 'void', 'expire') THEN 1 ELSE 0 END), 0),
  MAX(CASE WHEN e.kind IN ('settle', 'void', 'expire') THEN e.kind END),
  COALESCE(SUM(CASE WHEN e.kind = 'settle' THEN e.amount_micros ELSE 0 END), 0),
- COALESCE(SUM(e.wallet_id != h.wallet_id), 0)
+ COALESCE(SUM(CASE WHEN e.wallet_id != h.wallet_id THEN 1 ELSE 0 END), 0)
  FROM hold h LEFT JOIN ledger_entry e ON e.hold_id = h.id
  GROUP BY h.id ORDER BY h.id"""
 _ROW_AUDIT = """SELECT id, kind, amount_micros FROM ledger_entry
@@ -308,7 +308,7 @@ _ROW_AUDIT = """SELECT id, kind, amount_micros FROM ledger_entry
 _CHAIN_AUDIT = """SELECT id, balance_after, running FROM (
  SELECT id, balance_after,
   SUM(amount_micros) OVER (PARTITION BY wallet_id ORDER BY id) AS running
- FROM ledger_entry) WHERE balance_after != running ORDER BY id"""
+ FROM ledger_entry) AS chain WHERE balance_after != running ORDER BY id"""
 _ORPHAN_AUDIT = """SELECT a.id FROM account a LEFT JOIN wallet w ON w.account_id = a.id
  WHERE w.id IS NULL ORDER BY a.id"""
 _TERMINAL_KIND = {"settled": "settle", "voided": "void", "expired": "expire"}

@@ -27,7 +27,10 @@ _PLACES = ", ".join("?" * len(_NAMES))
 _INSERT = f"INSERT INTO request_log ({_COLUMNS}) VALUES ({_PLACES})"
 # A settlement's log is the final word on its request and must never be the reason
 # a settlement fails, so it replaces any earlier row for the same request.
-_UPSERT = f"INSERT OR REPLACE INTO request_log ({_COLUMNS}) VALUES ({_PLACES})"
+# (ON CONFLICT rather than SQLite's INSERT OR REPLACE: PostgreSQL speaks it too.)
+_UPSERT = (f"INSERT INTO request_log ({_COLUMNS}) VALUES ({_PLACES}) "
+           "ON CONFLICT (request_id) DO UPDATE SET "
+           + ", ".join(f"{n} = excluded.{n}" for n in _NAMES if n != "request_id"))
 
 
 def check_log_fields(fields: dict, needed: frozenset = _NEEDED) -> dict:

@@ -349,3 +349,38 @@ MODELS = MODELS + (VideoJob,)
 # A2A tasks (issue 15) live in store.a2a; appended so migrate creates them.
 from store.a2a import A2ATask  # noqa: E402
 MODELS = MODELS + (A2ATask,)
+# Several processes on one store (issue 17): heartbeats, fan-out events and shared
+# rate limits; store.cluster says how they are used.
+class ClusterNode(_Base):
+    id = pw.CharField(primary_key=True)     # 'node_<host>_<pid>_<random>'
+    host = pw.CharField()
+    pid = pw.IntegerField()
+    started_at = pw.FloatField()
+    seen_at = pw.FloatField(index=True)
+    info = pw.TextField(default="{}")
+
+    class Meta:
+        table_name = "cluster_node"
+
+
+class ClusterEvent(_Base):
+    id = pw.AutoField()
+    at = pw.FloatField(index=True)
+    origin = pw.CharField()                 # the node that published it ('' for the CLI)
+    kind = pw.CharField()
+    payload = pw.TextField(default="{}")
+
+    class Meta:
+        table_name = "cluster_event"
+
+
+class RateTat(_Base):
+    slot = pw.CharField(primary_key=True)
+    tat = pw.TextField()
+    expires_at = pw.FloatField(index=True)
+
+    class Meta:
+        table_name = "rate_tat"
+
+
+MODELS = MODELS + (ClusterNode, ClusterEvent, RateTat)

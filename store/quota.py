@@ -37,7 +37,8 @@ _INSERT = """INSERT INTO quota_hold (id, account_id, plan, request_id, amount_mi
  used_output_tokens, created_at, expires_at, closed_at)
  SELECT ?, ?, ?, ?, ?, ?, ?, 'open', 0, 0, 0, 0, ?, ?, NULL"""
 _CLOSE = """UPDATE quota_hold SET state = ?, closed_at = ?,
- charged_micros = MIN(amount_micros, ?), overrun_micros = MAX(? - amount_micros, 0),
+ charged_micros = CASE WHEN amount_micros < ? THEN amount_micros ELSE ? END,
+ overrun_micros = CASE WHEN ? > amount_micros THEN ? - amount_micros ELSE 0 END,
  used_input_tokens = ?, used_output_tokens = ?
  WHERE id = ? AND state = 'open'
  RETURNING account_id, request_id, created_at, amount_micros, input_tokens, output_tokens,
@@ -152,7 +153,7 @@ def admit(db, account_id: str, request_id: str, amount_micros: int, ttl_seconds:
 
 def _close_quota(db, hold_id: str, state: str, kind: str, cost: int, tin: int, tout: int,
                  estimated: bool, log: dict | None, now: float) -> tuple[SettleResult, str]:
-    row = db.execute_sql(_CLOSE, (state, now, cost, cost, tin, tout, hold_id)).fetchone()
+    row = db.execute_sql(_CLOSE, (state, now, cost, cost, cost, cost, tin, tout, hold_id)).fetchone()
     if row is None:
         found = db.execute_sql(_CLOSED, (hold_id,)).fetchone()
         if found is None:
@@ -230,7 +231,7 @@ _HOLD_COLUMNS = ("id", "account_id", "plan", "request_id", "amount_micros", "inp
 
 
 def quota_holds(db, account_id: str | None = None, *, state: str | None = None) -> list[dict]:
-    sql = f"SELECT {', '.join(_HOLD_COLUMNS)} FROM quota_hold WHERE 1"
+    sql = f"SELECT {', '.join(_HOLD_COLUMNS)} FROM quota_hold WHERE 1 = 1"
     params: list = []
     if account_id is not None:
         sql += " AND account_id = ?"

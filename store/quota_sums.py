@@ -42,9 +42,9 @@ _VALUE_AS = ("CASE state WHEN 'open' THEN amount_micros ELSE charged_micros END 
 _LIVE = "account_id = ? AND state IN ('open', 'settled')"
 _BUMP = """INSERT INTO quota_usage (account_id, grain, start, usd, input_tokens, output_tokens)
  VALUES (?, 60, ?, ?, ?, ?), (?, 3600, ?, ?, ?, ?)
- ON CONFLICT (account_id, grain, start) DO UPDATE SET usd = usd + excluded.usd,
- input_tokens = input_tokens + excluded.input_tokens,
- output_tokens = output_tokens + excluded.output_tokens"""
+ ON CONFLICT (account_id, grain, start) DO UPDATE SET usd = quota_usage.usd + excluded.usd,
+ input_tokens = quota_usage.input_tokens + excluded.input_tokens,
+ output_tokens = quota_usage.output_tokens + excluded.output_tokens"""
 _WALLET = "SELECT balance_micros, held_micros FROM wallet WHERE account_id = ?"
 
 
@@ -115,7 +115,7 @@ def _sum_sql(w: Any, account_id: str) -> tuple[str, list]:
            " UNION ALL SELECT usd, input_tokens, output_tokens FROM quota_usage"
            " WHERE account_id = ? AND grain = 60 AND start >= ? AND start < ?"
            " UNION ALL SELECT usd, input_tokens, output_tokens FROM quota_usage"
-           " WHERE account_id = ? AND grain = 3600 AND start >= ?)")
+           " WHERE account_id = ? AND grain = 3600 AND start >= ?) AS parts")
     return sql, [account_id, s, m, account_id, m, h, account_id, h]
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from store.cluster import others_alive
+from store.db import write_tx
 from store.idempotency import purge_idempotency
 from store.ledger import expire_all_open, expire_holds
 from store.quota import expire_all_open_quota, expire_quota_holds, prune_usage
@@ -30,7 +32,15 @@ def sweep(db, now: float | None = None) -> Swept:
     return swept
 
 
-def startup_sweep(db, now: float | None = None) -> Swept:
+def startup_sweep(db, now: float | None = None, *, node_id: str | None = None,
+                  stale_after: float = 10.0) -> Swept:
+    """At start-up every open hold is an orphan, unless another process (a live
+    heartbeat other than `node_id`'s) shares the store: its holds are in flight, so
+    then only the expired ones go. One transaction, so a process that registers
+    meanwhile cannot have its holds swept under it."""
     now = time.time() if now is None else now
-    return Swept(expire_all_open(db, now=now), expire_all_open_quota(db, now=now),
-                 purge_idempotency(db, now, pending_too=True))
+    with write_tx(db):
+        if node_id is not None and others_alive(db, node_id, stale_after, now):
+            return sweep(db, now)
+        return Swept(expire_all_open(db, now=now), expire_all_open_quota(db, now=now),
+                     purge_idempotency(db, now, pending_too=True))

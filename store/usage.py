@@ -65,7 +65,7 @@ def usage_page(db, account_id: str, *, start: float | None = None, end: float | 
 
 _SUMS = ("COUNT(*), COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0), "
          "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cost_micros), 0), "
-         "COALESCE(SUM(status >= 400), 0)")
+         "COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0)")
 _SUM_NAMES = ("requests", "tokens_in", "tokens_out", "cached_tokens", "cost_micros", "errors")
 
 

@@ -99,17 +99,25 @@ class _SyncJob(_Job):
 
 
 class Writer:
-    """Owns the store's connection on a dedicated daemon thread.
+    """Owns the store's connections on dedicated daemon threads.
 
-    `start()` opens the database on that thread (raising here if it cannot);
+    `start()` opens the database on the first thread (raising here if it cannot);
     `close()` runs every job already queued, closes the database and joins.
+
+    SQLite has one writer, so one thread. On PostgreSQL `threads` > 1 makes this a
+    bounded pool: each thread holds one connection (peewee keeps them per thread) and
+    takes the next job or batch from the shared queue, so a slow statement holds one
+    connection while the others carry on, and none of it runs on the event loop.
     """
 
     def __init__(self, path: str, *,
-                 opener: Callable[[str], Any] = open_database, batch_max: int = 64) -> None:
+                 opener: Callable[[str], Any] = open_database, batch_max: int = 64,
+                 threads: int = 1) -> None:
         self._path = path
         self._opener = opener
         self._batch_max = max(1, batch_max)   # 1: every job commits on its own
+        self._threads_wanted = max(1, threads)
+        self._pool: list[threading.Thread] = []
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         # Guards the running flag against a submit racing close(): a job queued
         # behind the stop marker would never run and its caller would wait forever.
@@ -128,6 +136,13 @@ class Writer:
         if failure is not None:
             self._thread.join()
             raise failure
+        db = opened.get()
+        self._pool = [self._thread]
+        for n in range(1, self._threads_wanted):
+            extra = threading.Thread(target=self._loop, args=(db,), daemon=True,
+                                     name=f"store-writer-{n}:{self._path}")
+            extra.start()
+            self._pool.append(extra)
         self._running = True
 
     def _serve(self, opened: queue.SimpleQueue) -> None:
@@ -137,6 +152,10 @@ class Writer:
             opened.put(exc)
             return
         opened.put(None)
+        opened.put(db)     # for the pool's other threads, which connect on first use
+        self._loop(db)
+
+    def _loop(self, db) -> None:
         try:
             stop = False
             while not stop and (job := self._jobs.get()) is not _STOP:
@@ -192,7 +211,7 @@ class Writer:
 
     def call_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """`call` for plain threads (CLI, tests): blocks until the job has run."""
-        if threading.current_thread() is self._thread:
+        if threading.current_thread() in self._pool:
             raise RuntimeError("a writer job cannot wait on another job: it would "
                                "wait on itself")
         if trio.lowlevel.in_trio_run():
@@ -213,9 +232,11 @@ class Writer:
         with self._lock:
             was_running, self._running = self._running, False
             if was_running:
-                self._jobs.put(_STOP)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+                for _ in self._pool:
+                    self._jobs.put(_STOP)
+        for thread in self._pool or [self._thread]:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join()
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):

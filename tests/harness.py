@@ -194,7 +194,7 @@ def start_gateway(tmp: Path, sim_url: str | None, *, upstream_kinds=(),
                           task_status=task_status)
 
     thread = ServerThread(serve).start()
-    return Gateway(thread, config.resolve_path(config.store.path), thread.url,
+    return Gateway(thread, config.store_target(), thread.url,
                    config.resolve_path(config.control.socket))
 
 

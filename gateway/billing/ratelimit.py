@@ -129,6 +129,15 @@ class GCRA:
             return
         self._tat[slot] = max(tat - cost * limit.period_ns, now * limit.rate)
 
+    def restore(self, slot: tuple, tat_scaled: int) -> None:
+        """Load one bucket, (key, rate, period_s) -> TAT * rate in ns, kept elsewhere
+        between checks (several processes sharing limits through the store)."""
+        self._tat[slot] = tat_scaled
+
+    def snapshot(self) -> dict[tuple, int]:
+        """Every bucket, in the form `restore` takes."""
+        return dict(self._tat)
+
     def peek(self, key: Hashable, limit: Limit, now_ns: int | None = None) -> State:
         now = self._clock() if now_ns is None else now_ns
         now_scaled = now * limit.rate

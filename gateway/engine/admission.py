@@ -34,6 +34,7 @@ from gateway.billing.plans import (AccountPlans, allowed_models, check_request, 
                                    rate_limits, session_messages)
 from gateway.billing.pricing import cost_micros, format_usd, worst_case_micros
 from gateway.billing.ratelimit import GCRA, Decision, Limit
+from gateway.shared.limiter import LocalLimiter
 from gateway.billing.windows import plan_windows
 from gateway.config import PlanConfig
 
@@ -118,13 +119,15 @@ class Admission:
     def __init__(self, live: "Live", writer: Any, ledger: "Ledger",
                  notify: Callable[[dict[str, Any]], None], *,
                  clock: Callable[[], float] = time.time,
-                 monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 monotonic_ns: Callable[[], int] = time.monotonic_ns,
+                 limiter: Any = None) -> None:
         self.live = live
         self.writer = writer
         self.ledger = ledger
         self.notify = notify
         self.clock = clock
-        self.limiter = GCRA(monotonic_ns)
+        # Injected when several processes share limits (gateway.shared.limiter).
+        self.limiter = limiter or LocalLimiter(GCRA(monotonic_ns))
         self.plans = AccountPlans(self._lookup_plan, ttl=live.config.store.key_cache_ttl)
         self._live: dict[str, _Live] = {}
 
@@ -158,8 +161,8 @@ class Admission:
         live = self._live.get(request_id)
         return dict(live.headers) if live is not None else {}
 
-    def _rate_check(self, prep: "Prepared", plan: PlanConfig | None, tokens: int | None
-                    ) -> tuple[Decision | None, list[tuple[Any, Limit, int]]]:
+    async def _rate_check(self, prep: "Prepared", plan: PlanConfig | None, tokens: int | None
+                          ) -> tuple[Decision | None, list[tuple[Any, Limit, int]]]:
         """``tokens`` None: the operation has no tokens to count, only requests."""
         ctx = prep.ctx
         items = []
@@ -170,7 +173,7 @@ class Admission:
             items.append((who, limit, 1 if limit.unit == "requests" else tokens))
         if not items:
             return None, []
-        decision = self.limiter.acquire(items)
+        decision = await self.limiter.acquire(items)
         if not decision.allowed:
             limit = decision.refused_by
             if decision.retry_after_s is None:
@@ -204,11 +207,12 @@ class Admission:
         if by_tokens:
             max_out = prep.req.max_tokens or entry.model.max_output_tokens
             hold = worst_case_micros(entry.price, prep.prompt_tokens, max_out)
-            decision, token_items = self._rate_check(prep, plan, prep.prompt_tokens + max_out)
+            decision, token_items = await self._rate_check(prep, plan,
+                                                           prep.prompt_tokens + max_out)
         else:
             max_out = 0
             hold = prep.op.hold_micros(entry, prep.req)
-            decision, token_items = self._rate_check(prep, plan, None)
+            decision, token_items = await self._rate_check(prep, plan, None)
         now = self.clock()
         windows = plan_windows(plan, now) if plan is not None else ()
         # Shielded: a reserve that completes after its caller stopped waiting would leave
@@ -224,7 +228,7 @@ class Admission:
                     position=prep.stream)
             except BaseException:
                 for key, limit, cost in token_items:
-                    self.limiter.refund(key, limit, cost)
+                    await self.limiter.refund(key, limit, cost)
                 raise
         prep.hold_id = admitted.hold_id
         if decision is not None:
@@ -278,11 +282,11 @@ class Admission:
                 except errors.SettleFailed as failed:
                     # Voided instead: the rate limiter gets its tokens back, the
                     # dashboard sees the row that was written, the client an error.
-                    self._refund(live, None)
+                    await self._refund(live, None)
                     self.notify(dict(failed.log or log))
                     raise
                 result = closed.result
-                self._refund(live, usage)
+                await self._refund(live, usage)
                 if not result.already_closed:
                     self.notify({**log, "cost_micros": result.charged_micros, **detail})
                 prep.headers.update(position_headers(closed.position, closed.funded_by))
@@ -294,12 +298,12 @@ class Admission:
         # Deadline passed: the hold stays open for the sweeper to expire.
         return Outcome(model, 0, 0, 0, failover=prep.failover, headers=prep.headers)
 
-    def _refund(self, live: _Live | None, usage: c.Usage | None) -> None:
+    async def _refund(self, live: _Live | None, usage: c.Usage | None) -> None:
         if live is None:
             return
         used = usage.input_tokens + usage.output_tokens if usage else 0
         for key, limit, charged in live.tokens:
-            self.limiter.refund(key, limit, charged - used)
+            await self.limiter.refund(key, limit, charged - used)
 
     async def log_refusal(self, ctx: "CallContext", err: errors.PrismError) -> None:
         """The log row of a request refused before any hold was taken."""

@@ -47,6 +47,9 @@ class Services:
     callmoney: Any = None
     mcp: Any = None
     a2a: Any = None
+    # Several processes (issue 17): gateway.shared.cluster.Cluster (heartbeats, the
+    # fan-out of revocations, flag changes and reloads); None for one process.
+    cluster: Any = None
 
     @property
     def config(self) -> Config:

@@ -41,6 +41,16 @@ async def reload():
     return result.as_dict()
 
 
+@bp.get("/cluster")
+async def cluster_nodes():
+    """The processes sharing this store (their heartbeats), for operators and the
+    dashboard; breakers and caches stay per process and are not listed here."""
+    s = common.services()
+    if s.cluster is None:
+        return {"shared": False, "nodes": []}
+    return {"shared": True, "node": s.cluster.node_id, "nodes": await s.cluster.nodes()}
+
+
 @bp.get("/metrics")
 async def metrics():
     s = common.services()

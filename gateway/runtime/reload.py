@@ -27,7 +27,7 @@ from gateway.runtime.flags import build_catalog
 if TYPE_CHECKING:
     from gateway.engine.services import Services
 
-START_UP_SECTIONS = ("server", "store", "control", "bootstrap")
+START_UP_SECTIONS = ("server", "store", "cache", "control", "bootstrap")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,9 @@ class ReloadResult:
                 "restart_required": list(self.restart_required)}
 
 
-async def reload_config(s: "Services", *, actor: str) -> ReloadResult:
+async def reload_config(s: "Services", *, actor: str, announce: bool = True) -> ReloadResult:
+    """Re-read the config file and swap it in; with several processes, a successful
+    reload is `announce`d so every other process re-reads the file too."""
     if not s.config_path:
         raise errors.InvalidRequest("This gateway was not started from a config file, so "
                                     "there is nothing to reload", code="no_config_path")
@@ -93,4 +95,6 @@ async def reload_config(s: "Services", *, actor: str) -> ReloadResult:
                           restart_required=restart)
     await s.writer.call(store.append_audit, actor, "config.reload",
                         {"path": s.config_path, **result.as_dict()})
+    if announce and s.cluster is not None:
+        await s.cluster.publish("config.reloaded", {"actor": actor})
     return result

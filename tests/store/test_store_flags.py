@@ -8,8 +8,8 @@ import store
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = store.open_database(str(tmp_path / "prism.db"))
+def db(store_target):
+    database = store.open_database(store_target)
     yield database
     database.close()
 

@@ -13,8 +13,8 @@ LOG = dict(route="/v1/chat/completions", dialect="openai", status=200)
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = store.open_database(str(tmp_path / "prism.db"))
+def db(store_target):
+    database = store.open_database(store_target)
     yield database
     database.close()
 

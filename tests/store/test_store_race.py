@@ -67,8 +67,8 @@ def race(path, account_id, work, observe=_wallet_figures):
 
 
 @pytest.fixture
-def funded(tmp_path):
-    path = str(tmp_path / "prism.db")
+def funded(store_target):
+    path = store_target
     db = store.open_database(path)
     account = store.create_account(db, "racer")
     store.top_up(db, account.id, FUNDS, "seed")
@@ -124,8 +124,8 @@ PLAN = PlanConfig(id="pro", window_5h_usd=FUNDS / 1e6, fallthrough_to_wallet=Fal
 
 
 @pytest.fixture
-def subscribed(tmp_path):
-    path = str(tmp_path / "prism.db")
+def subscribed(store_target):
+    path = store_target
     db = store.open_database(path)
     account = store.create_account(db, "subscriber", plan="pro")
     yield path, db, account.id
