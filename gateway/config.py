@@ -183,6 +183,22 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class ResourcesConfig:
+    """Files, vector stores and assistants (gateway/resources). Blobs live in
+    `blob_dir` (beside the store when relative); uploads over max_file_bytes get 413
+    and an account holding storage_bytes_per_account already gets 403. The embedding
+    model embeds vector-store chunks, billed to the store's owner; "local" is the
+    built-in hashed bag-of-words embedder, which costs nothing and calls no upstream."""
+    blob_dir: str = "prism-blobs"
+    index_dir: str = "prism-vectors"
+    max_file_bytes: int = 512 * 1024 * 1024
+    storage_bytes_per_account: int = 10 * 1024 * 1024 * 1024
+    embedding_model: str = "local"
+    sweep_interval: float = 60.0
+    run_max_steps: int = 8
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -194,6 +210,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     base_dir: str = "."   # relative paths in the file resolve against the file's folder
 
     def provider(self, provider_id: str) -> ProviderConfig:

@@ -32,6 +32,7 @@ from gateway.http.app import create_app
 from gateway.media.jobs import media_of
 from gateway.metrics import Metrics
 from gateway.providers import build_providers
+from gateway.resources import Resources
 from gateway.routing.catalog import Catalog
 from gateway.services import Services
 
@@ -91,6 +92,7 @@ def build_services(config: Config, writer, admin_token: str | None) -> Services:
         catalog=Catalog(config), providers=build_providers(config), admin_token=admin_token)
     services.flags = ProviderFlags(writer, config, on_change=services.rebuild_catalog)
     services.metrics = Metrics(m.id for m in config.models)
+    services.resources = Resources(config, writer)
     services.observers.append(services.metrics.observe)
     return services
 
@@ -141,6 +143,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
             await nursery.start(serve_control, services)
             await nursery.start(media_of(services).run)   # the video poller (issue 6)
+            await nursery.start(services.resources.run)   # files, vector stores, runs
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:

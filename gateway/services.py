@@ -51,6 +51,8 @@ class Services:
     router: Any = field(default=None)
     sessions: Any = field(default=None)
     clock: Callable[[], float] = time.time
+    # Files, vector stores and assistants (gateway.resources.Resources, issue 13).
+    resources: Any = field(default=None)
 
     def rebuild_catalog(self) -> None:
         """Re-derive routing from the config and the operator's flags, in one swap."""

@@ -345,3 +345,7 @@ MODELS = (Account, ApiKey, Wallet, Hold, LedgerEntry, RequestLog, SchemaVersion,
 # Video generation jobs (issue 6) live in store.media; appended so migrate creates them.
 from store.media import VideoJob  # noqa: E402
 MODELS = MODELS + (VideoJob,)
+
+# Files, vector stores and assistants (issue 13) live in their own modules.
+from store.files import StoredFile  # noqa: E402
+MODELS = MODELS + (StoredFile,)

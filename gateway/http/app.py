@@ -19,6 +19,7 @@ from gateway.http import (
 )
 from gateway.http import sessions_routes
 from gateway.http import media_routes
+from gateway.http import files_routes
 from gateway.http.limits import BodyLimit, FinishAfterBody
 from gateway.pipeline import CallContext
 from gateway.services import Services
@@ -94,10 +95,16 @@ def create_app(services: Services) -> QuartTrio:
                    models_routes, admin, admin_ops, account_routes, sessions_routes):
         app.register_blueprint(module.bp)
     app.register_blueprint(media_routes.bp)
+    # Files, vector stores and assistants (issue 13).
+    for module in (files_routes,):
+        app.register_blueprint(module.bp)
+    max_file = services.config.resources.max_file_bytes
+    app.request_class = files_routes.upload_request_class(app.request_class, max_file)
     async def log_oversize(request_id: str, path: str, dialect: str, err: errors.PrismError) -> None:
         ctx = CallContext(request_id=request_id, route=path, dialect=dialect)
         await services.pipeline.log_refusal(ctx, err)
 
     app.asgi_app = BodyLimit(FinishAfterBody(app.asgi_app, cfg.read_timeout), cfg.max_body_bytes,
-                             common.error_body, log_oversize)
+                             common.error_body, log_oversize,
+                             larger={"/v1/files": max_file + files_routes.UPLOAD_SLACK})
     return app

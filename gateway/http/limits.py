@@ -20,9 +20,12 @@ _DRAIN_FACTOR = 8
 
 class BodyLimit:
     def __init__(self, app: Any, max_bytes: int, render: Callable[[errors.PrismError, str], dict],
-                 on_refuse: Callable[[str, str, str, errors.PrismError], Any]) -> None:
+                 on_refuse: Callable[[str, str, str, errors.PrismError], Any],
+                 larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Paths whose bodies are streamed to disk (uploads) and may be larger.
+        self.larger = larger or {}
         self._render = render
         self._on_refuse = on_refuse  # writes the refused request's log row
 
@@ -40,11 +43,12 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = self._declared_length(scope)
-        if declared is None or declared <= self.max_bytes:
+        limit = self.larger.get(scope.get("path", ""), self.max_bytes)
+        if declared is None or declared <= limit:
             await self.app(scope, receive, send)
             return
         drained = 0
-        while drained <= self.max_bytes * _DRAIN_FACTOR:
+        while drained <= min(limit, self.max_bytes) * _DRAIN_FACTOR:
             msg = await receive()
             if msg["type"] == "http.disconnect":
                 return
@@ -52,7 +56,7 @@ class BodyLimit:
             if not msg.get("more_body", False):
                 break
         err = errors.BodyTooLarge(f"Request body of {declared} bytes exceeds the "
-                                  f"{self.max_bytes} byte limit")
+                                  f"{limit} byte limit")
         from gateway.http.common import dialect_for_path
         path = scope.get("path", "")
         dialect = dialect_for_path(path)
