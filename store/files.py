@@ -87,26 +87,12 @@ def get_file(db, file_id: str, account_id: str) -> StoredFile | None:
 def list_files(db, account_id: str, *, purpose: str | None, limit: int, after: str | None,
                order: str) -> tuple[list[StoredFile], bool]:
     """One page, newest first by default, and whether more follow."""
-    desc = order != "asc"
+    from store.paging import page
     with read_tx(db):
         q = StoredFile.select().where(StoredFile.account_id == account_id)
         if purpose:
             q = q.where(StoredFile.purpose == purpose)
-        if after:
-            anchor = (StoredFile.select().where(StoredFile.id == after,
-                                                StoredFile.account_id == account_id).first(db))
-            if anchor is not None:
-                key = (StoredFile.created_at, StoredFile.id)
-                if desc:
-                    q = q.where((key[0] < anchor.created_at)
-                                | ((key[0] == anchor.created_at) & (key[1] < anchor.id)))
-                else:
-                    q = q.where((key[0] > anchor.created_at)
-                                | ((key[0] == anchor.created_at) & (key[1] > anchor.id)))
-        orders = ((StoredFile.created_at.desc(), StoredFile.id.desc()) if desc
-                  else (StoredFile.created_at.asc(), StoredFile.id.asc()))
-        rows = list(q.order_by(*orders).limit(limit + 1).execute(db))
-    return rows[:limit], len(rows) > limit
+        return page(db, q, StoredFile, after=after, order=order, limit=limit)
 
 
 def _drop(db, row: StoredFile, blob_path: str) -> None:
@@ -136,3 +122,9 @@ def sweep_expired_files(db, blob_path_of, now: float | None = None) -> list[str]
         for row in rows:
             _drop(db, row, blob_path_of(row.sha256))
     return [r.id for r in rows]
+
+
+def filenames(db, file_ids: list[str]) -> dict[str, str]:
+    with read_tx(db):
+        return dict(StoredFile.select(StoredFile.id, StoredFile.filename)
+                    .where(StoredFile.id.in_(file_ids)).tuples().execute(db))

@@ -349,3 +349,5 @@ MODELS = MODELS + (VideoJob,)
 # Files, vector stores and assistants (issue 13) live in their own modules.
 from store.files import StoredFile  # noqa: E402
 MODELS = MODELS + (StoredFile,)
+from store.vector_stores import TABLES as _VECTOR_TABLES  # noqa: E402
+MODELS = MODELS + _VECTOR_TABLES

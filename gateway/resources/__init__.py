@@ -10,23 +10,34 @@ import logging
 import trio
 
 from gateway.resources.blobs import BlobDir
+from gateway.resources.embedder import Embed, dispatching
 from gateway.resources.files import Files
+from gateway.resources.ingest import Ingestor
+from gateway.resources.vector_stores import VectorStores
+from store.vector_index import VectorIndex
 
 log = logging.getLogger("prism.resources")
 
 
 class Resources:
-    def __init__(self, config, writer) -> None:
+    def __init__(self, config, writer, engine_embed: Embed | None = None) -> None:
         rc = config.resources
         self.config = rc
         self.blobs = BlobDir(config.resolve_path(rc.blob_dir))
         self.files = Files(writer, self.blobs, max_file_bytes=rc.max_file_bytes,
                            account_cap=rc.storage_bytes_per_account)
+        self.index = VectorIndex(config.resolve_path(rc.index_dir))
+        embed = dispatching(engine_embed)
+        self.ingestor = Ingestor(writer, self.files, self.index, embed)
+        self.vector_stores = VectorStores(writer, self.files, self.index, self.ingestor, embed,
+                                          rc.embedding_model)
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await trio.to_thread.run_sync(self.blobs.ensure)
         await trio.to_thread.run_sync(self.blobs.clear_staging)
-        task_status.started()
-        while True:
-            await self.files.sweep()
-            await trio.sleep(self.config.sweep_interval)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.ingestor.run)
+            task_status.started()
+            while True:
+                await self.files.sweep()
+                await trio.sleep(self.config.sweep_interval)
