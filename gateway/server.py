@@ -33,6 +33,7 @@ from gateway.media.jobs import media_of
 from gateway.metrics import Metrics
 from gateway.providers import build_providers
 from gateway.resources import Resources
+from gateway.resources.chat import PipelineChat
 from gateway.routing.catalog import Catalog
 from gateway.services import Services
 
@@ -92,7 +93,8 @@ def build_services(config: Config, writer, admin_token: str | None) -> Services:
         catalog=Catalog(config), providers=build_providers(config), admin_token=admin_token)
     services.flags = ProviderFlags(writer, config, on_change=services.rebuild_catalog)
     services.metrics = Metrics(m.id for m in config.models)
-    services.resources = Resources(config, writer)
+    services.resources = Resources(config, writer,
+                                   PipelineChat(services.pipeline, services.admission))
     services.observers.append(services.metrics.observe)
     return services
 

@@ -74,7 +74,7 @@ def insert_file(db, row: dict, *, cap: int, staged: str, blob_path: str) -> Stor
         else:
             os.replace(staged, blob_path)
         StoredFile.insert(**row).execute(db)
-        return StoredFile.get_by_id(row["id"])
+        return StoredFile.select().where(StoredFile.id == row["id"]).first(db)
 
 
 def get_file(db, file_id: str, account_id: str) -> StoredFile | None:

@@ -81,7 +81,7 @@ def create_store(db, row: dict, files: list[dict]) -> VectorStore:
         VectorStore.insert(**row).execute(db)
         if files:
             VectorStoreFile.insert_many(files).execute(db)
-        return VectorStore.get_by_id(row["id"])
+        return VectorStore.select().where(VectorStore.id == row["id"]).first(db)
 
 
 def get_store(db, store_id: str, account_id: str) -> VectorStore | None:

@@ -19,7 +19,7 @@ from gateway.http import (
 )
 from gateway.http import sessions_routes
 from gateway.http import media_routes
-from gateway.http import files_routes, vector_store_routes
+from gateway.http import assistants_routes, files_routes, vector_store_routes
 from gateway.http.limits import BodyLimit, FinishAfterBody
 from gateway.pipeline import CallContext
 from gateway.services import Services
@@ -96,7 +96,7 @@ def create_app(services: Services) -> QuartTrio:
         app.register_blueprint(module.bp)
     app.register_blueprint(media_routes.bp)
     # Files, vector stores and assistants (issue 13).
-    for module in (files_routes, vector_store_routes):
+    for module in (files_routes, vector_store_routes, assistants_routes):
         app.register_blueprint(module.bp)
     max_file = services.config.resources.max_file_bytes
     app.request_class = files_routes.upload_request_class(app.request_class, max_file)
