@@ -34,6 +34,7 @@ from gateway.codecs.openai_responses_stream import StreamEncoder
 from gateway.codecs.sse import encode_event
 from gateway.http import common
 from gateway.pipeline import Outcome
+from gateway.resources import hosted_search
 
 bp = Blueprint("responses", __name__)
 log = logging.getLogger("prism.http.responses")
@@ -102,6 +103,8 @@ async def _save(writer, response_id: str, account_id: str, request_json: str,
 async def create_response():
     ctx = await common.authenticate("/v1/responses", "openai")
     body = await common.read_json_object()
+    # The hosted file_search tool runs here, over Prism's own vector stores (issue 13).
+    body, file_search = hosted_search.take_file_search(body)
     prior = await _prior_items(body, ctx.account_id)
     req = openai_responses.to_canonical_request(
         body, history=openai_responses.history_messages(prior))
@@ -117,10 +120,15 @@ async def create_response():
     pipeline = services.pipeline
 
     if not req.stream:
-        resp, outcome = await pipeline.complete(ctx, req)
-        payload = openai_responses.from_canonical_response(
-            resp, model=outcome.model, response_id=response_id, created_at=created_at,
-            request_echo=echo)
+        if file_search is not None:
+            payload, outcome = await hosted_search.respond(
+                services.resources, ctx.account_id, req, file_search, response_id=response_id,
+                created_at=created_at, request_echo=echo)
+        else:
+            resp, outcome = await pipeline.complete(ctx, req)
+            payload = openai_responses.from_canonical_response(
+                resp, model=outcome.model, response_id=response_id, created_at=created_at,
+                request_echo=echo)
         text = common.dumps(payload)
         if request_json is not None:
             await _save(services.writer, response_id, ctx.account_id, request_json, text)

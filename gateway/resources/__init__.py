@@ -27,6 +27,7 @@ class Resources:
         rc = config.resources
         self.config = rc
         self.writer = writer
+        self.chat = chat
         self.blobs = BlobDir(config.resolve_path(rc.blob_dir))
         self.files = Files(writer, self.blobs, max_file_bytes=rc.max_file_bytes,
                            account_cap=rc.storage_bytes_per_account)

@@ -235,3 +235,28 @@ def test_restart_mid_run_never_leaves_it_in_progress(sim_url, tmp_path):
         assert again.status == "completed"
     finally:
         gw.stop()
+
+
+@pytest.mark.parametrize("kind", ["openai", "gemini"])
+def test_responses_hosted_file_search_runs_in_prism(gw, kind):
+    c, key = client(gw)
+    vs_id = knowledge_base(c)
+    r = c.responses.create(model=f"via-{kind}", input=ASK,
+                           tools=[{"type": "file_search", "vector_store_ids": [vs_id]}])
+    assert r.output[0].type == "file_search_call" and r.output[0].queries == [
+        "vault combination Heliotrope"]
+    assert "seven four nine two" in r.output_text
+    ann = r.output[-1].content[0].annotations
+    assert ann and ann[0].type == "file_citation" and ann[0].filename == "handbook.md"
+    assert r.tools[0].type == "file_search"
+    db = gw.db()
+    try:
+        rows, _ = store.usage_rows(db, account_of(gw, key))
+        assert len(rows) == 2 and r.usage.input_tokens == sum(x["tokens_in"] for x in rows)
+        assert store.check_invariants(db) == []
+    finally:
+        db.close()
+    other, _ = client(gw)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="via-openai", input=ASK,
+                               tools=[{"type": "file_search", "vector_store_ids": [vs_id]}])
