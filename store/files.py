@@ -17,18 +17,10 @@ from dataclasses import dataclass
 
 import peewee as pw
 
+from store.lazy_tx import read_tx, write_tx
 from store.models import _Base
 
 
-def write_tx(db):
-    # store.models imports this module before store.db has finished loading.
-    from store.db import write_tx as tx
-    return tx(db)
-
-
-def read_tx(db):
-    from store.db import read_tx as tx
-    return tx(db)
 
 
 class StoredFile(_Base):

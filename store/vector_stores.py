@@ -13,20 +13,13 @@ from typing import Any
 
 import peewee as pw
 
+from store.lazy_tx import read_tx, write_tx
 from store.models import _Base
 from store.paging import page
 
 FILE_STATES = ("in_progress", "completed", "failed", "cancelled")
 
 
-def write_tx(db):
-    from store.db import write_tx as tx
-    return tx(db)
-
-
-def read_tx(db):
-    from store.db import read_tx as tx
-    return tx(db)
 
 
 class VectorStore(_Base):
