@@ -237,6 +237,19 @@ class InferenceConfig:
     upload_max_bytes: int = 25 * 1024 * 1024
     max_documents: int = 1000
     ocr_max_pages: int = 1000
+class ResourcesConfig:
+    """Files, vector stores and assistants (gateway/resources). Blobs live in
+    `blob_dir` (beside the store when relative); uploads over max_file_bytes get 413
+    and an account holding storage_bytes_per_account already gets 403. The embedding
+    model embeds vector-store chunks, billed to the store's owner; "local" is the
+    built-in hashed bag-of-words embedder, which costs nothing and calls no upstream."""
+    blob_dir: str = "prism-blobs"
+    index_dir: str = "prism-vectors"
+    max_file_bytes: int = 512 * 1024 * 1024
+    storage_bytes_per_account: int = 10 * 1024 * 1024 * 1024
+    embedding_model: str = "local"
+    sweep_interval: float = 60.0
+    run_max_steps: int = 8
 
 
 @dataclass(frozen=True)
@@ -256,6 +269,7 @@ class Config:
     mcp_servers: tuple[McpServerConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     base_dir: str = "."   # relative paths in the file resolve against the file's folder
 
     def provider(self, provider_id: str) -> ProviderConfig:

@@ -39,6 +39,8 @@ from gateway.control.server import serve_control
 from gateway.http.app import create_app
 from gateway.inference.clients import InferenceClients
 from gateway.providers import build_providers
+from gateway.resources import Resources
+from gateway.resources.chat import PipelineChat
 from gateway.routing.catalog import Catalog
 from gateway.runtime.flags import ProviderFlags, build_catalog
 from gateway.runtime.keys import KeyCache, KeyInfo
@@ -132,6 +134,7 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     callmoney = CallMoney(ledger, admission.plan_for)
     mcp = _build_mcp(config, writer, keys, admission, callmoney)
     a2a = _build_a2a(config, writer, admission, pipeline, mcp, callmoney)
+    resources = Resources(config, writer, PipelineChat(pipeline, admission))
     # The cluster applies other processes' changes to the parts built here; it reaches
     # them through the Services value built just below (read when an event arrives).
     cluster = Cluster(writer, backends.event_handler(lambda: services),
@@ -141,7 +144,7 @@ def build_services(config: Config, writer, admin_token: str | None, *,
                         sessions=sessions, media=media, pipeline=pipeline, flags=flags,
                         metrics=metrics, observers=observers, admin_token=admin_token,
                         config_path=config_path, clock=clock, callmoney=callmoney, mcp=mcp,
-                        a2a=a2a, cluster=cluster)
+                        a2a=a2a, cluster=cluster, resources=resources)
     return services
 
 
@@ -247,6 +250,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             await nursery.start(services.media.run)   # the video poller
             await nursery.start(services.mcp.run)     # MCP upstreams and /mcp
             await nursery.start(services.a2a.run)     # A2A background tasks
+            await nursery.start(services.resources.run)   # files, vector stores, runs
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:

@@ -25,6 +25,11 @@ def _encoding():
     return bpe_openai.get_encoding("o200k_base")
 
 
+def encoding():
+    """The shared encoder (encode/decode), for chunking text by tokens."""
+    return _encoding()
+
+
 def count_text(text: str) -> int:
     if not text:
         return 0

@@ -384,3 +384,10 @@ class RateTat(_Base):
 
 
 MODELS = MODELS + (ClusterNode, ClusterEvent, RateTat)
+# Files, vector stores and assistants (issue 13) live in their own modules.
+from store.files import StoredFile  # noqa: E402
+MODELS = MODELS + (StoredFile,)
+from store.vector_stores import TABLES as _VECTOR_TABLES  # noqa: E402
+MODELS = MODELS + _VECTOR_TABLES
+from store.assistants import TABLES as _ASSISTANT_TABLES  # noqa: E402
+MODELS = MODELS + _ASSISTANT_TABLES

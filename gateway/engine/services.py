@@ -50,6 +50,8 @@ class Services:
     # Several processes (issue 17): gateway.shared.cluster.Cluster (heartbeats, the
     # fan-out of revocations, flag changes and reloads); None for one process.
     cluster: Any = None
+    # Files, vector stores and assistants (gateway.resources.Resources).
+    resources: Any = None
 
     @property
     def config(self) -> Config:

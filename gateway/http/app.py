@@ -21,6 +21,7 @@ from gateway.http import sessions_routes
 from gateway.http import media_routes
 from gateway.http import inference_routes, uploads
 from gateway.http import a2a_routes, mcp_routes, realtime_routes
+from gateway.http import assistants_routes, files_routes, vector_store_routes
 from gateway.http.limits import BodyLimit, FinishAfterBody
 from gateway.engine.call import CallContext
 from gateway.engine.services import Services
@@ -115,6 +116,12 @@ def create_app(services: Services) -> QuartTrio:
     app.request_class = uploads.request_class(app.request_class, caps)
     app.register_blueprint(mcp_routes.bp)
     app.register_blueprint(a2a_routes.bp)
+    # Files, vector stores and assistants (issue 13).
+    for module in (files_routes, vector_store_routes, assistants_routes):
+        app.register_blueprint(module.bp)
+    max_file = services.config.resources.max_file_bytes
+    app.request_class = files_routes.upload_request_class(app.request_class, max_file)
+    caps["/v1/files"] = max_file + files_routes.UPLOAD_SLACK
     async def log_oversize(request_id: str, path: str, dialect: str, err: errors.PrismError) -> None:
         ctx = CallContext(request_id=request_id, route=path, dialect=dialect)
         await services.pipeline.log_refusal(ctx, err)

@@ -31,6 +31,7 @@ from gateway.codecs import openai_completions, openai_responses
 from gateway.codecs.openai_responses_stream import StreamEncoder
 from gateway.http import common, framing
 from gateway.mcp import hosted as hosted_mcp
+from gateway.resources import hosted_search
 
 bp = Blueprint("responses", __name__)
 log = logging.getLogger("prism.http.responses")
@@ -90,7 +91,9 @@ async def _save(writer, response_id: str, account_id: str, request_json: str,
 async def create_response():
     ctx = await common.authenticate("/v1/responses", "openai")
     body = await common.read_json_object()
-    # Hosted `mcp` tools become function tools that the gateway itself runs (issue 15).
+    # Hosted `mcp` tools become function tools that the gateway itself runs; the hosted
+    # file_search tool runs over Prism's own vector stores.
+    body, file_search = hosted_search.take_file_search(body)
     hosted = hosted_mcp.split_hosted(body, common.services().mcp.hub,
                                      await common.services().mcp.authenticate(common.bearer_token()))
     prior = await _prior_items(body, ctx.account_id)
@@ -108,15 +111,20 @@ async def create_response():
     pipeline = services.pipeline
 
     if not req.stream:
-        if hosted is None:
-            resp, outcome = await pipeline.complete(ctx, req)
+        if file_search is not None:
+            payload, outcome = await hosted_search.respond(
+                services.resources, ctx.account_id, req, file_search, response_id=response_id,
+                created_at=created_at, request_echo=echo)
         else:
-            resp, outcome = await hosted_mcp.run(hosted, pipeline.complete, ctx, req)
-        payload = openai_responses.from_canonical_response(
-            resp, model=outcome.model, response_id=response_id, created_at=created_at,
-            request_echo=echo)
-        if hosted is not None:
-            payload["output"] = hosted.items + payload["output"]
+            if hosted is None:
+                resp, outcome = await pipeline.complete(ctx, req)
+            else:
+                resp, outcome = await hosted_mcp.run(hosted, pipeline.complete, ctx, req)
+            payload = openai_responses.from_canonical_response(
+                resp, model=outcome.model, response_id=response_id, created_at=created_at,
+                request_echo=echo)
+            if hosted is not None:
+                payload["output"] = hosted.items + payload["output"]
         text = common.dumps(payload)
         if request_json is not None:
             await _save(services.writer, response_id, ctx.account_id, request_json, text)

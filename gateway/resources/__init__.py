@@ -1,0 +1,52 @@
+"""Objects a customer creates and Prism keeps: files, vector stores, assistants.
+
+`Resources` is built once by server.py with the collaborators it uses and runs its
+background work (expiry sweeps, ingestion, assistant runs) in the gateway's nursery.
+"""
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from gateway.resources.assistants import Assistants
+from gateway.resources.blobs import BlobDir
+from gateway.resources.chat import Chat
+from gateway.resources.embedder import Embed, dispatching
+from gateway.resources.files import Files
+from gateway.resources.ingest import Ingestor
+from gateway.resources.runs import Runs
+from gateway.resources.vector_stores import VectorStores
+from store.vector_index import VectorIndex
+
+log = logging.getLogger("prism.resources")
+
+
+class Resources:
+    def __init__(self, config, writer, chat: Chat, engine_embed: Embed | None = None) -> None:
+        rc = config.resources
+        self.config = rc
+        self.writer = writer
+        self.chat = chat
+        self.blobs = BlobDir(config.resolve_path(rc.blob_dir))
+        self.files = Files(writer, self.blobs, max_file_bytes=rc.max_file_bytes,
+                           account_cap=rc.storage_bytes_per_account)
+        self.index = VectorIndex(config.resolve_path(rc.index_dir))
+        embed = dispatching(engine_embed)
+        self.ingestor = Ingestor(writer, self.files, self.index, embed)
+        self.vector_stores = VectorStores(writer, self.files, self.index, self.ingestor, embed,
+                                          rc.embedding_model)
+        self.assistants = Assistants(writer, self.vector_stores)
+        self.runs = Runs(writer, self.assistants, self.vector_stores, self.files, chat,
+                         max_steps=rc.run_max_steps)
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await trio.to_thread.run_sync(self.blobs.ensure)
+        await trio.to_thread.run_sync(self.blobs.clear_staging)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.ingestor.run)
+            await nursery.start(self.runs.run)
+            task_status.started()
+            while True:
+                await self.files.sweep()
+                await trio.sleep(self.config.sweep_interval)

@@ -1,0 +1,62 @@
+"""The one way resources call a chat model: through the gateway's own request path
+(selection, admission hold, dispatch with failover, shielded settlement), so an
+assistant run is admitted, routed and billed exactly like a chat request from the
+same account, one request-log row and one settlement per model call.
+
+    await chat(account_id, req, on_event) -> (response, outcome)
+
+`on_event` sees each canonical stream event as it arrives (runs turn text deltas into
+thread.message.delta events). Errors are the gateway's own (errors.PrismError).
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Awaitable, Callable, Protocol
+
+from gateway import canonical as c
+from gateway import errors
+from gateway.engine.call import CallContext, Outcome
+
+ROUTE = "/v1/threads/runs"
+
+
+class Chat(Protocol):
+    def __call__(self, account_id: str, req: c.Request,
+                 on_event: Callable[[c.StreamEvent], None]) -> Awaitable[tuple[c.Response, Outcome]]: ...
+
+
+class PipelineChat:
+    def __init__(self, pipeline, admission) -> None:
+        self.pipeline = pipeline
+        self.admission = admission
+
+    async def __call__(self, account_id: str, req: c.Request,
+                       on_event: Callable[[c.StreamEvent], None]) -> tuple[c.Response, Outcome]:
+        ctx = CallContext(request_id="req_" + secrets.token_hex(12), route=ROUTE,
+                          dialect="openai", account_id=account_id, model=req.model)
+        ctx.allowed_models = await self.admission.allowed_models(account_id)
+        try:
+            st = await self.pipeline.open_stream(ctx, req)
+        except errors.PrismError as err:
+            if not ctx.logged:
+                await self.pipeline.log_refusal(ctx, err)
+            raise
+        events: list[c.StreamEvent] = []
+        failure: list[errors.PrismError] = []
+
+        def keep(ev: c.StreamEvent) -> bytes:
+            events.append(ev)
+            on_event(ev)
+            return b""
+
+        def fail(err: errors.PrismError) -> bytes:
+            failure.append(err)
+            return b""
+
+        # stream_body meters what was delivered and settles once, shielded, however
+        # this ends (a cancelled run pays for what it consumed).
+        async for _ in self.pipeline.stream_body(st, keep, lambda o: b"", fail):
+            pass
+        if failure:
+            raise failure[0]
+        return c.collect_stream(events), st.outcome

@@ -1,0 +1,104 @@
+"""Background ingestion: parse, chunk, embed and index each file added to a vector store.
+
+Work is driven by the store, not by memory: every `in_progress` vector-store file is
+picked up at start-up as well as when it is added, so a restart resumes ingestion (a
+file's earlier partial chunks are replaced). Parsing, chunking and index writes run on
+worker threads and embeddings are awaited, so the event loop never blocks; a limiter
+bounds how many files are ingested at once.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import trio
+
+import store.vector_stores as svs
+from gateway import errors, tokenizer
+from gateway.resources.chunking import Chunking, chunk_text
+from gateway.resources.embedder import Embed, EmbeddingUnavailable
+from gateway.resources.parse import UnreadableFile, extract_text
+
+log = logging.getLogger("prism.resources")
+
+EMBED_BATCH = 128
+
+
+class Ingestor:
+    def __init__(self, writer, files, index, embed: Embed, *, concurrency: int = 2) -> None:
+        self.writer = writer
+        self.files = files
+        self.index = index
+        self.embed = embed
+        self.limiter = trio.CapacityLimiter(concurrency)
+        self._send, self._receive = trio.open_memory_channel(math.inf)
+        self._busy: set[tuple[str, str]] = set()
+
+    def submit(self, store_id: str, file_id: str) -> None:
+        self._send.send_nowait((store_id, file_id))
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for row in await self.writer.call(svs.pending_files):
+                self.submit(row.vector_store_id, row.file_id)
+            task_status.started()
+            async for key in self._receive:
+                if key in self._busy:
+                    continue
+                self._busy.add(key)
+                await self.limiter.acquire_on_behalf_of(key)
+                nursery.start_soon(self._one, key)
+
+    async def _one(self, key: tuple[str, str]) -> None:
+        try:
+            await self.ingest(*key)
+        except Exception:
+            # One bad file must not stop the gateway or the other files: it fails alone.
+            log.exception("ingesting %s into %s failed", key[1], key[0])
+            with trio.CancelScope(shield=True):
+                await self._fail(*key, "server_error", "ingestion failed; see the gateway log")
+        finally:
+            self._busy.discard(key)
+            self.limiter.release_on_behalf_of(key)
+
+    async def _fail(self, store_id: str, file_id: str, code: str, message: str) -> None:
+        await self.writer.call(svs.finish_file, store_id, file_id, "failed",
+                               error={"code": code, "message": message})
+
+    async def ingest(self, store_id: str, file_id: str) -> None:
+        row = await self.writer.call(svs.get_store_file, store_id, file_id, None)
+        vs = None if row is None else await self.writer.call(svs.get_store, store_id, row.account_id)
+        if row is None or row.status != "in_progress" or vs is None:
+            return
+        try:
+            stored, data = await self.files.read_bytes(row.account_id, file_id)
+        except (errors.NotFound, OSError):
+            return await self._fail(store_id, file_id, "invalid_file", "the file no longer exists")
+        try:
+            text = await trio.to_thread.run_sync(extract_text, stored.filename, data,
+                                                abandon_on_cancel=True)
+        except UnreadableFile as exc:
+            return await self._fail(store_id, file_id, "unsupported_file", str(exc))
+        del data
+        cfg = json.loads(row.chunking)["static"]
+        chunking = Chunking(cfg["max_chunk_size_tokens"], cfg["chunk_overlap_tokens"])
+        # Pure work: on shutdown it is abandoned, and redone after the restart.
+        chunks = await trio.to_thread.run_sync(chunk_text, text, chunking, tokenizer.encoding(),
+                                               abandon_on_cancel=True)
+        vectors: list[list[float]] = []
+        try:
+            for i in range(0, len(chunks), EMBED_BATCH):
+                vectors.extend(await self.embed(row.account_id, vs.embedding_model,
+                                                chunks[i:i + EMBED_BATCH]))
+        except (errors.PrismError, EmbeddingUnavailable) as exc:
+            msg = getattr(exc, "message", str(exc))
+            return await self._fail(store_id, file_id, "server_error", f"embedding failed: {msg}")
+        usage = await trio.to_thread.run_sync(self.index.replace_file, store_id, file_id,
+                                              chunks, vectors)
+        if not await self.writer.call(svs.finish_file, store_id, file_id, "completed",
+                                      usage_bytes=usage):
+            # Cancelled or removed meanwhile: its chunks must not stay searchable.
+            await trio.to_thread.run_sync(self.index.delete_file, store_id, file_id)
+        log.info("ingested %s into %s: %d chunks", file_id, store_id, len(chunks))
+
