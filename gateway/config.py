@@ -237,6 +237,9 @@ class InferenceConfig:
     upload_max_bytes: int = 25 * 1024 * 1024
     max_documents: int = 1000
     ocr_max_pages: int = 1000
+
+
+@dataclass(frozen=True)
 class ResourcesConfig:
     """Files, vector stores and assistants (gateway/resources). Blobs live in
     `blob_dir` (beside the store when relative); uploads over max_file_bytes get 413
