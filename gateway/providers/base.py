@@ -22,6 +22,7 @@ import trio
 from gateway import canonical as c
 from gateway import errors
 from gateway.config import ProviderConfig
+from gateway.providers.pool import LifoPool
 
 # Bound on how much of an upstream error body we read and repeat.
 _MAX_ERROR_BODY = 64 * 1024
@@ -100,15 +101,16 @@ _KEEPALIVE_EXPIRY = 4.0
 def make_client(config: ProviderConfig, headers: dict[str, str],
                 transport: httpx.AsyncBaseTransport | None = None, *,
                 base_url: str | None = None) -> httpx.AsyncClient:
-    """One pooled client per provider, with the provider's timeouts and pool size."""
+    """One pooled client per provider, with the provider's timeouts and pool size.
+    The pool is ours (providers/pool.py) unless a test hands in its own transport."""
+    if transport is None:
+        transport = LifoPool(max_connections=config.max_connections,
+                             keepalive_expiry=_KEEPALIVE_EXPIRY)
     return httpx.AsyncClient(
         base_url=(base_url if base_url is not None else config.base_url).rstrip("/"),
         headers={"content-type": "application/json", **headers},
         timeout=httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
                               write=config.read_timeout, pool=config.connect_timeout),
-        limits=httpx.Limits(max_connections=config.max_connections,
-                            max_keepalive_connections=config.max_connections,
-                            keepalive_expiry=_KEEPALIVE_EXPIRY),
         transport=transport, trust_env=False)
 
 
