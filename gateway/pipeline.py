@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CallContext", "Outcome", "Prepared", "OpenStream", "Pipeline"]
 
-# Prompts longer than this are counted on a worker thread so the event loop keeps moving.
+# Prompts longer than this are measured on a worker thread so the event loop keeps moving.
 _THREAD_COUNT_CHARS = 200_000
 
 
@@ -88,10 +88,15 @@ class OpenStream:
     outcome: Outcome | None = None
 
 
-def _usage_of(resp: c.Response, prompt_tokens: int) -> c.Usage:
+def _meter(prep: Prepared) -> Meter:
+    # prep.prompt_tokens is the hold's upper bound; an estimated bill counts exactly.
+    return Meter(lambda: tokenizer.count_request(prep.req))
+
+
+def _usage_of(resp: c.Response, prep: Prepared) -> c.Usage:
     if resp.usage is not None:
         return resp.usage
-    meter = Meter(prompt_tokens)
+    meter = _meter(prep)
     for ev in c.response_events(resp):
         meter.delivered(ev)
     return meter.usage()
@@ -102,10 +107,11 @@ class Pipeline:
         self.s = services
 
     async def _count_prompt(self, req: c.Request) -> int:
+        # The hold needs a bound, not a count: no tokenizer tables on the hot path.
         size = sum(len(p.text) for m in req.messages for p in m.parts if isinstance(p, c.TextPart))
         if size > _THREAD_COUNT_CHARS:
-            return await trio.to_thread.run_sync(tokenizer.count_request, req)
-        return tokenizer.count_request(req)
+            return await trio.to_thread.run_sync(tokenizer.bound_request, req)
+        return tokenizer.bound_request(req)
 
     async def prepare(self, ctx: CallContext, req: c.Request, capability: str = "chat") -> Prepared:
         selection = await self.s.router.select(ctx, req, capability)
@@ -134,7 +140,7 @@ class Pipeline:
         except BaseException as exc:
             await self.s.admission.close(prep, None, exc)
             raise
-        outcome = await self.s.admission.close(prep, _usage_of(resp, prep.prompt_tokens), None)
+        outcome = await self.s.admission.close(prep, _usage_of(resp, prep), None)
         if prep.turn is not None:
             await self.s.sessions.save(prep, resp.message)
         return resp, outcome
@@ -148,7 +154,7 @@ class Pipeline:
         except BaseException as exc:
             await self.s.admission.close(prep, None, exc)
             raise
-        return OpenStream(prep, events, first, Meter(prep.prompt_tokens))
+        return OpenStream(prep, events, first, _meter(prep))
 
     async def stream_body(self, st: OpenStream, encode: Callable[[c.StreamEvent], bytes],
                           trailer: Callable[[Outcome], bytes],
