@@ -161,3 +161,43 @@ class _Body(httpx.AsyncByteStream):
         finally:
             self._pool._give_back(self._origin, self._conn)
             self._pool._slots.release()
+
+
+class UpstreamClient(httpx.AsyncClient):
+    """The provider's httpx client, plus `post` requests built once per provider.
+
+    The generic client path re-parses and merges the base URL and default headers, runs
+    the auth and redirect machinery and feeds every response to the cookie jar, on each
+    call. A provider posts JSON to a handful of fixed paths with fixed headers, so
+    `fast_post` builds the URL per path once, keeps the merged headers, and hands the
+    request straight to the pool. With another transport (tests pass their own) or
+    query parameters it is plain `client.send`.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._pool = self._transport if isinstance(self._transport, LifoPool) else None
+        self._urls: dict[str, httpx.URL] = {}
+        self._timeout_ext = {"timeout": self.timeout.as_dict()}
+
+    def _post_request(self, path: str, content: bytes) -> httpx.Request:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self._merge_url(path)
+        return httpx.Request("POST", url, headers=self.headers, content=content,
+                             extensions=self._timeout_ext)
+
+    async def fast_post(self, path: str, content: bytes, *, params: dict | None = None,
+                        stream: bool = False) -> httpx.Response:
+        if self._pool is None or params:
+            request = self.build_request("POST", path, content=content, params=params)
+            return await self.send(request, stream=stream)
+        request = self._post_request(path, content)
+        response = await self._pool.handle_async_request(request)
+        response.request = request
+        if not stream:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        return response
