@@ -123,7 +123,16 @@ class Pipeline:
         prep = Prepared(ctx, req, selection, await self._count_prompt(req), turn=turn)
         prep.headers.update(selection.headers)
         ctx.prepared = prep
-        await self.s.admission.admit(prep)
+        try:
+            await self.s.admission.admit(prep)
+        except (errors.InsufficientBalance, errors.QuotaExceeded, errors.RateLimited):
+            # Refused on the table-free bound: an exact count may still fit. Loading the
+            # tables is paid only by requests that run into a limit.
+            exact = await trio.to_thread.run_sync(tokenizer.count_request, req)
+            if exact >= prep.prompt_tokens:
+                raise
+            prep.prompt_tokens = exact
+            await self.s.admission.admit(prep)
         if prep.req.max_tokens is None:
             # The hold covers the model's output cap, so the upstream must be held to it
             # too (Anthropic would otherwise apply its own, possibly larger, default).
@@ -140,7 +149,10 @@ class Pipeline:
         except BaseException as exc:
             await self.s.admission.close(prep, None, exc)
             raise
-        outcome = await self.s.admission.close(prep, _usage_of(resp, prep), None)
+        usage = resp.usage
+        if usage is None:   # estimated: counting may load the tables, so off the loop
+            usage = await trio.to_thread.run_sync(_usage_of, resp, prep)
+        outcome = await self.s.admission.close(prep, usage, None)
         if prep.turn is not None:
             await self.s.sessions.save(prep, resp.message)
         return resp, outcome
@@ -198,7 +210,12 @@ class Pipeline:
             # plus what reached it.
             failed_early = (isinstance(error, errors.PrismError) and not st.meter.produced_output
                             and st.meter.upstream_usage is None)
-            usage = None if failed_early else st.meter.usage()
+            usage = None
+            if not failed_early:
+                usage = st.meter.upstream_usage
+                if usage is None:   # estimated: counting may load the tables
+                    with trio.CancelScope(shield=True):
+                        usage = await trio.to_thread.run_sync(st.meter.usage)
             st.outcome = await self.s.admission.close(st.prep, usage, error)
             if error is None and st.prep.turn is not None:
                 await self.s.sessions.save(st.prep, None)

@@ -19,6 +19,7 @@ from gateway.http import (
 )
 from gateway.http import sessions_routes
 from gateway.http import media_routes
+from gateway.http.lean import LeanChat
 from gateway.http.limits import BodyLimit, FinishAfterBody
 from gateway.pipeline import CallContext
 from gateway.services import Services
@@ -98,6 +99,7 @@ def create_app(services: Services) -> QuartTrio:
         ctx = CallContext(request_id=request_id, route=path, dialect=dialect)
         await services.pipeline.log_refusal(ctx, err)
 
-    app.asgi_app = BodyLimit(FinishAfterBody(app.asgi_app, cfg.read_timeout), cfg.max_body_bytes,
+    quart_app = FinishAfterBody(app.asgi_app, cfg.read_timeout)
+    app.asgi_app = BodyLimit(LeanChat(quart_app, services), cfg.max_body_bytes,
                              common.error_body, log_oversize)
     return app

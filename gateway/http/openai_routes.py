@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
 
 from quart import Blueprint, Response
 
@@ -11,7 +13,7 @@ from gateway.billing.pricing import format_usd
 from gateway.codecs import openai_chat, openai_chat_stream
 from gateway.codecs.sse import encode_event
 from gateway.http import common, idempotency
-from gateway.pipeline import Outcome
+from gateway.pipeline import CallContext, Outcome
 
 bp = Blueprint("openai", __name__)
 
@@ -19,21 +21,39 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contr
                 "X-Accel-Buffering": "no"}
 
 
+@dataclass
+class Reply:
+    """A generation's answer before any web framework sees it: the Quart route and the
+    lean ASGI path (http/lean.py) both send it."""
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+
 @bp.post("/v1/chat/completions")
 @idempotency.idempotent
 async def chat_completions():
     ctx = await common.authenticate("/v1/chat/completions", "openai")
     body = await common.read_json_object()
+    reply = await chat(common.services(), ctx, body)
+    if reply.stream is not None:
+        return Response(reply.stream, headers=reply.headers)
+    return Response(reply.body, headers=reply.headers)
+
+
+async def chat(s: Any, ctx: CallContext, body: dict) -> Reply:
+    """Decode, run the pipeline, encode: the whole of a chat completion but the HTTP."""
     req = openai_chat.to_canonical_request(body)
     ctx.model = req.model
-    pipeline = common.services().pipeline
+    pipeline = s.pipeline
     if not req.stream:
         resp, outcome = await pipeline.complete(ctx, req)
         if not resp.created:
             resp = dataclasses.replace(resp, created=int(time.time()))
         payload = openai_chat.from_canonical_response(resp, outcome.model)
-        return Response(common.dumps(payload), content_type="application/json",
-                        headers=common.outcome_headers(outcome, outcome.model))
+        headers = {"Content-Type": "application/json"}
+        headers.update(common.outcome_headers(outcome, outcome.model, request_id=ctx.request_id))
+        return Reply(headers, common.dumps(payload).encode())
 
     st = await pipeline.open_stream(ctx, req)
     model = st.prep.selection.entry.model.id
@@ -53,5 +73,5 @@ async def chat_completions():
         return encode_event(common.dumps(common.error_body(err, "openai")))
 
     headers = dict(_SSE_HEADERS)
-    headers.update(common.outcome_headers(None, model, st.prep))
-    return Response(pipeline.stream_body(st, encode, trailer, error_frame), headers=headers)
+    headers.update(common.outcome_headers(None, model, st.prep, request_id=ctx.request_id))
+    return Reply(headers, stream=pipeline.stream_body(st, encode, trailer, error_frame))
