@@ -169,6 +169,20 @@ class Fleet:
 
     def rss_mb(self, name: str) -> float:
         """Resident memory of the child and all its descendants (LiteLLM forks workers)."""
+        return sum(_status_kb(pid, "VmRSS:") for pid in self._tree(name)) / 1024
+
+    def cpu_s(self, name: str) -> float:
+        """CPU seconds (user + system) the child and its descendants have used."""
+        total = 0
+        for pid in self._tree(name):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def _tree(self, name: str) -> list[int]:
         root = self.procs[name].pid
         kids: dict[int, list[int]] = {}
         for d in Path("/proc").iterdir():
@@ -178,17 +192,12 @@ class Fleet:
                 except (OSError, IndexError, ValueError):
                     continue
                 kids.setdefault(ppid, []).append(int(d.name))
-        total, todo = 0, [root]
+        tree, todo = [], [root]
         while todo:
             pid = todo.pop()
+            tree.append(pid)
             todo.extend(kids.get(pid, []))
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                pass
-        return total / 1024
+        return tree
 
     def stop(self, name: str) -> None:
         p = self.procs.pop(name, None)
@@ -204,6 +213,16 @@ class Fleet:
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def start_nginx(fleet: Fleet, core: int | None, slow_rate: int = 0) -> str:

@@ -58,14 +58,19 @@ def wrk(url: str, body: bytes, headers: dict, conns: int, seconds: float, tmp: P
             "errors": (int(bad.group(1)) if bad else 0) + (int(errs.group(1)) if errs else 0)}
 
 
-def measure(target: dict, args, tmp: Path) -> dict:
+def measure(target: dict, args, tmp: Path, cpu) -> dict:
+    """cpu(): the gateway's CPU seconds so far. Its CPU per request under c=32 is the
+    figure least disturbed by other work on a shared machine (requests per CPU-second
+    is throughput per core even when the core was not all ours)."""
     url = target["url"] + "/v1/chat/completions"
     r = {}
     for kind, body, headers in (("json", target["body"], target["headers"]),
                                 ("sse", target["stream_body"], target["stream_headers"])):
         wrk(url, body, headers, 8, 2, tmp)   # warm-up: connections, caches, JIT
         r[f"{kind}_c1"] = wrk(url, body, headers, 1, args.duration, tmp)
-        r[f"{kind}_c32"] = wrk(url, body, headers, 32, args.duration, tmp)
+        before = cpu()
+        r[f"{kind}_c32"] = res = wrk(url, body, headers, 32, args.duration, tmp)
+        res["cpu_ms"] = (cpu() - before) * 1e3 / max(1.0, res["rps"] * args.duration)
     return r
 
 
@@ -94,7 +99,7 @@ def targets(fleet: peers.Fleet, upstream: str, args) -> dict[str, dict]:
 
 def _best(rounds: list[dict], key: str, field: str) -> float:
     """The best round: on a shared machine other work only ever slows a round down."""
-    values = [r[key][field] for r in rounds]
+    values = [r[key].get(field, float("nan")) for r in rounds]
     return max(values) if field == "rps" else min(values)
 
 
@@ -108,6 +113,9 @@ def summarize(results: dict[str, list[dict]], rss: dict[str, float]) -> dict[str
                "sse_errors": sum(r[k]["errors"] for r in rounds for k in r if k.startswith("sse")),
                "rss": rss.get(name)}
         if name != "nginx":
+            row["cpu_ms"] = _best(rounds, "json_c32", "cpu_ms")
+            row["sse_cpu_ms"] = _best(rounds, "sse_c32", "cpu_ms")
+        if name != "nginx":
             row["added"] = row["p50"] - _best(base, "json_c1", "p50_ms")
             row["sse_added"] = row["sse_p50"] - _best(base, "sse_c1", "p50_ms")
         rows[name] = row
@@ -117,9 +125,9 @@ def summarize(results: dict[str, list[dict]], rss: dict[str, float]) -> dict[str
 def report(rows: dict[str, dict], rounds: int) -> None:
     print(f"\n== best of {rounds} interleaved rounds; gateways on core {GATEWAY_CORE}, "
           f"nginx and wrk on core {LOAD_CORE} ==")
-    print("| gateway | added p50 c=1 | req/s c=32 | stream added p50 c=1 | streams/s c=32 "
-          "| RSS after load | errors |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| gateway | added p50 c=1 | req/s c=32 | CPU ms/req | stream added p50 c=1 "
+          "| streams/s c=32 | CPU ms/stream | RSS after load | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in rows.items():
         added = f"{r['p50']:.2f} ms (itself)" if name == "nginx" else f"+{r['added']:.2f} ms"
         sse = f"{r['sse_p50']:.2f} ms (itself)" if name == "nginx" else f"+{r['sse_added']:.2f} ms"
@@ -127,8 +135,10 @@ def report(rows: dict[str, dict], rounds: int) -> None:
         sse_rps = f"{r['sse_rps']:.0f}"
         if r["sse_errors"]:   # wrk counts failed answers as requests: the rate means nothing
             sse, sse_rps = "failed", f"({r['sse_errors']} non-2xx)"
-        print(f"| {name} | {added} | {r['rps']:.0f} | {sse} | {sse_rps} | {rss} "
-              f"| {r['errors']} |")
+        cpu = f"{r['cpu_ms']:.2f}" if "cpu_ms" in r else ""
+        sse_cpu = f"{r['sse_cpu_ms']:.2f}" if "cpu_ms" in r and not r["sse_errors"] else ""
+        print(f"| {name} | {added} | {r['rps']:.0f} | {cpu} | {sse} | {sse_rps} | {sse_cpu} "
+              f"| {rss} | {r['errors']} |")
     gws = [n for n in rows if n != "nginx"]
     for ref in dict.fromkeys([gws[0], "portkey"]):
         if ref not in rows:
@@ -141,7 +151,8 @@ def report(rows: dict[str, dict], rounds: int) -> None:
             rss = (f"{a['rss'] / b['rss']:.2f}" if a["rss"] and b["rss"] else "n/a")
             sse = ("n/a" if a["sse_errors"] or b["sse_errors"]
                    else f"{a['sse_rps'] / b['sse_rps']:.2f}x")
-            print(f"  {name:10} rps {a['rps'] / b['rps']:.2f}x  stream rps {sse}  added p50 "
+            print(f"  {name:10} rps {a['rps'] / b['rps']:.2f}x  requests per CPU-second "
+                  f"{b['cpu_ms'] / a['cpu_ms']:.2f}x  stream rps {sse}  added p50 "
                   f"{a['added'] / max(b['added'], 1e-6):.2f}x  RSS {rss}x")
 
 
@@ -172,7 +183,7 @@ def main() -> int:
                     t = {**t, "url": upstream}
                     r = measure_nginx(t, args, tmp)
                 else:
-                    r = measure(t, args, tmp)
+                    r = measure(t, args, tmp, lambda n=name: fleet.cpu_s(n))
                     rss[name] = fleet.rss_mb(name)
                 results[name].append(r)
                 print(f"round {rnd + 1} {name}: " + ", ".join(
