@@ -57,7 +57,10 @@ async def _probe(host: str, port: int, path: str) -> float:
     t0 = time.perf_counter()
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-    await reader.read()
+    head = (await reader.readuntil(b"\r\n\r\n")).lower()
+    i = head.find(b"content-length:")
+    if i >= 0:
+        await reader.readexactly(int(head[i + 15:head.index(b"\r\n", i)]))
     writer.close()
     return (time.perf_counter() - t0) * 1e3
 
