@@ -1,14 +1,19 @@
 """Token counting for reservations, estimates and the simulator.
 
-One encoder (o200k_base, the current OpenAI vocabulary) loaded lazily and shared; the
-per-message overhead follows OpenAI's chat accounting (a few tokens of framing per
-message). For non-OpenAI models the counts are estimates, and are marked as such where
-they are billed.
+Two counters. `bound_*` is what admission holds and rate limits use: a safe upper bound
+that needs no tables (every token of a byte-level BPE, and of a sentencepiece vocabulary
+with byte fallback, covers at least one UTF-8 byte, so a text never has more tokens than
+bytes). `count_*` is exact for o200k_base, the current OpenAI vocabulary; its tables cost
+~140 MB of resident memory, so they load on first use only: when a stream cut short
+without upstream usage is billed by estimate, for Anthropic's count_tokens route, and
+in the simulator. Both follow OpenAI's chat accounting (a few tokens of framing per
+message). For non-OpenAI models exact counts are estimates, marked as such where billed.
 """
 from __future__ import annotations
 
 import functools
 import json
+from typing import Callable
 
 from gateway import canonical as c
 
@@ -30,6 +35,10 @@ def encoding():
     return _encoding()
 
 
+def bound_text(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 def count_text(text: str) -> int:
     if not text:
         return 0
@@ -45,33 +54,40 @@ def decode(tokens: list[int]) -> str:
         raise InvalidRequest("input holds a token id outside the vocabulary", field="input") from None
 
 
-def _count_part(p: c.Part) -> int:
+def _count_part(p: c.Part, text: Callable[[str], int] = count_text) -> int:
     if isinstance(p, (c.TextPart, c.ThinkingPart)):
-        return count_text(p.text)
+        return text(p.text)
     if isinstance(p, c.ImagePart):
         return _IMAGE_TOKENS
     if isinstance(p, c.ToolCallPart):
-        return count_text(p.name) + count_text(p.arguments) + 3
+        return text(p.name) + text(p.arguments) + 3
     if isinstance(p, c.ToolResultPart):
-        return sum(_count_part(q) for q in p.content) + 3
+        return sum(_count_part(q, text) for q in p.content) + 3
     return 0
 
 
-def count_messages(messages: tuple[c.Message, ...] | list[c.Message]) -> int:
+def count_messages(messages: tuple[c.Message, ...] | list[c.Message],
+                   text: Callable[[str], int] = count_text) -> int:
     total = _PER_REPLY
     for m in messages:
-        total += _PER_MESSAGE + sum(_count_part(p) for p in m.parts)
+        total += _PER_MESSAGE + sum(_count_part(p, text) for p in m.parts)
         if m.name:
-            total += count_text(m.name) + 1
+            total += text(m.name) + 1
     return total
 
 
-def count_request(req: c.Request) -> int:
+def count_request(req: c.Request, text: Callable[[str], int] = count_text) -> int:
     """Prompt tokens for a request: messages plus tool definitions."""
-    total = count_messages(req.messages)
+    total = count_messages(req.messages, text)
     for t in req.tools:
-        total += count_text(json.dumps({"name": t.name, "description": t.description or "",
-                                        "parameters": t.parameters}, separators=(",", ":")))
+        total += text(json.dumps({"name": t.name, "description": t.description or "",
+                                  "parameters": t.parameters}, separators=(",", ":")))
     if req.response_format is not None and req.response_format.schema is not None:
-        total += count_text(json.dumps(req.response_format.schema, separators=(",", ":")))
+        total += text(json.dumps(req.response_format.schema, separators=(",", ":")))
     return total
+
+
+def bound_request(req: c.Request) -> int:
+    """At least as many tokens as the prompt can take, in any vocabulary: what holds
+    and token rate limits reserve, with no tables loaded."""
+    return count_request(req, bound_text)

@@ -83,6 +83,11 @@ class _TrioJob(_Job):
         return trio.lowlevel.Abort.SUCCEEDED
 
 
+def _deliver_all(results: list) -> None:
+    for job, result in results:
+        job._deliver(result)
+
+
 class _SyncJob(_Job):
     """A job whose caller blocks its own (non-trio) thread on the result."""
 
@@ -190,8 +195,19 @@ class Writer:
             failure = exc
         except Exception as exc:    # a bug in the batching itself: fail the jobs, not the thread
             failure = StoreError(f"group commit failed: {exc!r}")
+        # One wake-up of each waiting trio loop for the whole batch, not one per job:
+        # each wake-up is a socket write on this thread and a read on the loop's.
+        by_token: dict[Any, list] = {}
         for job in batch:
-            job.deliver(failure)
+            if isinstance(job, _TrioJob):
+                by_token.setdefault(job.token, []).append((job, job._final(failure)))
+            else:
+                job.deliver(failure)
+        for token, results in by_token.items():
+            try:
+                token.run_sync_soon(_deliver_all, results)
+            except trio.RunFinishedError:
+                pass  # the run that asked has ended; the jobs' effects stand regardless
 
     def _submit(self, job) -> None:
         with self._lock:

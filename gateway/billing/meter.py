@@ -6,12 +6,16 @@ plus what was delivered, counted with the tokenizer and marked estimated.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from gateway import canonical as c
 from gateway import tokenizer
 
 
 class Meter:
-    def __init__(self, prompt_tokens: int) -> None:
+    def __init__(self, prompt_tokens: int | Callable[[], int]) -> None:
+        # A callable is asked only if the bill must be estimated: exact counting loads
+        # the tokenizer's tables, which the usual request never needs.
         self.prompt_tokens = prompt_tokens
         self.upstream_usage: c.Usage | None = None
         self.finish: c.FinishReason | None = None
@@ -45,6 +49,7 @@ class Meter:
     def usage(self) -> c.Usage:
         if self.upstream_usage is not None:
             return self.upstream_usage
-        return c.Usage(input_tokens=self.prompt_tokens,
+        prompt = self.prompt_tokens() if callable(self.prompt_tokens) else self.prompt_tokens
+        return c.Usage(input_tokens=prompt,
                        output_tokens=tokenizer.count_text("".join(self._delivered)),
                        estimated=True)

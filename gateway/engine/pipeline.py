@@ -41,10 +41,15 @@ log = logging.getLogger("prism.pipeline")
 _THREAD_COUNT_CHARS = 200_000
 
 
-def _usage_of(resp: c.Response, prompt_tokens: int) -> c.Usage:
+def _meter(prep: Prepared) -> Meter:
+    # prep.prompt_tokens is the hold's upper bound; an estimated bill counts exactly.
+    return Meter(lambda: tokenizer.count_request(prep.req))
+
+
+def _usage_of(resp: c.Response, prep: Prepared) -> c.Usage:
     if resp.usage is not None:
         return resp.usage
-    meter = Meter(prompt_tokens)
+    meter = _meter(prep)
     for ev in c.response_events(resp):
         meter.delivered(ev)
     return meter.usage()
@@ -61,8 +66,8 @@ class Pipeline:
     async def _count_prompt(self, req: c.Request) -> int:
         size = sum(len(p.text) for m in req.messages for p in m.parts if isinstance(p, c.TextPart))
         if size > _THREAD_COUNT_CHARS:
-            return await trio.to_thread.run_sync(tokenizer.count_request, req)
-        return tokenizer.count_request(req)
+            return await trio.to_thread.run_sync(tokenizer.bound_request, req)
+        return tokenizer.bound_request(req)
 
     def _provider_kind(self, route) -> str | None:
         provider = self.dispatcher.live.providers.get(route.provider)
@@ -81,7 +86,16 @@ class Pipeline:
             req, turn = await self.sessions.attach(ctx, req, self.complete)
         prep = Prepared(ctx, req, selection, await self._count_prompt(req), op=CHAT, turn=turn)
         prep.headers.update(selection.headers)
-        await self.admission.admit(prep)
+        try:
+            await self.admission.admit(prep)
+        except (errors.InsufficientBalance, errors.QuotaExceeded, errors.RateLimited):
+            # Refused on the table-free bound: an exact count may still fit. Loading the
+            # tables is paid only by requests that run into a limit.
+            exact = await trio.to_thread.run_sync(tokenizer.count_request, req)
+            if exact >= prep.prompt_tokens:
+                raise
+            prep.prompt_tokens = exact
+            await self.admission.admit(prep)
         if prep.req.max_tokens is None:
             # The hold covers the model's output cap, so the upstream must be held to it
             # too (Anthropic would otherwise apply its own, possibly larger, default).
@@ -153,7 +167,10 @@ class Pipeline:
             raise
         # A SettleFailed from close means the hold was voided: it propagates, and the
         # client's error matches a bill of nothing.
-        outcome = await self.admission.close(prep, _usage_of(resp, prep.prompt_tokens), None)
+        usage = resp.usage
+        if usage is None:   # estimated: counting may load the tables, so off the loop
+            usage = await trio.to_thread.run_sync(_usage_of, resp, prep)
+        outcome = await self.admission.close(prep, usage, None)
         if prep.turn is not None:
             await self._save_turn(prep, resp.message)
         return resp, outcome
@@ -178,7 +195,7 @@ class Pipeline:
         except BaseException as exc:
             await self.admission.close(prep, None, exc)
             raise
-        return OpenStream(prep, events, first, Meter(prep.prompt_tokens))
+        return OpenStream(prep, events, first, _meter(prep))
 
     async def stream_body(self, st: OpenStream, encode: Callable[[c.StreamEvent], bytes],
                           trailer: Callable[[Outcome], bytes],
@@ -222,7 +239,12 @@ class Pipeline:
             # plus what reached it.
             failed_early = (isinstance(error, errors.PrismError) and not st.meter.produced_output
                             and st.meter.upstream_usage is None)
-            usage = None if failed_early else st.meter.usage()
+            usage = None
+            if not failed_early:
+                usage = st.meter.upstream_usage
+                if usage is None:   # estimated: counting may load the tables
+                    with trio.CancelScope(shield=True):
+                        usage = await trio.to_thread.run_sync(st.meter.usage)
             try:
                 st.outcome = await self.admission.close(st.prep, usage, error)
             except errors.SettleFailed as exc:

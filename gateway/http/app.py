@@ -22,6 +22,7 @@ from gateway.http import media_routes
 from gateway.http import inference_routes, uploads
 from gateway.http import a2a_routes, mcp_routes, realtime_routes
 from gateway.http import assistants_routes, files_routes, vector_store_routes
+from gateway.http.lean import LeanChat
 from gateway.http.limits import BodyLimit, FinishAfterBody
 from gateway.engine.call import CallContext
 from gateway.engine.services import Services
@@ -126,7 +127,8 @@ def create_app(services: Services) -> QuartTrio:
         ctx = CallContext(request_id=request_id, route=path, dialect=dialect)
         await services.pipeline.log_refusal(ctx, err)
 
-    app.asgi_app = BodyLimit(FinishAfterBody(app.asgi_app, cfg.read_timeout), cfg.max_body_bytes,
+    quart_app = FinishAfterBody(app.asgi_app, cfg.read_timeout)
+    app.asgi_app = BodyLimit(LeanChat(quart_app, services), cfg.max_body_bytes,
                              common.error_body, log_oversize, caps)
     app.asgi_app = mcp_routes.mount(app.asgi_app, services.mcp.frontend)
     app.asgi_app = realtime_routes.mount(app.asgi_app, services)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from typing import Any, Callable
 
 from quart import current_app, g, request
 
@@ -90,8 +90,16 @@ async def read_json_object() -> dict[str, Any]:
     return jsonbody.decode_object(await request.get_data(cache=False))
 
 
+def parse_json_object(data: bytes) -> dict[str, Any]:
+    """A body already read (the lean ASGI path) through the same one decoder."""
+    return jsonbody.decode_object(data)
+
+
 def bearer_token() -> str | None:
-    auth = request.headers.get("authorization", "")
+    return bearer_of(request.headers.get("authorization", ""))
+
+
+def bearer_of(auth: str) -> str | None:
     scheme, _, token = auth.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
@@ -112,21 +120,29 @@ async def authenticate(route: str, dialect: str, *extra_headers: str,
     ctx = CallContext(request_id=g.request_id, route=route, dialect=dialect)
     if log:
         g.ctx = ctx
-    info = await services().keys.verify(token)
+    return await verify_caller(services(), ctx, token, request.headers.get)
+
+
+async def verify_caller(s: Any, ctx: CallContext, token: str | None,
+                        header: Callable[[str], str | None]) -> CallContext:
+    """Fill the context from the caller's key and routing headers (``header`` looks a
+    request header up case-insensitively), or raise AuthenticationError."""
+    info = await s.keys.verify(token)
     ctx.account_id = info.account_id
     ctx.key_id = info.key_id
     # The plan's model list, so routing never picks a model the plan refuses (cached).
-    ctx.allowed_models = await services().admission.allowed_models(info.account_id)
+    ctx.allowed_models = await s.admission.allowed_models(info.account_id)
     # X-Prism-Mode / -Model-Prefer / -Session for routing, whatever the dialect.
-    ctx.hints = hints.from_headers(request.headers.get)
+    ctx.hints = hints.from_headers(header)
     return ctx
 
 
-def outcome_headers(outcome: Outcome | None, model: str, prep: Any = None) -> dict[str, str]:
+def outcome_headers(outcome: Outcome | None, model: str, prep: Any = None, *,
+                    request_id: str | None = None) -> dict[str, str]:
     """Response headers for a generation. With no outcome yet (a stream about to start)
     they still carry what selection and dispatch already know (X-Prism-Task-Type,
     X-Prism-Failover), from ``prep``."""
-    h = {"X-Prism-Model": model, "X-Request-Id": g.request_id}
+    h = {"X-Prism-Model": model, "X-Request-Id": request_id or g.request_id}
     if outcome is None:
         if prep is not None:
             if prep.failover:

@@ -3,14 +3,26 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
 
 from quart import Blueprint, Response
 
 from gateway.codecs import openai_chat
+from gateway.engine.call import CallContext
 from gateway.http import common, framing, idempotency
 
 bp = Blueprint("openai", __name__)
 
+
+
+@dataclass
+class Reply:
+    """A generation's answer before any web framework sees it: the Quart route and the
+    lean ASGI path (http/lean.py) both send it."""
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
 
 
 @bp.post("/v1/chat/completions")
@@ -18,19 +30,32 @@ bp = Blueprint("openai", __name__)
 async def chat_completions():
     ctx = await common.authenticate("/v1/chat/completions", "openai")
     body = await common.read_json_object()
+    reply = await chat(common.services(), ctx, body)
+    if reply.stream is not None:
+        return Response(reply.stream, headers=reply.headers)
+    return Response(reply.body, headers=reply.headers)
+
+
+async def chat(s: Any, ctx: CallContext, body: dict) -> Reply:
+    """Decode, run the pipeline, encode: the whole of a chat completion but the HTTP."""
     req = openai_chat.to_canonical_request(body)
     ctx.model = req.model
-    pipeline = common.services().pipeline
+    pipeline = s.pipeline
     if not req.stream:
         resp, outcome = await pipeline.complete(ctx, req)
         if not resp.created:
             resp = dataclasses.replace(resp, created=int(time.time()))
         payload = openai_chat.from_canonical_response(resp, outcome.model)
-        return Response(common.dumps(payload), content_type="application/json",
-                        headers=common.outcome_headers(outcome, outcome.model))
+        headers = {"Content-Type": "application/json"}
+        headers.update(common.outcome_headers(outcome, outcome.model, request_id=ctx.request_id))
+        return Reply(headers, common.dumps(payload).encode())
 
     st = await pipeline.open_stream(ctx, req)
     encoder = openai_chat.StreamEncoder(
         id="chatcmpl-" + ctx.request_id[4:], model=st.prep.entry.model.id,
         created=int(time.time()), include_usage=req.include_usage)
-    return framing.relay(st, framing.Framer(encoder))
+    framer = framing.Framer(encoder)
+    headers = {**framer.headers, **common.outcome_headers(None, st.prep.entry.model.id, st.prep,
+                                                          request_id=ctx.request_id)}
+    return Reply(headers, stream=pipeline.stream_body(st, framer.encode, framer.trailer,
+                                                      framer.error_frame))

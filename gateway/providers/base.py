@@ -31,6 +31,7 @@ import trio
 from gateway import canonical as c
 from gateway import errors
 from gateway.config import ProviderConfig
+from gateway.providers.pool import LifoPool, UpstreamClient
 
 # Bound on how much of an upstream error body we read and repeat.
 _MAX_ERROR_BODY = 64 * 1024
@@ -175,16 +176,17 @@ _KEEPALIVE_EXPIRY = 4.0
 
 def make_client(config: ProviderConfig, headers: dict[str, str],
                 transport: httpx.AsyncBaseTransport | None = None, *,
-                base_url: str | None = None) -> httpx.AsyncClient:
-    """One pooled client per provider, with the provider's timeouts and pool size."""
-    return httpx.AsyncClient(
+                base_url: str | None = None) -> UpstreamClient:
+    """One pooled client per provider, with the provider's timeouts and pool size.
+    The pool is ours (providers/pool.py) unless a test hands in its own transport."""
+    if transport is None:
+        transport = LifoPool(max_connections=config.max_connections,
+                             keepalive_expiry=_KEEPALIVE_EXPIRY)
+    return UpstreamClient(
         base_url=(base_url if base_url is not None else config.base_url).rstrip("/"),
         headers={"content-type": "application/json", **headers},
         timeout=httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
                               write=config.read_timeout, pool=config.connect_timeout),
-        limits=httpx.Limits(max_connections=config.max_connections,
-                            max_keepalive_connections=config.max_connections,
-                            keepalive_expiry=_KEEPALIVE_EXPIRY),
         transport=transport, trust_env=False)
 
 
@@ -198,13 +200,13 @@ def _stale_connection(exc: httpx.HTTPError) -> bool:
     return isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc)
 
 
-async def post_json(client: httpx.AsyncClient, pid: str, path: str, body: dict, *,
+async def post_json(client: UpstreamClient, pid: str, path: str, body: dict, *,
                     params: dict | None = None) -> object:
     """POST a JSON body and return the parsed 200 answer, or raise our mapped error."""
-    content = json.dumps(body)
+    content = json.dumps(body).encode()
     for attempt in (1, 2):
         try:
-            resp = await client.post(path, content=content, params=params)
+            resp = await client.fast_post(path, content, params=params)
             break
         except httpx.HTTPError as exc:
             if attempt == 1 and _stale_connection(exc):
@@ -216,12 +218,11 @@ async def post_json(client: httpx.AsyncClient, pid: str, path: str, body: dict, 
     return parse_json(pid, resp.content)
 
 
-async def _open_stream(client: httpx.AsyncClient, pid: str, path: str, content: str,
+async def _open_stream(client: UpstreamClient, pid: str, path: str, content: bytes,
                        params: dict | None) -> httpx.Response:
     for attempt in (1, 2):
-        request = client.build_request("POST", path, content=content, params=params)
         try:
-            return await client.send(request, stream=True)
+            return await client.fast_post(path, content, params=params, stream=True)
         except httpx.HTTPError as exc:
             if attempt == 1 and _stale_connection(exc):
                 continue
@@ -229,11 +230,11 @@ async def _open_stream(client: httpx.AsyncClient, pid: str, path: str, content: 
     raise AssertionError("unreachable")
 
 
-async def sse_json(client: httpx.AsyncClient, pid: str, path: str, body: dict, *,
+async def sse_json(client: UpstreamClient, pid: str, path: str, body: dict, *,
                    params: dict | None = None) -> AsyncIterator[object]:
     """POST a JSON body and yield each SSE event's parsed JSON data (``[DONE]`` skipped)."""
     from gateway.codecs.sse import SSEDecoder
-    resp = await _open_stream(client, pid, path, json.dumps(body), params)
+    resp = await _open_stream(client, pid, path, json.dumps(body).encode(), params)
     try:
         if resp.status_code != 200:
             raw = b""

@@ -1,0 +1,168 @@
+"""The lean ASGI path: POST /v1/chat/completions served without Quart's machinery.
+
+On the hottest route Quart's request and response objects, its app and request
+contexts and its ASGI adapter cost more CPU than the gateway's own work (py-spy, issue
+18). This middleware sits in front of the Quart app and answers that one route straight
+from the ASGI messages, through the same framework-free core the Quart route uses
+(openai_routes.chat, common.verify_caller, common.error_body), so the two cannot
+drift. Everything else (every other route, and chat requests with an Idempotency-Key,
+whose replay machinery lives in Quart) passes through untouched.
+
+Per request there is one cancel scope: the whole request's deadline
+(server.max_request_seconds), which the client hanging up also cancels. A client that
+leaves mid-answer therefore stops the upstream read at once and is billed for what it
+received, as on the Quart path; the pipeline's close is shielded either way.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from gateway import errors
+from gateway.http import common
+from gateway.http.openai_routes import chat
+from gateway.pipeline import CallContext
+
+log = logging.getLogger("prism.http")
+
+_PATH = "/v1/chat/completions"
+_ROUTE_HEADERS = (b"idempotency-key",)   # requests that need the Quart route's decorator
+
+
+class LeanChat:
+    def __init__(self, app: Any, services: Any) -> None:
+        self.app = app
+        self.s = services
+        cfg = services.config.server
+        self.max_body = cfg.max_body_bytes
+        self.body_timeout = cfg.read_timeout
+        self.deadline = cfg.max_request_seconds
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if (scope["type"] != "http" or scope["path"] != _PATH or scope["method"] != "POST"
+                or any(name in _ROUTE_HEADERS for name, _ in scope["headers"])):
+            await self.app(scope, receive, send)
+            return
+        headers = {name.decode("latin-1"): value.decode("latin-1")
+                   for name, value in scope["headers"]}
+        request_id = common.new_request_id()
+        ctx = CallContext(request_id=request_id, route=_PATH, dialect="openai")
+        exchange = _Exchange()
+        with trio.CancelScope(deadline=trio.current_time() + self.deadline) as request_scope:
+            async with trio.open_nursery() as nursery:
+                try:
+                    await self._serve(ctx, headers, receive, send, exchange,
+                                      lambda: nursery.start_soon(
+                                          _watch_disconnect, receive, request_scope, exchange))
+                finally:
+                    nursery.cancel_scope.cancel()
+        if request_scope.cancelled_caught and not exchange.gone and not exchange.started:
+            await self._refuse(ctx, errors.UpstreamTimeout(
+                f"The request did not finish within {self.deadline:g} s"), send)
+
+    async def _serve(self, ctx: CallContext, headers: dict[str, str], receive: Any, send: Any,
+                     exchange: "_Exchange", watch: Any) -> None:
+        try:
+            try:
+                body = await self._read_body(receive)
+            except _ClientGone:
+                exchange.gone = True
+                return
+            watch()
+            await common.verify_caller(self.s, ctx, common.bearer_of(
+                headers.get("authorization", "")), lambda name: headers.get(name.lower()))
+            reply = await chat(self.s, ctx, common.parse_json_object(body))
+            if reply.stream is None:
+                out = _raw(reply.headers)
+                out.append((b"content-length", str(len(reply.body)).encode()))
+                exchange.started = True
+                await send({"type": "http.response.start", "status": 200, "headers": out})
+                await send({"type": "http.response.body", "body": reply.body})
+                return
+            # What admission reported (RateLimit-*, wallet) leaves with the stream's headers.
+            for name, value in self.s.admission.pending_headers(ctx.request_id).items():
+                reply.headers.setdefault(name, value)
+            exchange.started = True
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": _raw(reply.headers)})
+            try:
+                async for chunk in reply.stream:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            finally:
+                with trio.CancelScope(shield=True):
+                    await reply.stream.aclose()
+            await send({"type": "http.response.body", "body": b""})
+        except errors.PrismError as err:
+            if exchange.started:
+                raise   # the pipeline already said it in-band; nothing more to send
+            await self._refuse(ctx, err, send)
+        except Exception:
+            if exchange.started:
+                raise
+            log.exception("unhandled error in POST %s", _PATH)
+            await self._refuse(ctx, errors.PrismError(
+                f"Internal error; quote request id {ctx.request_id}"), send)
+
+    async def _read_body(self, receive: Any) -> bytes:
+        msg = await receive()
+        body = msg.get("body", b"")
+        if msg["type"] == "http.disconnect":
+            raise _ClientGone()
+        if not msg.get("more_body", False):
+            return body   # the usual case: one message, no timer needed
+        parts = [body]
+        size = len(body)
+        with trio.move_on_after(self.body_timeout):
+            while msg["type"] == "http.request" and msg.get("more_body", False):
+                msg = await receive()
+                chunk = msg.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    raise errors.BodyTooLarge(
+                        f"Request body exceeds the {self.max_body} byte limit")
+                parts.append(chunk)
+            if msg["type"] == "http.disconnect":
+                raise _ClientGone()
+            return b"".join(parts)
+        err = errors.InvalidRequest("Timed out reading the request body")
+        err.status = 408
+        raise err
+
+    async def _refuse(self, ctx: CallContext, err: errors.PrismError, send: Any) -> None:
+        if not ctx.logged:
+            with trio.CancelScope(shield=True):
+                await self.s.pipeline.log_refusal(ctx, err)
+        body = common.dumps(common.error_body(err, "openai")).encode()
+        headers = {"Content-Type": "application/json", **err.headers,
+                   "X-Request-Id": ctx.request_id}
+        out = _raw(headers)
+        out.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": err.status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _ClientGone(Exception):
+    """The client hung up while sending its request body."""
+
+
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+
+
+class _Exchange:
+    __slots__ = ("started", "gone")
+
+    def __init__(self) -> None:
+        self.started = False   # the response's headers have left
+        self.gone = False      # the client hung up
+
+
+async def _watch_disconnect(receive: Any, scope: trio.CancelScope, exchange: _Exchange) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            exchange.gone = True
+            scope.cancel()
+            return
