@@ -23,7 +23,7 @@ import trio
 from gateway import errors
 from gateway.http import common
 from gateway.http.openai_routes import chat
-from gateway.pipeline import CallContext
+from gateway.engine.call import CallContext
 
 log = logging.getLogger("prism.http")
 
