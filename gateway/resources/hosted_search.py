@@ -15,8 +15,8 @@ from typing import Any
 
 from gateway import canonical as c
 from gateway import errors
-from gateway.resources import run_build as rb
-from gateway.resources import search_logic as sl
+import gateway.resources.run_build as rb
+import gateway.resources.search_logic as sl
 
 MAX_ROUNDS = 4
 

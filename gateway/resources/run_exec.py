@@ -18,7 +18,7 @@ from typing import Any
 import store.assistants as sa
 from gateway import canonical as c
 from gateway import errors
-from gateway.resources import run_build as rb
+import gateway.resources.run_build as rb
 from gateway.resources.assistants import new_id, public
 
 

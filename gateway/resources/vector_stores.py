@@ -13,7 +13,7 @@ import trio
 import store.files as sf
 import store.vector_stores as svs
 from gateway import errors
-from gateway.resources import search_logic as sl
+import gateway.resources.search_logic as sl
 from gateway.resources.chunking import parse_strategy
 
 _DAY = 86400
