@@ -1,6 +1,10 @@
 """billing.admission against a real store: one request, one settlement; headers; limits."""
 from __future__ import annotations
 
+import math
+
+import time
+
 import pytest
 import trio
 
@@ -104,7 +108,12 @@ def test_token_rate_limit_refuses_before_any_hold(services):
             await s.admission.admit(prepared(s, acct, 9))
         return info.value
 
+    started = time.monotonic()
     err = trio.run(main)
+    elapsed = time.monotonic() - started
     assert err.code == "account_tpm" and "Retry-After" in err.headers
-    assert err.headers["RateLimit-Remaining"] == str(5000 - 4040)
+    # The bucket refills at 5000 tokens a minute while the test runs: on a loaded machine
+    # a few milliseconds give back a token or two.
+    remaining = int(err.headers["RateLimit-Remaining"])
+    assert 5000 - 4040 <= remaining <= 5000 - 4040 + math.ceil(elapsed * 5000 / 60)
     assert len(s.writer.call_sync(store.open_holds)) == 4
