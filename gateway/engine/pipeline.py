@@ -69,10 +69,6 @@ class Pipeline:
             return await trio.to_thread.run_sync(tokenizer.bound_request, req)
         return tokenizer.bound_request(req)
 
-    def _provider_kind(self, route) -> str | None:
-        provider = self.dispatcher.live.providers.get(route.provider)
-        return provider.config.kind if provider is not None else None
-
     async def prepare(self, ctx: CallContext, req: c.Request, capability: str = "chat",
                       routes: RouteCheck | None = None) -> Prepared:
         """Select and admit a chat request. ``routes`` is the capability a route asks
@@ -80,7 +76,9 @@ class Pipeline:
         selection = await self.router.select(ctx, req, capability)
         if routes is not None:
             selection = dataclasses.replace(selection, routes=routes(selection))
-        req, selection = hosted.shape(req, selection, self._provider_kind)
+        # The router's catalog is the live one (reload swaps it) and knows each
+        # provider's kind already.
+        req, selection = hosted.shape(req, selection, self.router.live.catalog.provider_kind)
         turn = None
         if ctx.hints is not None and ctx.hints.session:
             req, turn = await self.sessions.attach(ctx, req, self.complete)

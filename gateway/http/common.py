@@ -90,11 +90,6 @@ async def read_json_object() -> dict[str, Any]:
     return jsonbody.decode_object(await request.get_data(cache=False))
 
 
-def parse_json_object(data: bytes) -> dict[str, Any]:
-    """A body already read (the lean ASGI path) through the same one decoder."""
-    return jsonbody.decode_object(data)
-
-
 def bearer_token() -> str | None:
     return bearer_of(request.headers.get("authorization", ""))
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import trio
 
-from gateway import errors
+from gateway import errors, jsonbody
 from gateway.http import common
 from gateway.http.openai_routes import chat
 from gateway.engine.call import CallContext
@@ -73,7 +73,7 @@ class LeanChat:
             watch()
             await common.verify_caller(self.s, ctx, common.bearer_of(
                 headers.get("authorization", "")), lambda name: headers.get(name.lower()))
-            reply = await chat(self.s, ctx, common.parse_json_object(body))
+            reply = await chat(self.s, ctx, jsonbody.decode_object(body))
             if reply.stream is None:
                 out = _raw(reply.headers)
                 out.append((b"content-length", str(len(reply.body)).encode()))
