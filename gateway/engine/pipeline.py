@@ -33,7 +33,7 @@ from gateway.engine.dispatch import Dispatcher
 from gateway.engine.select import Router
 from gateway.engine.sessions import Sessions
 
-__all__ = ["CallContext", "Outcome", "Prepared", "OpenStream", "Pipeline"]
+__all__ = ["CallContext", "Outcome", "Prepared", "OpenStream", "Pipeline", "Relay"]
 
 log = logging.getLogger("prism.pipeline")
 
@@ -195,15 +195,23 @@ class Pipeline:
             raise
         return OpenStream(prep, events, first, _meter(prep))
 
-    async def stream_body(self, st: OpenStream, encode: Callable[[c.StreamEvent], bytes],
-                          trailer: Callable[[Outcome], bytes],
-                          error_frame: Callable[[errors.PrismError], bytes]) -> AsyncIterator[bytes]:
+    def stream_body(self, st: OpenStream, encode: Callable[[c.StreamEvent], bytes],
+                    trailer: Callable[[Outcome], bytes],
+                    error_frame: Callable[[errors.PrismError], bytes]) -> "Relay":
         """Relay events to the client, metering what each write delivered.
 
         An event counts as delivered once the server took its bytes; a client that hangs
         up is billed for the prompt plus those events. Usage the upstream reports after
-        the client left is not awaited: we stop reading at once.
+        the client left is not awaited: we stop reading at once. Closing the relay before
+        its first read (the client left while the headers were being sent) still ends
+        the hold.
         """
+        return Relay(self._relay(st, encode, trailer, error_frame),
+                     lambda: self._end(st, _Abandoned()))
+
+    async def _relay(self, st: OpenStream, encode: Callable[[c.StreamEvent], bytes],
+                     trailer: Callable[[Outcome], bytes],
+                     error_frame: Callable[[errors.PrismError], bytes]) -> AsyncIterator[bytes]:
         error: BaseException | None = None
         idle = self.dispatcher.read_timeout(st.prep)
         try:
@@ -230,27 +238,80 @@ class Pipeline:
             error = exc
             raise
         finally:
-            with trio.CancelScope(shield=True):
-                await st.events.aclose()
-            # Only an upstream failure before any output costs the client nothing. A
-            # client that leaves mid-stream pays for the prompt the upstream consumed
-            # plus what reached it.
-            failed_early = (isinstance(error, errors.PrismError) and not st.meter.produced_output
-                            and st.meter.upstream_usage is None)
-            usage = None
-            if not failed_early:
-                usage = st.meter.upstream_usage
-                if usage is None:   # estimated: counting may load the tables
-                    with trio.CancelScope(shield=True):
-                        usage = await trio.to_thread.run_sync(st.meter.usage)
-            try:
-                st.outcome = await self.admission.close(st.prep, usage, error)
-            except errors.SettleFailed as exc:
-                # Voided, not settled: the stream ends in an error instead of a bill.
-                settle_error = exc
-            else:
-                settle_error = None
-                if error is None and st.prep.turn is not None:
-                    await self._save_turn(st.prep, None)
+            settle_error = await self._end(st, error)
         if error is None:
             yield trailer(st.outcome) if settle_error is None else error_frame(settle_error)
+
+    async def _end(self, st: OpenStream, error: BaseException | None) -> errors.SettleFailed | None:
+        """Close an open stream's upstream and its hold, once; the SettleFailed that
+        voided it instead, if any."""
+        with trio.CancelScope(shield=True):
+            await st.events.aclose()
+        # Only an upstream failure before any output costs the client nothing. A client
+        # that leaves mid-stream pays for the prompt the upstream consumed plus what
+        # reached it.
+        failed_early = (isinstance(error, errors.PrismError) and not st.meter.produced_output
+                        and st.meter.upstream_usage is None)
+        usage = None
+        if not failed_early:
+            usage = st.meter.upstream_usage
+            if usage is None:   # estimated: counting may load the tables
+                with trio.CancelScope(shield=True):
+                    usage = await trio.to_thread.run_sync(st.meter.usage)
+        try:
+            st.outcome = await self.admission.close(st.prep, usage, error)
+        except errors.SettleFailed as exc:
+            # Voided, not settled: the stream ends in an error instead of a bill.
+            return exc
+        if error is None and st.prep.turn is not None:
+            await self._save_turn(st.prep, None)
+        return None
+
+
+class _Abandoned(Exception):
+    """The client left before the stream's first byte was read (logged as a 499)."""
+
+
+class Relay:
+    """The body of an open stream: an async iterator of the bytes to send.
+
+    An async generator that was never iterated runs no ``finally`` when closed, so a
+    client that hangs up between admission and the first read would leave its hold open
+    until the sweeper. Closing the relay first ends the stream itself in that case."""
+    __slots__ = ("_gen", "_abandon", "_started")
+
+    def __init__(self, gen: AsyncIterator[bytes],
+                 abandon: Callable[[], Awaitable[Any]]) -> None:
+        self._gen = gen
+        self._abandon = abandon
+        self._started = False
+
+    def __aiter__(self) -> "Relay":
+        return self
+
+    async def __anext__(self) -> bytes:
+        self._started = True
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        if not self._started:
+            self._started = True
+            with trio.CancelScope(shield=True):
+                await self._abandon()
+        await self._gen.aclose()
+
+    def __del__(self) -> None:
+        # Dropped unread and unclosed (a server that never sent the body): end it in a
+        # system task, as trio finalizes an abandoned async generator.
+        if not self._started:
+            self._started = True
+            try:
+                trio.lowlevel.spawn_system_task(self._abandon_logged)
+            except RuntimeError:
+                pass   # no trio run left: the sweeper expires the hold
+
+    async def _abandon_logged(self) -> None:
+        try:
+            await self._abandon()
+        except Exception:
+            log.exception("closing an abandoned stream failed")

@@ -81,13 +81,13 @@ class LeanChat:
                 await send({"type": "http.response.start", "status": 200, "headers": out})
                 await send({"type": "http.response.body", "body": reply.body})
                 return
-            # What admission reported (RateLimit-*, wallet) leaves with the stream's headers.
-            for name, value in self.s.admission.pending_headers(ctx.request_id).items():
-                reply.headers.setdefault(name, value)
-            exchange.started = True
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": _raw(reply.headers)})
             try:
+                # What admission reported (RateLimit-*, wallet) leaves with the headers.
+                for name, value in self.s.admission.pending_headers(ctx.request_id).items():
+                    reply.headers.setdefault(name, value)
+                exchange.started = True
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": _raw(reply.headers)})
                 async for chunk in reply.stream:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             finally:

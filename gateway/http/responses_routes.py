@@ -135,10 +135,12 @@ async def create_response():
     encoder = StreamEncoder(response_id, st.prep.entry.model.id, created_at, echo)
     framer = framing.ResponsesFramer(encoder)
 
+    # Made here, not in stream(): a relay that is dropped unread still ends its hold.
+    body = pipeline.stream_body(st, framer.encode, framer.trailer, framer.error_frame)
+
     async def stream():
         # aclosing: if the client leaves while we sit at a yield, the relay is closed now,
         # so its settlement runs at once rather than whenever the generator is collected.
-        body = pipeline.stream_body(st, framer.encode, framer.trailer, framer.error_frame)
         async with aclosing(body) as relay:
             async for chunk in relay:
                 if chunk:  # an empty chunk would end a chunked body early

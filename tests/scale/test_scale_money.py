@@ -58,9 +58,12 @@ def _hold_amount(pg_store, node: Node) -> int:
 
 
 async def _race(urls: list[str], key: str, body: dict, statuses: list, *,
-                stream: bool = False, during=None, flowing: list | None = None) -> None:
+                stream: bool = False, during=None, flowing: list | None = None,
+                lead: int = 0) -> None:
     """REQUESTS requests at once, round-robin over `urls`; `flowing[i]` counts the
-    streams through urls[i] that have delivered their first bytes."""
+    admitted streams (200) through urls[i] that have delivered their first bytes. With
+    `lead`, that many go to the last url first, and the rest start once one of them
+    streams: that process is then sure to hold some of the wallet when `during` acts."""
     clients = [httpx.AsyncClient(base_url=u, timeout=60,
                                  limits=httpx.Limits(max_connections=REQUESTS))
                for u in urls]
@@ -71,7 +74,7 @@ async def _race(urls: list[str], key: str, body: dict, statuses: list, *,
             if stream:
                 async with client.stream("POST", "/v1/chat/completions", json=body,
                                          headers={"authorization": f"Bearer {key}"}) as r:
-                    first = True
+                    first = r.status_code == 200
                     async for _ in r.aiter_raw():
                         if first and flowing is not None:
                             flowing[i % len(clients)] += 1
@@ -86,10 +89,18 @@ async def _race(urls: list[str], key: str, body: dict, statuses: list, *,
         except httpx.TransportError:
             statuses.append("cut")        # its process was killed under it
 
+    leading = {len(urls) - 1 + n * len(urls) for n in range(lead)}
     try:
         async with trio.open_nursery() as nursery:
-            for i in range(REQUESTS):
+            for i in sorted(leading):
                 nursery.start_soon(one, i)
+            if lead:
+                with trio.fail_after(30):
+                    while flowing[-1] < 1:
+                        await trio.sleep(0.01)
+            for i in range(REQUESTS):
+                if i not in leading:
+                    nursery.start_soon(one, i)
             if during is not None:
                 nursery.start_soon(during)
     finally:
@@ -163,16 +174,18 @@ async def test_the_race_with_one_process_sigkilled_mid_stream(cluster, pg_store,
     flowing = [0] * len(urls)
 
     # Streams of ~8 s, so that the victim is still sending when it is killed even if
-    # this (busy) client reads the first bytes late.
+    # this (busy) client reads the first bytes late. The victim takes the lead: its
+    # first streams are admitted before the others race for the rest of the wallet.
     async def kill_mid_stream() -> None:
         with trio.fail_after(30):
             while flowing[-1] < 3:        # the victim is streaming answers
                 await trio.sleep(0.02)
+        await trio.sleep(0.3)             # the others' race is on
         victim.kill()
 
     statuses: list = []
     await _race(urls, key["key"], body, statuses, stream=True, during=kill_mid_stream,
-                flowing=flowing)
+                flowing=flowing, lead=6)
     # Streams on the victim were cut; the survivors' answered (how many depends on how
     # busy the machine is: the money checks below are what must hold regardless).
     assert "cut" in statuses and statuses.count(200) >= 1
