@@ -138,7 +138,10 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     # The cluster applies other processes' changes to the parts built here; it reaches
     # them through the Services value built just below (read when an event arrives).
     cluster = Cluster(writer, backends.event_handler(lambda: services),
-                      info=lambda: backends.node_info(admission, finished)) if shared else None
+                      info=lambda: backends.node_info(admission, finished),
+                      feed=backends.live_feed(config)) if shared else None
+    if cluster is not None and cluster.feed is not None:
+        observers.append(cluster.feed.observe)
     services = Services(inference=inference, live=live, writer=writer, ledger=ledger, keys=keys,
                         admission=admission, dispatcher=dispatcher, router=router,
                         sessions=sessions, media=media, pipeline=pipeline, flags=flags,

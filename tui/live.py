@@ -22,7 +22,7 @@ MAX_ROWS = 1000
 SPARK_SECONDS = 60
 # Most telling first: at 80 columns the table scrolls sideways after "cost".
 COLUMNS = ("time", "key", "model", "status", "latency", "tokens", "cost", "route",
-           "dialect", "failover")
+           "dialect", "failover", "node")
 
 
 def cells(record: dict[str, Any], key_names: dict[str, str]) -> tuple[str, ...]:
@@ -40,6 +40,8 @@ def cells(record: dict[str, Any], key_names: dict[str, str]) -> tuple[str, ...]:
         record.get("route") or "-",
         record.get("dialect") or "-",
         "yes" if record.get("failover") else "",
+        # Another process sharing the store served it (gateway.shared.feed); blank: this one.
+        str(record.get("node") or "").removeprefix("node_"),
     )
 
 

@@ -219,6 +219,8 @@ class _Connection:
         if self._sub is None:
             self._sub = self.hub.subscribe()
             self._pump_scope = await self._nursery.start(self._pump, self._sub)
+            if self.s.cluster is not None:
+                self.s.cluster.beat_now()   # the other processes start sending
         return {"subscribed": True, "buffer": self.hub.buffer}
 
     def _unsubscribe(self) -> dict[str, Any]:
@@ -307,6 +309,9 @@ async def serve_control(services: "Services", *, path: str | None = None,
             open_connections -= 1
 
     services.observers.append(hub.publish)
+    feed = services.cluster.feed if services.cluster is not None else None
+    if feed is not None:
+        feed.attach(hub)      # the other processes' requests, tagged with their node
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, handle, [trio.SocketListener(sock)])
@@ -314,6 +319,8 @@ async def serve_control(services: "Services", *, path: str | None = None,
             task_status.started(path)
     finally:
         services.observers.remove(hub.publish)
+        if feed is not None:
+            feed.detach()
         try:
             if os.stat(path).st_ino == inode:
                 os.unlink(path)

@@ -7,6 +7,8 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from gateway.config import Config
+from gateway.shared.feed import (PG_PAYLOAD_BYTES, REDIS_PAYLOAD_BYTES, LiveFeed,
+                                  transport_for)
 from gateway.shared.limiter import RedisLimiter, StoreLimiter
 
 if TYPE_CHECKING:
@@ -37,6 +39,16 @@ def build_limiter(config: Config, writer: Any, shared: bool) -> Any:
     if shared:
         return StoreLimiter(writer)
     return None
+
+
+def live_feed(config: Config) -> Callable[[str], LiveFeed] | None:
+    """How this process reaches the others' dashboards: Redis pub/sub if configured,
+    else PostgreSQL LISTEN/NOTIFY; None on SQLite (no bus between processes)."""
+    transport = transport_for(config.cache.url, config.cache.prefix, config.store_target())
+    if transport is None:
+        return None
+    limit = REDIS_PAYLOAD_BYTES if config.cache.url else PG_PAYLOAD_BYTES
+    return lambda node_id: LiveFeed(transport, node_id, limit=limit)
 
 
 def event_handler(services_of: Callable[[], "Services"]):

@@ -33,8 +33,13 @@ def new_node_id() -> str:
 class Cluster:
     def __init__(self, writer: Any, on_event: Handler, *, node_id: str | None = None,
                  info: Callable[[], dict[str, Any]] = dict, beat_s: float = 2.0,
-                 poll_s: float = 0.2, stale_s: float = 10.0) -> None:
+                 poll_s: float = 0.2, stale_s: float = 10.0,
+                 feed: Callable[[str], Any] | None = None) -> None:
         self.node_id = node_id or new_node_id()
+        # The live feed to the other processes' dashboards (gateway.shared.feed), if
+        # this store has a bus; it is told from the heartbeats whether anyone watches.
+        self.feed = feed(self.node_id) if feed is not None else None
+        self._wake = trio.Event()
         self.stale_s = stale_s
         self._writer = writer
         self._on_event = on_event
@@ -51,21 +56,36 @@ class Cluster:
         await self._beat()
 
     async def _beat(self) -> None:
+        info = self._info()
+        if self.feed is not None:
+            info = {**info, "watching": self.feed.watching, "feed": self.feed.stats()}
         await self._writer.call(cluster.heartbeat, self.node_id, socket.gethostname(),
-                                os.getpid(), self._started, self._info())
+                                os.getpid(), self._started, info)
+
+    def beat_now(self) -> None:
+        """Beat at once (a dashboard attached here: the others should start sending)."""
+        self._wake.set()
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._beat_forever)
+            if self.feed is not None:
+                await nursery.start(self.feed.run)
             task_status.started()
             await self._poll_forever()
 
     async def _beat_forever(self) -> None:
         while True:
-            await trio.sleep(self._beat_s)
+            with trio.move_on_after(self._beat_s):
+                await self._wake.wait()
+            self._wake = trio.Event()
             try:
                 await self._beat()
                 await self._writer.call(cluster.prune, time.time())
+                if self.feed is not None:
+                    nodes = await self.nodes()
+                    self.feed.watched = any(n.get("watching") for n in nodes
+                                            if n["id"] != self.node_id)
             except Exception:   # a missed beat is retried at the next one
                 log.exception("cluster heartbeat failed")
 
