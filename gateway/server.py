@@ -39,6 +39,8 @@ from gateway.config import Config
 from gateway.control.server import serve_control
 from gateway.http.app import create_app
 from gateway.inference.clients import InferenceClients
+from gateway.media.images import Images, MediaRoutes
+from gateway.media.videos import Videos
 from gateway.providers import build_providers
 from gateway.resources import Resources
 from gateway.resources.account import AccountRecords
@@ -149,13 +151,17 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     responses = StoredResponses(writer)
     idempotency = Idempotency(writer, lambda: live.config.server.max_request_seconds + 60.0)
     accounts = AccountRecords(writer, keys)
+    media_routes = MediaRoutes(live, media, images_on=flags.images, video_on=flags.video)
+    images = Images(pipeline, media_routes, live)
+    videos = Videos(pipeline, media_routes, media, writer, ledger, live)
     services = Services(inference=inference, live=live, writer=writer, ledger=ledger, keys=keys,
                         admission=admission, dispatcher=dispatcher, router=router,
                         sessions=sessions, media=media, pipeline=pipeline, flags=flags,
                         metrics=metrics, observers=observers, admin_token=admin_token,
                         config_path=config_path, clock=clock, callmoney=callmoney, mcp=mcp,
                         a2a=a2a, cluster=cluster, resources=resources, responses=responses,
-                        idempotency=idempotency, accounts=accounts)
+                        idempotency=idempotency, accounts=accounts, images=images,
+                        videos=videos)
     return services
 
 

@@ -58,6 +58,9 @@ class Services:
     responses: Any = None
     idempotency: Any = None
     accounts: Any = None
+    # Images and video jobs on the engine (media.images.Images, media.videos.Videos).
+    images: Any = None
+    videos: Any = None
 
     @property
     def config(self) -> Config:
