@@ -99,6 +99,9 @@ def adapter_for(path: str) -> WireAdapter | None:
     if path in ("/v1/chat/completions", "/chat/completions"):
         return OPENAI
     # Imported here: those adapters build on this module's WireAdapter.
+    if path in ("/v1/responses", "/responses"):
+        from gateway.simulator.wire_responses import RESPONSES
+        return RESPONSES
     if path in ("/v1/messages", "/messages"):
         from gateway.simulator.wire_anthropic import ANTHROPIC
         return ANTHROPIC

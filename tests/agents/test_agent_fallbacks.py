@@ -37,7 +37,15 @@ def gw(sim_url, tmp_path_factory):
         dict(by_id["via-anthropic"], id="gemini-then-openai", routes=[
             {"provider": "dead-gemini", "model": "a"}, {"provider": "sim-openai", "model": "b"}]),
         dict(by_id["via-anthropic"], id="folding", system_messages="fold"),
+        # An OpenAI-kind upstream on the Responses API runs web_search itself.
+        dict(by_id["via-openai"], id="chat-then-responses", routes=[
+            {"provider": "sim-openai", "model": "a"}, {"provider": "sim-responses", "model": "b"}]),
+        dict(by_id["via-openai"], id="strict-responses", hosted_tools="refuse", routes=[
+            {"provider": "sim-openai", "model": "a"}, {"provider": "sim-responses", "model": "b"}]),
     ]
+    providers.append({"id": "sim-responses", "kind": "openai", "api": "responses",
+                      "base_url": sim_url + "/v1", "api_key_env": "PRISM_TEST_UPSTREAM_KEY",
+                      "read_timeout": 30.0})
     g = harness.start_gateway(tmp_path_factory.mktemp("fallbacks"), sim_url,
                               providers=providers, models=models)
     yield g
@@ -158,3 +166,35 @@ def test_nothing_dropped_when_the_route_keeping_the_tool_serves(http):
     assert r.status_code == 200, r.text
     assert "X-Prism-Dropped-Tools" not in r.headers
     assert json.loads(r.text)["content"][0]["text"] == "kept"
+
+
+# ------------------------------------------------- an upstream on the Responses API
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model", ["chat-then-responses", "strict-responses"])
+def test_route_that_runs_web_search_serves_it_natively(http, sim_url, model, stream):
+    r = http.post("/v1/responses", json={
+        "model": model, "input": "say: looked it up", "stream": stream,
+        "tools": [{"type": "web_search", "external_web_access": False}]})
+    assert r.status_code == 200, r.text
+    assert "X-Prism-Dropped-Tools" not in r.headers
+    assert r.headers.get("X-Prism-Failover", "false") == "false"   # preferred, not failed over to
+    assert "looked it up" in r.text
+    assert httpx.get(sim_url + "/_sim/stats").json()["last_tools"] == ["web_search"]
+
+
+def test_the_chat_route_still_drops_it(http, sim_url):
+    r = http.post("/v1/responses", json={
+        "model": "via-openai", "input": "say: without", "tools": [{"type": "web_search"}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["X-Prism-Dropped-Tools"] == "web_search"
+    assert httpx.get(sim_url + "/_sim/stats").json()["last_tools"] == []
+
+
+def test_api_setting_is_checked(tmp_path):
+    from gateway.config import ConfigError, parse_config
+    raw = harness.gateway_config(tmp_path, "http://127.0.0.1:9")
+    raw["providers"][0] = dict(raw["providers"][0], kind="anthropic", api="responses")
+    with pytest.raises(ConfigError) as exc:
+        parse_config(raw, base_dir=str(tmp_path))
+    assert 'api: must be "chat", or "responses" for kind "openai"' in str(exc.value)
