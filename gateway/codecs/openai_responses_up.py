@@ -38,6 +38,10 @@ def _proto(problem: str) -> NoReturn:
     raise UpstreamProtocolError(f"upstream Responses API {problem}")
 
 
+def _named(v: object) -> bool:
+    return isinstance(v, str) and v != ""
+
+
 # ---------------------------------------------------------------- requests
 
 def from_canonical_request(req: Request, upstream_model: str) -> dict:
@@ -132,8 +136,8 @@ def _finish(data: dict, has_calls: bool) -> FinishReason:
     if status == "incomplete":
         details = data.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
-        return _INCOMPLETE_IN.get(reason, "length")  # type: ignore[arg-type]
-    if status not in ("completed", None):
+        return _INCOMPLETE_IN.get(reason, "length") if isinstance(reason, str) else "length"
+    if status is not None and status != "completed":
         _proto(f"status {status!r} is not a finished one")
     return "tool_calls" if has_calls else "stop"
 
@@ -161,8 +165,8 @@ def to_canonical_response(data: object) -> Response:
             parts += [TextPart(t) for t in _texts(item.get("content"), "refusal")]
         elif kind == "function_call":
             call_id, name, args = item.get("call_id"), item.get("name"), item.get("arguments", "{}")
-            if not all(isinstance(v, str) for v in (call_id, name, args)):
-                _proto("function_call item needs string call_id, name and arguments")
+            if not (_named(call_id) and _named(name) and isinstance(args, str)):
+                _proto("function_call item needs a call_id, a name and string arguments")
             parts.append(ToolCallPart(call_id, name, args or "{}"))
         elif kind == "reasoning":
             text = "".join(_texts(item.get("summary"), "summary_text"))
@@ -222,8 +226,8 @@ class StreamDecoder:
         elif kind == "response.output_item.added":
             item = event.get("item")
             if isinstance(item, dict) and item.get("type") == "function_call":
-                if not isinstance(item.get("call_id"), str) or not isinstance(item.get("name"), str):
-                    _proto("function_call item needs string call_id and name")
+                if not (_named(item.get("call_id")) and _named(item.get("name"))):
+                    _proto("function_call item needs a call_id and a name")
                 call = self._calls[self._index(event)] = _Call(len(self._calls))
                 out.append(ToolCallStart(call.index, item["call_id"], item["name"]))
                 if isinstance(item.get("arguments"), str) and item["arguments"]:

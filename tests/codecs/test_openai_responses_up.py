@@ -113,3 +113,15 @@ def test_cut_stream_is_not_finished_and_failures_are_upstream_errors():
         up.to_canonical_response({"status": "failed", "output": [], "error": {"message": "x"}})
     with pytest.raises(errors.UpstreamProtocolError):
         up.to_canonical_response({"output": "nope"})
+
+
+def test_calls_without_an_id_or_name_are_protocol_errors():
+    body = {"status": "completed", "output": [
+        {"type": "function_call", "call_id": "", "name": "f", "arguments": "{}"}]}
+    with pytest.raises(errors.UpstreamProtocolError):
+        up.to_canonical_response(body)
+    dec = up.StreamDecoder()
+    dec.feed({"type": "response.created", "response": {"id": "r", "model": "m"}})
+    with pytest.raises(errors.UpstreamProtocolError):
+        dec.feed({"type": "response.output_item.added", "output_index": 0,
+                  "item": {"type": "function_call", "call_id": "c", "name": ""}})
