@@ -14,12 +14,16 @@ from gateway.codecs import openai_responses, sse
 from gateway.codecs.openai_responses_stream import StreamEncoder
 from gateway.simulator.wire import WireAdapter, _openai_error, bearer, dumps
 
-_ECHO = openai_responses.request_echo({})
+
+
+def _echo() -> dict:
+    # The settings a Response object repeats; the simulator's answer repeats none.
+    return openai_responses.request_echo({})
 
 
 class _ResponsesStream:
     def __init__(self, req: c.Request, id: str, created: int) -> None:
-        self._enc = StreamEncoder(id, req.model, created, _ECHO)
+        self._enc = StreamEncoder(id, req.model, created, _echo())
 
     def encode(self, ev: c.StreamEvent) -> bytes:
         return _frames(self._enc.encode(ev))
@@ -37,7 +41,7 @@ RESPONSES = WireAdapter(
     decode=lambda path, body: openai_responses.to_canonical_request(body),
     encode_response=lambda resp: openai_responses.from_canonical_response(
         resp, model=resp.model, response_id=resp.id, created_at=resp.created,
-        request_echo=_ECHO),
+        request_echo=_echo()),
     stream_writer=_ResponsesStream,
     error_body=_openai_error,
     credential=bearer,
