@@ -12,8 +12,7 @@ from __future__ import annotations
 from gateway import canonical as c
 from gateway.codecs import openai_responses, sse
 from gateway.codecs.openai_responses_stream import StreamEncoder
-from gateway.simulator.wire import WireAdapter, _openai_error, bearer, dumps
-
+from gateway.simulator.wire import WireAdapter, bearer, dumps, openai_error
 
 
 def _echo() -> dict:
@@ -43,6 +42,6 @@ RESPONSES = WireAdapter(
         resp, model=resp.model, response_id=resp.id, created_at=resp.created,
         request_echo=_echo()),
     stream_writer=_ResponsesStream,
-    error_body=_openai_error,
+    error_body=openai_error,
     credential=bearer,
 )
