@@ -101,6 +101,9 @@ class ProviderConfig:
     # simulator only: how it streams
     chunk_chars: int = 8
     chunk_delay: float = 0.0
+    # openai only: the upstream API chat goes to. "responses" (/v1/responses) receives
+    # a client's Responses hosted tools (web_search, ...) unchanged; "chat" drops them.
+    api: str = "chat"
 
 
 @dataclass(frozen=True)
@@ -386,6 +389,9 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
                                    "chunk_chars"), problems)
         if p.chunk_delay < 0:
             problems.append(f"{where}.chunk_delay: must not be negative")
+        if p.api not in ("chat", "responses") or (p.api != "chat" and p.kind != "openai"):
+            problems.append(f"{where}.api: must be \"chat\", or \"responses\" for kind "
+                            f"\"openai\", not {p.api!r}")
     public: dict[str, str] = {}
     for i, m in enumerate(cfg.models):
         where = f"models[{i}]"

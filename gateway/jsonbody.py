@@ -8,7 +8,7 @@ after the upstream was paid), integers are short enough to convert (CPython refu
 int <-> str past 4,300 digits with a ValueError), numbers are finite (NaN and Infinity
 are not JSON, and json.dumps would pass them on to an upstream as invalid JSON), and
 nesting is shallow enough that the recursive code downstream cannot hit the recursion
-limit.
+limit. ``dumps`` is the matching compact encoder for replies and stored JSON.
 """
 from __future__ import annotations
 
@@ -140,3 +140,17 @@ def _json_type(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return "literal"
     return "number"
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON for a reply, an SSE event or a stored body. Text from an upstream may
+    hold a lone surrogate, which no UTF-8 writer accepts; such a value is escaped to
+    ASCII instead (still valid JSON), so encoding an answer never fails after it was
+    paid for."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(obj, separators=(",", ":"))
+    return text

@@ -26,6 +26,7 @@ from gateway import tokenizer
 from gateway.billing.ledger import Ledger
 from gateway.engine.admission import Admission
 from gateway.engine.dispatch import Dispatcher
+from gateway.engine.idempotency import Idempotency
 from gateway.engine.jobs import MediaService
 from gateway.engine.live import Live, Observers
 from gateway.engine.pipeline import Pipeline
@@ -38,8 +39,12 @@ from gateway.config import Config
 from gateway.control.server import serve_control
 from gateway.http.app import create_app
 from gateway.inference.clients import InferenceClients
+from gateway.media.images import Images, MediaRoutes
+from gateway.media.videos import Videos
 from gateway.providers import build_providers
 from gateway.resources import Resources
+from gateway.resources.account import AccountRecords
+from gateway.resources.responses import StoredResponses
 from gateway.resources.chat import PipelineChat
 from gateway.routing.catalog import Catalog
 from gateway.runtime.flags import ProviderFlags, build_catalog
@@ -142,12 +147,21 @@ def build_services(config: Config, writer, admin_token: str | None, *,
                       feed=backends.live_feed(config)) if shared else None
     if cluster is not None and cluster.feed is not None:
         observers.append(cluster.feed.observe)
+    # The customer routes' own records, so http/ never calls the store itself.
+    responses = StoredResponses(writer)
+    idempotency = Idempotency(writer, lambda: live.config.server.max_request_seconds + 60.0)
+    accounts = AccountRecords(writer, keys)
+    media_routes = MediaRoutes(live, media, images_on=flags.images, video_on=flags.video)
+    images = Images(pipeline, media_routes, live)
+    videos = Videos(pipeline, media_routes, media, writer, ledger, live)
     services = Services(inference=inference, live=live, writer=writer, ledger=ledger, keys=keys,
                         admission=admission, dispatcher=dispatcher, router=router,
                         sessions=sessions, media=media, pipeline=pipeline, flags=flags,
                         metrics=metrics, observers=observers, admin_token=admin_token,
                         config_path=config_path, clock=clock, callmoney=callmoney, mcp=mcp,
-                        a2a=a2a, cluster=cluster, resources=resources)
+                        a2a=a2a, cluster=cluster, resources=resources, responses=responses,
+                        idempotency=idempotency, accounts=accounts, images=images,
+                        videos=videos)
     return services
 
 

@@ -23,10 +23,11 @@ from gateway.canonical import Request
 KEY = "hosted_tools"
 # Which provider kinds run a family's tools natively. The simulator stands in for a
 # Gemini upstream (it has always accepted Gemini's built-in tools); OpenAI-kind
-# providers speak Chat Completions, which has no hosted tools, so the Responses
-# family has no native route yet.
+# providers run the Responses family only when they speak the Responses API
+# (``api = "responses"``, which routing reports as kind "openai_responses"): Chat
+# Completions has no hosted tools.
 NATIVE_KINDS: dict[str, frozenset[str]] = {
-    "openai": frozenset(),
+    "openai": frozenset({"openai_responses"}),
     "anthropic": frozenset({"anthropic"}),
     "gemini": frozenset({"gemini", "simulator"}),
 }

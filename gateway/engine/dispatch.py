@@ -28,6 +28,7 @@ from gateway.engine.operations import Upstream
 from gateway.providers.base import api_key, scrub
 from gateway.routing.breaker import Breaker
 from gateway.routing.failover import exhausted, fails_over
+from gateway.routing.hosted import system_refusal
 
 if TYPE_CHECKING:
     from gateway.engine.call import Prepared
@@ -121,6 +122,9 @@ class Dispatcher:
                 self._scrub(exc, prep, route)
                 if not fails_over(exc):
                     breaker.success()   # it answered: the request was at fault, not the route
+                    refusal = system_refusal(prep.req, exc, prep.selection.entry.public_id)
+                    if refusal is not None:
+                        raise refusal from None
                     raise
                 breaker.failure()
                 failures.append(exc)

@@ -163,6 +163,7 @@ class Pipeline:
         except BaseException as exc:
             await self.admission.close(prep, None, exc)
             raise
+        self._served(prep)
         # A SettleFailed from close means the hold was voided: it propagates, and the
         # client's error matches a bill of nothing.
         usage = resp.usage
@@ -172,6 +173,17 @@ class Pipeline:
         if prep.turn is not None:
             await self._save_turn(prep, resp.message)
         return resp, outcome
+
+    def _served(self, prep: Prepared) -> None:
+        """Report what the route that answered left out: dispatch may have failed over
+        from the first route, which keeps the request's hosted tools, to one that drops
+        them."""
+        kind = self.router.live.catalog.provider_kind(prep.route) if prep.route else None
+        dropped = hosted.dropped_header(prep.req, kind)
+        if dropped:
+            prep.headers[hosted.DROPPED_TOOLS] = dropped
+        else:
+            prep.headers.pop(hosted.DROPPED_TOOLS, None)
 
     async def _save_turn(self, prep: Prepared, message: Any) -> None:
         """Session memory after a settled answer. The client has paid for this answer
@@ -193,6 +205,7 @@ class Pipeline:
         except BaseException as exc:
             await self.admission.close(prep, None, exc)
             raise
+        self._served(prep)
         return OpenStream(prep, events, first, _meter(prep))
 
     def stream_body(self, st: OpenStream, encode: Callable[[c.StreamEvent], bytes],

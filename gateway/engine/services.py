@@ -52,6 +52,15 @@ class Services:
     cluster: Any = None
     # Files, vector stores and assistants (gateway.resources.Resources).
     resources: Any = None
+    # What the customer routes read and write besides the engine: stored Responses
+    # (resources.responses.StoredResponses), idempotency keys
+    # (engine.idempotency.Idempotency), usage and keys (resources.account.AccountRecords).
+    responses: Any = None
+    idempotency: Any = None
+    accounts: Any = None
+    # Images and video jobs on the engine (media.images.Images, media.videos.Videos).
+    images: Any = None
+    videos: Any = None
 
     @property
     def config(self) -> Config:

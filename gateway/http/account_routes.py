@@ -24,13 +24,12 @@ from typing import Any, AsyncIterator
 
 from quart import Blueprint, Response, g, request
 
-import store
 from gateway import canonical as c
 from gateway import errors, jsonbody
-from gateway.runtime.keys import KeyInfo
 from gateway.billing.ledger import iso_utc
 from gateway.billing.pricing import MICROS_PER_USD, cost_micros
 from gateway.http import common
+from gateway.resources.account import AccountRecords
 
 bp = Blueprint("account", __name__)
 
@@ -53,8 +52,8 @@ async def _caller(route: str) -> str:
     return ctx.account_id
 
 
-async def _call(fn, *args, **kwargs):
-    return await common.services().writer.call(fn, *args, **kwargs)
+def _records() -> AccountRecords:
+    return common.services().accounts
 
 
 # ---------------------------------------------------------------- parameters
@@ -114,7 +113,7 @@ def _row_json(row: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- standing
 
-def _window_json(w: "store.WindowUsage") -> dict[str, Any]:
+def _window_json(w: Any) -> dict[str, Any]:   # a store.WindowUsage
     out: dict[str, Any] = {
         "limit_usd": usd(w.limit_micros), "used_usd": usd(w.used_micros),
         "remaining_usd": usd(w.remaining("usd")),
@@ -128,7 +127,7 @@ def _window_json(w: "store.WindowUsage") -> dict[str, Any]:
     return out
 
 
-def _wallet_json(pos: "store.Position") -> dict[str, Any]:
+def _wallet_json(pos: Any) -> dict[str, Any]:   # a store.Position
     return {"balance_usd": usd(pos.balance_micros), "held_usd": usd(pos.held_micros),
             "available_usd": usd(pos.available_micros), "balance_micros": pos.balance_micros,
             "held_micros": pos.held_micros, "available_micros": pos.available_micros}
@@ -166,7 +165,7 @@ async def usage():
     filters = _filters()
     limit = _int_arg("limit", 100, 1, MAX_LIMIT)
     offset = _int_arg("offset", 0, 0, 10**9)
-    rows, total = await _call(store.usage_rows, account_id, limit=limit, offset=offset, **filters)
+    rows, total = await _records().usage_rows(account_id, limit=limit, offset=offset, **filters)
     return {"object": "list", "data": [_row_json(r) for r in rows], "total": total,
             "limit": limit, "offset": offset, "has_more": offset + len(rows) < total}
 
@@ -199,7 +198,7 @@ def comparison(totals: dict[str, int], models: list[tuple[str, Any]]) -> dict[st
 async def usage_summary():
     account_id = await _caller("/v1/usage/summary")
     filters = _filters()
-    out = await _call(store.usage_summary, account_id, **filters)
+    out = await _records().usage_summary(account_id, **filters)
 
     def money(d: dict[str, Any]) -> dict[str, Any]:
         return {**d, "cost_usd": usd(d["cost_micros"])}
@@ -243,14 +242,14 @@ def csv_record(row: dict[str, Any]) -> list[Any]:
 async def usage_export():
     account_id = await _caller("/v1/usage/export")
     filters = _filters(mode_model=False)
-    writer = common.services().writer
+    records = _records()
 
     async def body() -> AsyncIterator[bytes]:
         yield csv_line(list(_CSV_COLUMNS)).encode()
         after = None
         while True:
-            rows = await writer.call(store.usage_page, account_id, after=after,
-                                     limit=_EXPORT_PAGE, **filters)
+            rows = await records.usage_page(account_id, after=after, limit=_EXPORT_PAGE,
+                                            **filters)
             if not rows:
                 return
             yield "".join(csv_line(csv_record(r)) for r in rows).encode()
@@ -266,7 +265,7 @@ async def usage_export():
 @bp.get("/v1/requests/<request_id>")
 async def request_record(request_id: str):
     account_id = await _caller("/v1/requests")
-    rec = await _call(store.request_record, account_id, request_id)
+    rec = await _records().request_record(account_id, request_id)
     if rec is None:
         raise errors.NotFound(f"No request {request_id!r} on this account")
     _, pos, _ = await common.services().admission.position(account_id)
@@ -299,8 +298,7 @@ async def create_key():
     name = body.get("name", "api key")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise errors.InvalidRequest("name must be 1..200 characters", field="name")
-    key, plaintext = await _call(store.create_key, account_id, name)
-    common.services().keys.put(KeyInfo(key.id, key.account_id, key.name, key.key_hash))
+    key, plaintext = await _records().create_key(account_id, name)
     return {**_key_json(key), "key": plaintext}, 201
 
 
@@ -312,16 +310,13 @@ def _optional_json(data: bytes) -> dict[str, Any]:
 @bp.get("/v1/keys")
 async def list_keys():
     account_id = await _caller("/v1/keys")
-    keys = await _call(store.list_keys, account_id)
-    return {"object": "list", "data": [_key_json(k) for k in keys if k.revoked_at is None]}
+    keys = await _records().active_keys(account_id)
+    return {"object": "list", "data": [_key_json(k) for k in keys]}
 
 
 @bp.delete("/v1/keys/<key_id>")
 async def revoke_key(key_id: str):
     account_id = await _caller("/v1/keys")
-    key = await _call(store.get_key, key_id)
-    if key is None or key.account_id != account_id or key.revoked_at is not None:
+    if not await _records().revoke_key(account_id, key_id):
         raise errors.NotFound(f"No active key {key_id!r} on this account")
-    await _call(store.revoke_key, key_id)
-    common.services().keys.invalidate_key(key_id)
     return {"id": key_id, "object": "api_key", "revoked": True}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
-import store.assistants as sa
 from gateway.http import common
 from gateway.http.files_routes import json_response, page, page_args
+from gateway.resources import assistants as sa
 from gateway.resources.assistants import public
 from gateway.resources.runs import TERMINAL_EVENTS
 
@@ -48,8 +48,8 @@ def _stream(run_id: str, channel, first: list[tuple[str, dict]] = ()) -> Respons
 
 async def _listing(model, account: str, parent: str | None, default: int = 20):
     limit, after, order = page_args(100, default)
-    objs, more = await _r().writer.call(sa.listing, model, account, parent, limit=limit,
-                                        after=after, order=order)
+    objs, more = await _r().assistants.listing(model, account, parent, limit=limit,
+                                               after=after, order=order)
     return json_response(page([public(o) for o in objs], more))
 
 
@@ -131,8 +131,7 @@ async def list_messages(thread_id: str):
     await _r().assistants.get(sa.Thread, account, thread_id)
     run_id = request.args.get("run_id")
     if run_id:
-        objs = [public(m) for m in await _r().writer.call(sa.all_of, sa.ThreadMessage, account, thread_id)
-                if m.get("run_id") == run_id]
+        objs = [public(m) for m in await _r().assistants.run_messages(account, thread_id, run_id)]
         if request.args.get("order", "desc") == "desc":
             objs.reverse()
         return json_response(page(objs, False))

@@ -9,7 +9,6 @@ in that client's own shape:
 """
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any, Callable
 
@@ -72,16 +71,8 @@ def error_body(err: errors.PrismError, dialect: str) -> dict[str, Any]:
 
 
 def dumps(obj: Any) -> str:
-    """Compact JSON for a reply or an SSE event. Text from an upstream may hold a lone
-    surrogate, which no UTF-8 writer accepts; such a reply is escaped to ASCII instead
-    (still valid JSON), so encoding an answer never fails after it was paid for."""
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = json.dumps(obj, separators=(",", ":"))
-    return text
+    """Compact JSON for a reply or an SSE event (gateway.jsonbody.dumps)."""
+    return jsonbody.dumps(obj)
 
 
 async def read_json_object() -> dict[str, Any]:

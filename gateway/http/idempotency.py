@@ -28,8 +28,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
-import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import trio
@@ -37,8 +35,8 @@ from quart import Response, g, make_response, request
 from quart.wrappers.response import IterableBody
 from werkzeug.datastructures import Headers
 
-import store.idempotency as idem
 from gateway import errors
+from gateway.engine.idempotency import Idempotency, Stored
 from gateway.http import common
 
 HEADER = "Idempotency-Key"
@@ -74,7 +72,7 @@ def _credential() -> str | None:
             or request.headers.get("x-goog-api-key") or request.args.get("key"))
 
 
-def _replay(stored: "idem.Stored") -> Response:
+def _replay(stored: Stored) -> Response:
     resp = Response(stored.body, status=stored.status, headers=Headers(stored.headers))
     resp.headers["Idempotent-Replayed"] = "true"
     if not stored.complete:
@@ -84,12 +82,6 @@ def _replay(stored: "idem.Stored") -> Response:
 
 def _stored_headers(resp: Response) -> list[tuple[str, str]]:
     return [(k, v) for k, v in resp.headers.items() if k.lower() not in _SKIP]
-
-
-async def _shielded(writer: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    with trio.CancelScope(shield=True):
-        with trio.move_on_after(10):
-            return await writer.call(fn, *args, **kwargs)
 
 
 def _add_standing(resp: Response) -> None:
@@ -113,48 +105,36 @@ def idempotent(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
             return await handler(*args, **kwargs)   # which refuses it in its own dialect
         raw = await request.get_data(cache=True)
         digest = body_hash(request.method, request.path, raw)
-        lease = s.config.server.max_request_seconds + 60.0
-        try:
-            claim = await s.writer.call(idem.claim, info.account_id, key, digest,
-                                        request_id=g.request_id, lease_seconds=lease)
-        except idem.KeyReused:
-            raise errors.IdempotencyKeyReused(
-                f"The {HEADER} {key!r} was already used with a different request body in the "
-                "last 24 hours; use a new key for a new request") from None
-        except idem.InProgress as busy:
-            raise errors.IdempotencyInProgress(
-                f"A request with {HEADER} {key!r} is still in progress; retry when it has "
-                "finished to get its response",
-                headers={"Retry-After": str(max(1, min(5, math.ceil(busy.lease_until - time.time()))))}
-            ) from None
+        keys: Idempotency = s.idempotency
+        claim = await keys.claim(info.account_id, key, digest, g.request_id)
         if claim.replay is not None:
             return _replay(claim.replay)
         token = claim.token
         try:
             resp = await make_response(await handler(*args, **kwargs))
         except BaseException:
-            await _shielded(s.writer, idem.release, info.account_id, key, token)
+            await keys.release(info.account_id, key, token)
             raise
         _add_standing(resp)
         if resp.status_code >= 400:
-            await _shielded(s.writer, idem.release, info.account_id, key, token)
+            await keys.release(info.account_id, key, token)
             return resp
         if isinstance(resp.response, IterableBody):
             # The body runs after this handler returns, outside the app context: it
-            # gets the writer itself.
-            resp.response = IterableBody(_tee(resp.response.iter, resp, s.writer,
+            # gets the service itself.
+            resp.response = IterableBody(_tee(resp.response.iter, resp, keys,
                                               info.account_id, key, token))
             return resp
         body = await resp.get_data()
-        await _shielded(s.writer, idem.complete, info.account_id, key, token, status=resp.status_code,
-                        headers=_stored_headers(resp), body=body)
+        await keys.complete(info.account_id, key, token, status=resp.status_code,
+                            headers=_stored_headers(resp), body=body)
         return resp
 
     return wrapper
 
 
-async def _tee(body: AsyncIterator[bytes], resp: Response, writer: Any, account_id: str,
-               key: str, token: str) -> AsyncIterator[bytes]:
+async def _tee(body: AsyncIterator[bytes], resp: Response, keys: Idempotency,
+               account_id: str, key: str, token: str) -> AsyncIterator[bytes]:
     """Relay a stream and store what was sent once it ends, however it ends."""
     sent: list[bytes] = []
     complete = False
@@ -169,7 +149,6 @@ async def _tee(body: AsyncIterator[bytes], resp: Response, writer: Any, account_
         if aclose is not None:
             with trio.CancelScope(shield=True):
                 await aclose()
-        await _shielded(writer, idem.complete, account_id, key, token,
-                        status=resp.status_code, headers=_stored_headers(resp),
-                        body=b"".join(sent), complete=complete)
-
+        await keys.complete(account_id, key, token, status=resp.status_code,
+                            headers=_stored_headers(resp), body=b"".join(sent),
+                            complete=complete)

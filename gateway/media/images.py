@@ -25,17 +25,17 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 from gateway import errors
 from gateway.config import MediaConfig, RouteConfig
 from gateway.engine.call import CallContext, Outcome
+from gateway.engine.jobs import MediaService
+from gateway.engine.live import Live
 from gateway.engine.operations import Operation, Pricing, Upstream
+from gateway.engine.pipeline import Pipeline
 from gateway.media import chat_images, fetch
 from gateway.media.chat_images import CHAT_IMAGE_KINDS
-
-if TYPE_CHECKING:
-    from gateway.engine.services import Services
 
 RESPONSE_FORMATS = ("url", "b64_json")
 MAX_N = 10
@@ -163,33 +163,48 @@ async def references(cfg: MediaConfig, urls: tuple[str, ...]) -> tuple[bytes, ..
     return tuple(got)
 
 
-def usable_routes(s: "Services", entry: Any, capability: str) -> tuple[RouteConfig, ...]:
-    """The routes that may serve `capability` ("images" or "video"), or the 400 saying
-    why there are none: the capability a media route asks for beyond the model's."""
-    model = entry.model
-    what = "image generation" if capability == "images" else "video generation"
-    flag = s.flags.images if capability == "images" else s.flags.video
-    if capability not in model.capabilities:
-        raise errors.InvalidRequest(
-            f"The model {entry.public_id!r} does not support {what} (it lacks the "
-            f"{capability!r} capability)", field="model", code=f"{capability}_not_supported")
-    routes = s.catalog.routes(model)
-    flagged = [r for r in routes if flag(r.provider)]
-    if not flagged:
-        providers = ", ".join(sorted({r.provider for r in routes}))
-        label = "Images" if capability == "images" else "Video"
-        raise errors.InvalidRequest(
-            f"The model {entry.public_id!r} supports {what}, but its provider(s) {providers} "
-            f"do not have the {label} flag on", field="model", code=f"{capability}_disabled")
-    usable = tuple(r for r in flagged if s.media.client(r.provider) is not None
-                   or (capability == "images"
-                       and s.config.provider(r.provider).kind in CHAT_IMAGE_KINDS))
-    if not usable:
-        kinds = ", ".join(sorted({s.config.provider(r.provider).kind for r in flagged}))
-        raise errors.InvalidRequest(
-            f"No route of {entry.public_id!r} can make {what}: provider kind(s) {kinds} "
-            f"have no {what} path in Prism", field="model", code=f"unsupported_{capability}_route")
-    return usable
+class MediaRoutes:
+    """Which routes of a model may serve images or video: the capability a media route
+    asks the engine for beyond the model's. ``images_on`` / ``video_on`` are the
+    operator's per-provider flags (runtime.flags.ProviderFlags)."""
+
+    def __init__(self, live: Live, media: MediaService, *, images_on: Callable[[str], bool],
+                 video_on: Callable[[str], bool]) -> None:
+        self.live = live
+        self.media = media
+        self.images_on = images_on
+        self.video_on = video_on
+
+    def usable(self, entry: Any, capability: str) -> tuple[RouteConfig, ...]:
+        """The routes that may serve `capability` ("images" or "video"), or the 400
+        saying why there are none."""
+        model = entry.model
+        config = self.live.config
+        what = "image generation" if capability == "images" else "video generation"
+        flag = self.images_on if capability == "images" else self.video_on
+        if capability not in model.capabilities:
+            raise errors.InvalidRequest(
+                f"The model {entry.public_id!r} does not support {what} (it lacks the "
+                f"{capability!r} capability)", field="model", code=f"{capability}_not_supported")
+        routes = self.live.catalog.routes(model)
+        flagged = [r for r in routes if flag(r.provider)]
+        if not flagged:
+            providers = ", ".join(sorted({r.provider for r in routes}))
+            label = "Images" if capability == "images" else "Video"
+            raise errors.InvalidRequest(
+                f"The model {entry.public_id!r} supports {what}, but its provider(s) "
+                f"{providers} do not have the {label} flag on", field="model",
+                code=f"{capability}_disabled")
+        usable = tuple(r for r in flagged if self.media.client(r.provider) is not None
+                       or (capability == "images"
+                           and config.provider(r.provider).kind in CHAT_IMAGE_KINDS))
+        if not usable:
+            kinds = ", ".join(sorted({config.provider(r.provider).kind for r in flagged}))
+            raise errors.InvalidRequest(
+                f"No route of {entry.public_id!r} can make {what}: provider kind(s) {kinds} "
+                f"have no {what} path in Prism", field="model",
+                code=f"unsupported_{capability}_route")
+        return usable
 
 
 @dataclass
@@ -231,9 +246,17 @@ IMAGES: Operation[ImageCall, dict] = Operation(
     noun="generate images")
 
 
-async def generate(s: "Services", ctx: CallContext,
-                   body: dict[str, Any]) -> tuple[dict[str, Any], Outcome]:
-    req = parse(body)
-    return await s.pipeline.unary(
-        ctx, IMAGES, ImageCall(req, s.config.media), model=req.model,
-        routes=lambda selection: usable_routes(s, selection.entry, "images"))
+class Images:
+    """POST /v1/images/generations on the engine: one unit-priced operation."""
+
+    def __init__(self, pipeline: Pipeline, routes: MediaRoutes, live: Live) -> None:
+        self.pipeline = pipeline
+        self.routes = routes
+        self.live = live     # the media fetch limits, read per request (reload swaps them)
+
+    async def generate(self, ctx: CallContext,
+                       body: dict[str, Any]) -> tuple[dict[str, Any], Outcome]:
+        req = parse(body)
+        return await self.pipeline.unary(
+            ctx, IMAGES, ImageCall(req, self.live.config.media), model=req.model,
+            routes=lambda selection: self.routes.usable(selection.entry, "images"))

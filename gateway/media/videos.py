@@ -9,19 +9,20 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 import store
 from gateway import errors
+from gateway.billing.ledger import Ledger
 from gateway.config import RouteConfig
 from gateway.engine.call import CallContext, Prepared
+from gateway.engine.jobs import MediaService
+from gateway.engine.live import Live
 from gateway.engine.operations import Operation, Pricing, Upstream
-from gateway.media.images import usable_routes
-
-if TYPE_CHECKING:
-    from gateway.engine.services import Services
+from gateway.engine.pipeline import Pipeline
+from gateway.media.images import MediaRoutes
 
 _FORWARDED = ("seconds", "size", "aspect_ratio", "negative_prompt", "seed", "quality",
               "input_reference")
@@ -63,97 +64,107 @@ VIDEO: Operation[VideoRequest, str] = Operation(
     call=_submit, noun="generate video")
 
 
-async def create(s: "Services", ctx: CallContext, body: dict[str, Any]) -> tuple[Any, dict]:
-    model_name = body.get("model")
-    if not isinstance(model_name, str) or not model_name:
-        raise errors.InvalidRequest("model is required", field="model")
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise errors.InvalidRequest("prompt is required", field="prompt")
-    req = VideoRequest(model_name, prompt, {k: body[k] for k in _FORWARDED
-                                             if body.get(k) is not None})
-    job_id = "video_" + secrets.token_hex(12)
-    media = s.media
+class Videos:
+    """/v1/videos on the engine: submission through the pipeline, the job's row in the
+    store, and its life after that in the media service's poller (engine/jobs.py)."""
 
-    async def started(prep: Prepared) -> None:
-        # Marked before the row exists: the poller may run the moment the insert
-        # commits, and a row with no upstream id that is not being submitted counts as
-        # abandoned.
-        media.submitting.add(job_id)
-        route = prep.selection.routes[0]
-        await s.writer.call(store.insert_video_job, id=job_id, account_id=ctx.account_id,
-                            key_id=ctx.key_id, request_id=ctx.request_id,
-                            model=prep.entry.model.id, provider=route.provider,
-                            upstream_model=route.model, prompt=prompt,
-                            params=json.dumps(req.params),
-                            price_micros=prep.op.hold_micros(prep.entry, req),
-                            hold_id=prep.hold_id)
+    def __init__(self, pipeline: Pipeline, routes: MediaRoutes, media: MediaService,
+                 writer: Any, ledger: Ledger, live: Live) -> None:
+        self.pipeline = pipeline
+        self.routes = routes
+        self.media = media
+        self.writer = writer     # store.Writer
+        self.ledger = ledger     # for its after_upstream fault hook (tests)
+        self.live = live         # the download cap, read per request (reload swaps it)
 
-    async def failed(prep: Prepared, exc: BaseException) -> None:
-        message = exc.message if isinstance(exc, errors.PrismError) else type(exc).__name__
+    async def create(self, ctx: CallContext, body: dict[str, Any]) -> tuple[Any, dict]:
+        model_name = body.get("model")
+        if not isinstance(model_name, str) or not model_name:
+            raise errors.InvalidRequest("model is required", field="model")
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise errors.InvalidRequest("prompt is required", field="prompt")
+        req = VideoRequest(model_name, prompt, {k: body[k] for k in _FORWARDED
+                                                 if body.get(k) is not None})
+        job_id = "video_" + secrets.token_hex(12)
+        media = self.media
+        writer = self.writer
+
+        async def started(prep: Prepared) -> None:
+            # Marked before the row exists: the poller may run the moment the insert
+            # commits, and a row with no upstream id that is not being submitted counts
+            # as abandoned.
+            media.submitting.add(job_id)
+            route = prep.selection.routes[0]
+            await writer.call(store.insert_video_job, id=job_id, account_id=ctx.account_id,
+                              key_id=ctx.key_id, request_id=ctx.request_id,
+                              model=prep.entry.model.id, provider=route.provider,
+                              upstream_model=route.model, prompt=prompt,
+                              params=json.dumps(req.params),
+                              price_micros=prep.op.hold_micros(prep.entry, req),
+                              hold_id=prep.hold_id)
+
+        async def failed(prep: Prepared, exc: BaseException) -> None:
+            message = exc.message if isinstance(exc, errors.PrismError) else type(exc).__name__
+            try:
+                await media.end(job_id, "failed", message)
+            finally:
+                media.submitting.discard(job_id)
+
+        upstream_id, prep = await self.pipeline.submit(
+            ctx, VIDEO, req, model=model_name,
+            routes=lambda sel: self.routes.usable(sel.entry, "video"),
+            started=started, failed=failed)
         try:
-            await media.end(job_id, "failed", message)
+            try:
+                self.ledger.after_upstream(ctx.route)
+                await writer.call(store.update_video_job, job_id, upstream_id=upstream_id,
+                                  provider=prep.route.provider, upstream_model=prep.route.model)
+            except BaseException as exc:
+                # The client gets an error, so the job fails and its hold is voided now.
+                with trio.CancelScope(shield=True):
+                    await failed(prep, exc)
+                raise
         finally:
             media.submitting.discard(job_id)
+        media.wake()
+        job = await writer.call(store.get_video_job, job_id)
+        return job, prep.headers
 
-    upstream_id, prep = await s.pipeline.submit(ctx, VIDEO, req, model=model_name,
-                                                routes=lambda sel: usable_routes(s, sel.entry, "video"),
-                                                started=started, failed=failed)
-    try:
-        try:
-            s.ledger.after_upstream(ctx.route)
-            await s.writer.call(store.update_video_job, job_id, upstream_id=upstream_id,
-                                provider=prep.route.provider, upstream_model=prep.route.model)
-        except BaseException as exc:
-            # The client gets an error, so the job fails and its hold is voided now.
-            with trio.CancelScope(shield=True):
-                await failed(prep, exc)
-            raise
-    finally:
-        media.submitting.discard(job_id)
-    media.wake()
-    job = await s.writer.call(store.get_video_job, job_id)
-    return job, prep.headers
+    async def _own(self, ctx: CallContext, job_id: str) -> Any:
+        job = await self.writer.call(store.get_video_job, job_id, ctx.account_id)
+        if job is None:
+            raise errors.NotFound(f"No video {job_id!r}", code="video_not_found")
+        return job
 
+    async def get(self, ctx: CallContext, job_id: str) -> Any:
+        return await self._own(ctx, job_id)
 
-async def _own(s: "Services", ctx: CallContext, job_id: str) -> Any:
-    job = await s.writer.call(store.get_video_job, job_id, ctx.account_id)
-    if job is None:
-        raise errors.NotFound(f"No video {job_id!r}", code="video_not_found")
-    return job
+    async def listing(self, ctx: CallContext) -> list[Any]:
+        return await self.writer.call(store.list_video_jobs, ctx.account_id)
 
+    async def cancel(self, ctx: CallContext, job_id: str) -> Any:
+        job = await self._own(ctx, job_id)
+        if not await self.media.end(job.id, "cancelled", "cancelled by the client"):
+            job = await self._own(ctx, job_id)
+            raise errors.InvalidRequest(f"The video {job_id!r} has already {job.status}; only "
+                                        f"a queued or in-progress video can be cancelled",
+                                        code="video_not_cancellable")
+        client = self.media.client(job.provider)
+        if client is not None and job.upstream_id:
+            try:
+                await client.video_delete(job.upstream_id)
+            except errors.PrismError:
+                pass   # the hold is voided whatever the upstream says
+        return await self._own(ctx, job_id)
 
-async def get(s: "Services", ctx: CallContext, job_id: str) -> Any:
-    return await _own(s, ctx, job_id)
-
-
-async def listing(s: "Services", ctx: CallContext) -> list[Any]:
-    return await s.writer.call(store.list_video_jobs, ctx.account_id)
-
-
-async def cancel(s: "Services", ctx: CallContext, job_id: str) -> Any:
-    job = await _own(s, ctx, job_id)
-    media = s.media
-    if not await media.end(job.id, "cancelled", "cancelled by the client"):
-        job = await _own(s, ctx, job_id)
-        raise errors.InvalidRequest(f"The video {job_id!r} has already {job.status}; only a "
-                                    f"queued or in-progress video can be cancelled",
-                                    code="video_not_cancellable")
-    client = media.client(job.provider)
-    if client is not None and job.upstream_id:
-        try:
-            await client.video_delete(job.upstream_id)
-        except errors.PrismError:
-            pass   # the hold is voided whatever the upstream says
-    return await _own(s, ctx, job_id)
-
-
-async def content(s: "Services", ctx: CallContext, job_id: str) -> tuple[bytes, str]:
-    job = await _own(s, ctx, job_id)
-    if job.status != "completed":
-        raise errors.InvalidRequest(f"The video {job_id!r} is {job.status}; content is "
-                                    f"available once it is completed", code="video_not_ready")
-    client = s.media.client(job.provider)
-    if client is None:
-        raise errors.UpstreamError(f"provider {job.provider} has no video API")
-    return await client.video_content(job.upstream_id, s.config.media.video_max_bytes)
+    async def content(self, ctx: CallContext, job_id: str) -> tuple[bytes, str]:
+        job = await self._own(ctx, job_id)
+        if job.status != "completed":
+            raise errors.InvalidRequest(f"The video {job_id!r} is {job.status}; content is "
+                                        f"available once it is completed",
+                                        code="video_not_ready")
+        client = self.media.client(job.provider)
+        if client is None:
+            raise errors.UpstreamError(f"provider {job.provider} has no video API")
+        return await client.video_content(job.upstream_id, self.live.config.media.video_max_bytes)

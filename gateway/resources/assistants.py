@@ -14,6 +14,10 @@ import store.assistants as sa
 from gateway import errors
 from gateway.resources.vector_stores import _metadata
 
+# The kinds of object, as the routes name them to get, list and delete.
+Assistant, Thread, ThreadMessage = sa.Assistant, sa.Thread, sa.ThreadMessage
+Run, RunStep = sa.Run, sa.RunStep
+
 NO_CODE = ("code_interpreter is not supported: Prism runs no untrusted code. Use function "
            "tools (executed by your application) or file_search instead")
 
@@ -157,6 +161,18 @@ class Assistants:
         cur = await self.get(sa.Assistant, account_id, asst_id)
         patch = await self._assistant_fields(account_id, body, cur)
         return await self.writer.call(sa.update, sa.Assistant, asst_id, account_id, patch)
+
+    async def listing(self, model, account_id: str, parent_id: str | None, *, limit: int,
+                      after: str | None, order: str) -> tuple[list[dict], bool]:
+        """One page of the account's objects of ``model`` (under ``parent_id``), and
+        whether more follow."""
+        return await self.writer.call(sa.listing, model, account_id, parent_id, limit=limit,
+                                      after=after, order=order)
+
+    async def run_messages(self, account_id: str, thread_id: str, run_id: str) -> list[dict]:
+        """The thread's messages a run wrote, oldest first."""
+        return [m for m in await self.writer.call(sa.all_of, sa.ThreadMessage, account_id,
+                                                  thread_id) if m.get("run_id") == run_id]
 
     async def delete(self, model, account_id: str, obj_id: str) -> None:
         if not await self.writer.call(sa.delete, model, obj_id, account_id):

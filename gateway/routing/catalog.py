@@ -28,7 +28,10 @@ class Catalog:
         self._disabled = disabled_providers | {p.id for p in config.providers if not p.enabled}
         self._by_name: dict[str, Entry] = {}
         self._models: list[Entry] = []
-        self._kinds = {p.id: p.kind for p in config.providers}
+        # The wire a route speaks: its kind, and for an OpenAI-kind upstream on the
+        # Responses API "openai_responses" (it keeps hosted tools Chat Completions drops).
+        self._kinds = {p.id: p.kind if p.api == "chat" else f"{p.kind}_{p.api}"
+                       for p in config.providers}
         for m in config.models:
             price = None
             if m.input_usd_per_mtok is not None and m.output_usd_per_mtok is not None:

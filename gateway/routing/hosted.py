@@ -4,6 +4,10 @@ Runs once the model and its routes are chosen and before anything is held:
 
 - ``system_messages = "fold"`` (per model): system messages given mid-conversation
   move to the front, in order, for upstream models that refuse them where they stand.
+  Under the default ``"in_place"`` an upstream that refuses one answers a 400 whose
+  words we do not pass on; ``system_refusal`` turns it into the refusal Claude Code
+  keys its fallback on (a 400 saying ``role 'system' is not supported``), naming the
+  setting that would fold them instead.
 - ``drop_params`` (prism.toml, per model): parameters the model's upstreams reject are
   removed from the request, and the ones the client actually sent are named in
   ``X-Prism-Dropped-Params``.
@@ -11,17 +15,19 @@ Runs once the model and its routes are chosen and before anything is held:
   request carries go first, in their configured order, so failover prefers them too.
   Under the model's ``hosted_tools = "refuse"`` only those routes remain, and none
   remaining is a 400 that says which setting to change; under ``"drop"`` (the default)
-  the others stay as later choices, and ``X-Prism-Dropped-Tools`` names what the first
-  route will leave out.
+  the others stay as later choices. ``X-Prism-Dropped-Tools`` names what the route
+  that actually served the request left out (``dropped_header``, once dispatch has
+  picked it: after failover that is not the first route).
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Callable
 
 from gateway.canonical import Request
 from gateway.codecs.hosted import dropped_by, hosted_tools
-from gateway.errors import InvalidRequest, UnsupportedGeminiFeature
+from gateway.errors import InvalidRequest, PrismError, UnsupportedGeminiFeature, UpstreamClientError
 from gateway.routing.select import Selection
 
 _EXTRA = ("presence_penalty", "frequency_penalty")
@@ -59,6 +65,40 @@ def fold_system(req: Request) -> Request:
     return dataclasses.replace(req, messages=system + rest)
 
 
+def mid_conversation_system(req: Request) -> bool:
+    """Whether a system message follows a turn of the conversation."""
+    seen_turn = False
+    for m in req.messages:
+        if m.role != "system":
+            seen_turn = True
+        elif seen_turn:
+            return True
+    return False
+
+
+# How upstreams word a refused system message: Anthropic's "role 'system' is not
+# supported on this model" and "Unexpected role \"system\"", chat templates' "System
+# message must be at the beginning", "Unexpected role 'system' after role 'user'".
+_ABOUT_SYSTEM = re.compile(r"\bsystem\b\W{0,3}(role|message|prompt)|role\W{0,3}\bsystem\b", re.I)
+
+
+def system_refusal(req: object, exc: PrismError, model_id: str) -> InvalidRequest | None:
+    """The client's refusal for an upstream 4xx about a mid-conversation system message
+    (None when ``exc`` is anything else). The upstream's words stay operator-only."""
+    if not isinstance(exc, UpstreamClientError) or not isinstance(req, Request):
+        return None
+    if not mid_conversation_system(req) or not _ABOUT_SYSTEM.search(exc.detail or exc.message):
+        return None
+    refusal = InvalidRequest(
+        f"role 'system' is not supported in the middle of the conversation by model "
+        f"{model_id!r}: its upstream accepts system messages only before the first turn. "
+        f"Send them there, or set system_messages = \"fold\" on the model in prism.toml "
+        f"to have the gateway move them", field="messages", code="unsupported_system_role",
+        detail=exc.detail or exc.message)
+    refusal.request_id = exc.request_id
+    return refusal
+
+
 def shape(req: Request, selection: Selection,
           kind_of: Callable[[object], str | None]) -> tuple[Request, Selection]:
     """Apply the selected model's drop_params and hosted_tools policy. ``kind_of`` gives
@@ -81,13 +121,23 @@ def shape(req: Request, selection: Selection,
             routes = keeping
         else:
             routes = keeping + tuple(r for r in routes if drops(r))
-        if names := drops(routes[0]):
-            headers["X-Prism-Dropped-Tools"] = ", ".join(dict.fromkeys(names))
     if params:
         headers["X-Prism-Dropped-Params"] = ", ".join(params)
     if routes == selection.routes and headers == selection.headers:
         return req, selection
     return req, dataclasses.replace(selection, routes=routes, headers=headers)
+
+
+DROPPED_TOOLS = "X-Prism-Dropped-Tools"
+
+
+def dropped_header(req: object, kind: str | None) -> str | None:
+    """The X-Prism-Dropped-Tools value for ``req`` served by a route of provider kind
+    ``kind`` (None: nothing dropped, or an unknown kind, judged to keep all)."""
+    if kind is None or not isinstance(req, Request):
+        return None
+    names = dropped_by(req, kind)
+    return ", ".join(dict.fromkeys(names)) if names else None
 
 
 def _refusal(req: Request, selection: Selection, names: list[str]) -> InvalidRequest:

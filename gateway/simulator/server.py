@@ -2,6 +2,7 @@
 (``prism simulate``), speaking each dialect through its WireAdapter (simulator/wire.py).
 
 Routes: ``POST /v1/chat/completions`` (OpenAI, plain and SSE ending ``data: [DONE]``),
+``POST /v1/responses`` (the OpenAI Responses API, typed SSE events),
 ``POST /v1/messages`` (Anthropic), ``POST /v1beta/models/{m}:generateContent`` and
 ``:streamGenerateContent`` (Gemini), ``GET /v1/models``, ``GET /healthz``, and for tests
 ``GET /_sim/stats`` / ``POST /_sim/reset``. Every generation route demands its dialect's
@@ -89,12 +90,17 @@ class _SimApp:
         self.in_flight = 0
         self.max_in_flight = 0
         self.last_authorization = ""
+        # The tools of the last chat call as it arrived: each one's "type", or its one
+        # key (Gemini's {"googleSearch": {}}), so tests can see which hosted tools an
+        # upstream was sent.
+        self.last_tools: list[str] = []
         self.media = MediaSim()   # images and videos (simulator/media.py)
         self.inference = InferenceSim()   # embeddings, rerank, audio, search, OCR
 
     def _stats(self) -> dict[str, Any]:
         return {"requests": self.requests, "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight, "last_authorization": self.last_authorization,
+                "last_tools": self.last_tools,
                 **self.media.stats(), "inference": dict(self.inference.calls)}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -167,6 +173,9 @@ class _SimApp:
         except ValueError:  # UnicodeDecodeError included
             await _send_error(send, 400, "Request body is not valid JSON", wire=wire)
             return
+        tools = data.get("tools") if isinstance(data, dict) else None
+        self.last_tools = [str(t.get("type") or next(iter(t), "")) for t in tools
+                           if isinstance(t, dict)] if isinstance(tools, list) else []
         try:
             req = wire.decode(path, data)
         except errors.InvalidRequest as exc:

@@ -61,7 +61,7 @@ def bearer(headers: dict[str, str], _query: str = "") -> str:
 
 # ---------------------------------------------------------------- OpenAI chat
 
-def _openai_error(status: int, message: str) -> dict:
+def openai_error(status: int, message: str) -> dict:
     if status == 401:
         kind, code = "invalid_request_error", "invalid_api_key"
     elif status == 429:
@@ -89,7 +89,7 @@ OPENAI = WireAdapter(
     decode=lambda path, body: openai_chat.to_canonical_request(body),
     encode_response=lambda resp: openai_chat.from_canonical_response(resp, resp.model),
     stream_writer=_OpenAIStream,
-    error_body=_openai_error,
+    error_body=openai_error,
     credential=bearer,
 )
 
@@ -99,6 +99,9 @@ def adapter_for(path: str) -> WireAdapter | None:
     if path in ("/v1/chat/completions", "/chat/completions"):
         return OPENAI
     # Imported here: those adapters build on this module's WireAdapter.
+    if path in ("/v1/responses", "/responses"):
+        from gateway.simulator.wire_responses import RESPONSES
+        return RESPONSES
     if path in ("/v1/messages", "/messages"):
         from gateway.simulator.wire_anthropic import ANTHROPIC
         return ANTHROPIC

@@ -20,11 +20,21 @@ NATIVE = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 SECRET = "prism-agent-secret-7f3a91"
 
 
+# Upstream "kinds" the agent tests route through: each provider kind, and an
+# OpenAI-kind provider speaking the Responses API (api = "responses").
+KINDS = ("openai", "anthropic", "gemini", "responses")
+
+
 def gateway_models(sim_url: str) -> dict:
-    """start_gateway overrides: a ``via-<kind>`` model per upstream kind, each with an
+    """start_gateway overrides: a ``via-<kind>`` model per entry of KINDS, each with an
     output limit above what the CLIs ask for (Claude Code asks for 32000 tokens)."""
     import harness
     providers, models = harness.upstream_providers(sim_url)
+    providers.append({"id": "sim-responses", "kind": "openai", "api": "responses",
+                      "base_url": sim_url + "/v1", "api_key_env": "PRISM_TEST_UPSTREAM_KEY",
+                      "read_timeout": 30.0})
+    models.append(dict(models[0], id="via-responses",
+                       routes=[{"provider": "sim-responses", "model": "sim-responses-model"}]))
     return {"providers": providers,
             "models": [dict(m, max_output_tokens=64000, context_window=1_000_000) for m in models]}
 

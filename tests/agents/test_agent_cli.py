@@ -27,7 +27,7 @@ def gw(sim_url, tmp_path_factory):
     g.stop()
 
 
-@pytest.mark.parametrize("kind", harness.UPSTREAM_KINDS)
+@pytest.mark.parametrize("kind", agent_cli.KINDS)
 @pytest.mark.parametrize("cli", CLIS)
 def test_cli_reads_a_file_through_prism(gw, tmp_path, cli, kind):
     if agent_cli.find(cli) is None:

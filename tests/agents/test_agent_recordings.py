@@ -20,7 +20,7 @@ import agent_cli
 import harness
 
 FIXTURES = Path(__file__).parent / "fixtures"
-KINDS = harness.UPSTREAM_KINDS
+KINDS = agent_cli.KINDS
 TOOL = {"claude": "Read", "codex": "exec_command", "gemini": "read_file"}
 
 
@@ -84,13 +84,16 @@ CASES = [(cli, kind, stream) for cli in TOOL for kind in KINDS for stream in (Fa
 
 @pytest.mark.parametrize("cli,kind,stream", CASES, ids=[f"{c}-via-{k}-{'stream' if s else 'plain'}"
                                                           for c, k, s in CASES])
-def test_recorded_tool_turn_replays(http, cli, kind, stream):
+def test_recorded_tool_turn_replays(http, sim_url, cli, kind, stream):
     turns = [r["body"] for r in recording(cli)]
     assert len(turns) >= 2, "the recording holds the tool call turn and the tool result turn"
     first = replay(http, cli, turns[0], kind, stream)
     assert first.status_code == 200, first.text
     assert TOOL[cli] in first.text
-    if cli == "codex":   # its web_search tool has no native route here: dropped, and said so
+    if cli == "codex" and kind == "responses":   # an upstream that runs web_search gets it
+        assert "X-Prism-Dropped-Tools" not in first.headers
+        assert "web_search" in httpx.get(sim_url + "/_sim/stats").json()["last_tools"]
+    elif cli == "codex":   # no native route for web_search here: dropped, and said so
         assert first.headers["X-Prism-Dropped-Tools"] == "web_search"
     last = replay(http, cli, turns[-1], kind, stream)
     assert last.status_code == 200, last.text

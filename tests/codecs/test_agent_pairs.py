@@ -23,21 +23,25 @@ from pathlib import Path
 import pytest
 
 from gateway import canonical as c
-from gateway.codecs import anthropic, gemini, openai_chat, openai_responses
+from gateway.codecs import anthropic, gemini, openai_chat, openai_responses, openai_responses_up
 from gateway.codecs.hosted import dropped_by
 from gateway.codecs.openai_responses_stream import StreamEncoder as ResponsesStream
 from gateway.simulator.core import respond, stream_events
 from gateway.simulator.wire import OPENAI
 from gateway.simulator.wire_anthropic import ANTHROPIC
 from gateway.simulator.wire_gemini import GEMINI
+from gateway.simulator.wire_responses import RESPONSES
 
 GOLDEN = Path(__file__).parent / "golden" / "agent_pairs"
-KINDS = ("openai", "anthropic", "gemini")
+# openai_responses: an OpenAI-kind upstream with api = "responses".
+KINDS = ("openai", "anthropic", "gemini", "openai_responses")
 ENCODE = {"openai": openai_chat.from_canonical_request, "anthropic": anthropic.from_canonical_request,
-          "gemini": gemini.from_canonical_request}
+          "gemini": gemini.from_canonical_request,
+          "openai_responses": openai_responses_up.from_canonical_request}
 DECODE = {"openai": openai_chat.to_canonical_response, "anthropic": anthropic.to_canonical_response,
-          "gemini": gemini.to_canonical_response}
-WIRE = {"openai": OPENAI, "anthropic": ANTHROPIC, "gemini": GEMINI}
+          "gemini": gemini.to_canonical_response,
+          "openai_responses": openai_responses_up.to_canonical_response}
+WIRE = {"openai": OPENAI, "anthropic": ANTHROPIC, "gemini": GEMINI, "openai_responses": RESPONSES}
 READ = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
 
 CLIENT_BODIES = {
@@ -126,6 +130,10 @@ def test_mid_conversation_system_keeps_its_place(dialect, kind):
     assert "Be terse." in text
     if kind == "gemini":
         assert "Be terse." in json.dumps(up["systemInstruction"])
+    elif kind == "openai_responses" and dialect != "gemini":
+        roles = [i.get("role") for i in up["input"]]
+        i = roles.index("system", 1)
+        assert roles[i - 1] == "user" and "say: hi" in json.dumps(up["input"][i - 1])
     elif dialect != "gemini":
         roles = [m["role"] for m in up["messages"]]
         i = roles.index("system", 1 if kind == "openai" and dialect == "anthropic" else 0)
@@ -142,7 +150,7 @@ def test_namespace_calls_come_back_under_the_declared_names(kind):
     assert [(i.get("namespace"), i["name"]) for i in done if i["type"] == "function_call"] == [("fs", "read")]
 
 
-@pytest.mark.parametrize("dialect,native,name", [("responses", None, "web_search"),
+@pytest.mark.parametrize("dialect,native,name", [("responses", "openai_responses", "web_search"),
                                                   ("anthropic", "anthropic", "web_search"),
                                                   ("gemini", "gemini", "googleSearch")])
 @pytest.mark.parametrize("kind", KINDS)

@@ -105,3 +105,15 @@ def test_the_graph_sees_known_edges():
     graph = _graph()
     assert "gateway.engine.call" in graph["gateway.engine.pipeline"]
     assert "gateway.engine.pipeline" not in graph["gateway.engine.call"]
+
+
+# The routes under http/ only decode and encode: what they read and write goes through a
+# part server.py built (engine, resources). The admin routes still reach the store.
+_HTTP_STORE_ALLOWED = ("gateway.http.admin", "gateway.http.admin_ops")
+
+
+def test_http_routes_never_call_the_store():
+    bad = sorted(f"{m} -> {t}" for m, targets in _graph().items()
+                 if _under(m, ("gateway.http",)) and m not in _HTTP_STORE_ALLOWED
+                 for t in targets if _under(t, ("store",)))
+    assert bad == []
