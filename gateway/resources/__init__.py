@@ -12,7 +12,7 @@ import trio
 from gateway.resources.assistants import Assistants
 from gateway.resources.blobs import BlobDir
 from gateway.resources.chat import Chat
-from gateway.resources.embedder import Embed, dispatching
+from gateway.resources.embedder import Embed
 from gateway.resources.files import Files
 from gateway.resources.ingest import Ingestor
 from gateway.resources.runs import Runs
@@ -23,7 +23,7 @@ log = logging.getLogger("prism.resources")
 
 
 class Resources:
-    def __init__(self, config, writer, chat: Chat, engine_embed: Embed | None = None) -> None:
+    def __init__(self, config, writer, chat: Chat, embed: Embed) -> None:
         rc = config.resources
         self.config = rc
         self.writer = writer
@@ -32,7 +32,6 @@ class Resources:
         self.files = Files(writer, self.blobs, max_file_bytes=rc.max_file_bytes,
                            account_cap=rc.storage_bytes_per_account)
         self.index = VectorIndex(config.resolve_path(rc.index_dir))
-        embed = dispatching(engine_embed)
         self.ingestor = Ingestor(writer, self.files, self.index, embed)
         self.vector_stores = VectorStores(writer, self.files, self.index, self.ingestor, embed,
                                           rc.embedding_model)

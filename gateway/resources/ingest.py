@@ -17,12 +17,20 @@ import trio
 import store.vector_stores as svs
 from gateway import errors, tokenizer
 from gateway.resources.chunking import Chunking, chunk_text
-from gateway.resources.embedder import Embed, EmbeddingUnavailable
+from gateway.resources.embedder import INGEST_ROUTE, Embed
 from gateway.resources.parse import UnreadableFile, extract_text
 
 log = logging.getLogger("prism.resources")
 
 EMBED_BATCH = 128
+
+
+def _error_code(exc: errors.PrismError) -> str:
+    if isinstance(exc, (errors.RateLimited, errors.QuotaExceeded)):
+        return "rate_limit_exceeded"
+    if isinstance(exc, errors.ClientError):
+        return exc.type_name        # insufficient_balance, model_not_found, ...
+    return "server_error"
 
 
 class Ingestor:
@@ -88,12 +96,15 @@ class Ingestor:
                                                abandon_on_cancel=True)
         vectors: list[list[float]] = []
         try:
+            # One billed embeddings request per batch, on the store owner's account.
             for i in range(0, len(chunks), EMBED_BATCH):
                 vectors.extend(await self.embed(row.account_id, vs.embedding_model,
-                                                chunks[i:i + EMBED_BATCH]))
-        except (errors.PrismError, EmbeddingUnavailable) as exc:
-            msg = getattr(exc, "message", str(exc))
-            return await self._fail(store_id, file_id, "server_error", f"embedding failed: {msg}")
+                                                chunks[i:i + EMBED_BATCH], INGEST_ROUTE))
+        except errors.PrismError as exc:
+            # An account that cannot pay (or a model that cannot embed) fails this file,
+            # saying why; what already ran was billed by its own requests.
+            return await self._fail(store_id, file_id, _error_code(exc),
+                                    f"embedding with {vs.embedding_model!r} failed: {exc.message}")
         usage = await trio.to_thread.run_sync(self.index.replace_file, store_id, file_id,
                                               chunks, vectors)
         if not await self.writer.call(svs.finish_file, store_id, file_id, "completed",

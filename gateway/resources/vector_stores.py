@@ -228,12 +228,16 @@ class VectorStores:
         rankings: list[list[tuple[str, int]]] = []
         hits: dict[tuple[str, int], Any] = {}
         depth = max(max_results * 4, 40)
+        by_model: dict[str, list[list[float]]] = {}     # one billed embedding per model
         for vs in stores:
             allowed = {fid for (sid, fid), a in attrs.items() if sid == vs.id
                        and (filters is None or sl.matches(filters, a))}
             if not allowed:
                 continue
-            vecs = await self.embed(account_id, vs.embedding_model, queries)
+            if vs.embedding_model not in by_model:
+                by_model[vs.embedding_model] = await self.embed(account_id, vs.embedding_model,
+                                                                queries)
+            vecs = by_model[vs.embedding_model]
             for q, qv in zip(queries, vecs):
                 vr, kr, h = await trio.to_thread.run_sync(
                     self.index.search, vs.id, qv, sl.fts_query(q), allowed, depth)

@@ -10,6 +10,7 @@ import pytest
 from openai import AssistantEventHandler
 
 import harness
+import resources_gw
 import store
 
 PLANTED = "The vault combination for Project Heliotrope is seven four nine two."
@@ -18,7 +19,7 @@ ASK = 'Use the file_search tool with query="vault combination Heliotrope" and te
 
 @pytest.fixture(scope="module")
 def gw(sim_url, tmp_path_factory):
-    gw = harness.start_gateway(tmp_path_factory.mktemp("asst"), sim_url,
+    gw = resources_gw.start(tmp_path_factory.mktemp("asst"), sim_url,
                                upstream_kinds=harness.UPSTREAM_KINDS)
     yield gw
     gw.stop()
@@ -208,7 +209,7 @@ def test_crud_refusals_and_another_account(gw):
 
 
 def test_restart_mid_run_never_leaves_it_in_progress(sim_url, tmp_path):
-    gw = harness.start_gateway(tmp_path, sim_url, upstream_kinds=("openai",))
+    gw = resources_gw.start(tmp_path, sim_url, upstream_kinds=("openai",))
     c, key = client(gw)
     asst = c.beta.assistants.create(model="via-openai")
     thread = c.beta.threads.create(messages=[{"role": "user", "content":
@@ -218,7 +219,7 @@ def test_restart_mid_run_never_leaves_it_in_progress(sim_url, tmp_path):
         time.sleep(0.05)
     time.sleep(0.3)
     gw.stop()
-    gw = harness.start_gateway(tmp_path, sim_url, upstream_kinds=("openai",))
+    gw = resources_gw.start(tmp_path, sim_url, upstream_kinds=("openai",))
     try:
         c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
         run = c.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
@@ -252,7 +253,11 @@ def test_responses_hosted_file_search_runs_in_prism(gw, kind):
     db = gw.db()
     try:
         rows, _ = store.usage_rows(db, account_of(gw, key))
-        assert len(rows) == 2 and r.usage.input_tokens == sum(x["tokens_in"] for x in rows)
+        chat = [x for x in rows if not x["route"].startswith("/v1/vector_stores")]
+        assert len(chat) == 2 and r.usage.input_tokens == sum(x["tokens_in"] for x in chat)
+        # ingestion and the model's one search query were embedded, billed
+        embeds = [x for x in rows if x["route"].startswith("/v1/vector_stores")]
+        assert len(embeds) == 2 and all(x["cost_micros"] > 0 for x in embeds)
         assert store.check_invariants(db) == []
     finally:
         db.close()

@@ -10,12 +10,13 @@ import openai
 import pytest
 
 import harness
+import resources_gw
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
     # Small caps so the 413 and 403 paths are cheap to reach.
-    gw = harness.start_gateway(tmp_path_factory.mktemp("files"), None,
+    gw = resources_gw.start(tmp_path_factory.mktemp("files"), None,
                                resources={"max_file_bytes": 300_000,
                                           "storage_bytes_per_account": 500_000})
     yield gw
@@ -107,7 +108,7 @@ def test_bad_uploads_are_400(gw):
 
 def test_expired_files_are_swept(tmp_path):
     import store.files as sf
-    gw = harness.start_gateway(tmp_path, None)
+    gw = resources_gw.start(tmp_path, None)
     try:
         c = client(gw)
         f = c.files.create(file=("t.txt", io.BytesIO(b"short-lived")), purpose="assistants",

@@ -9,6 +9,8 @@ import openai
 import pytest
 
 import harness
+import store
+import resources_gw
 from pdfgen import make_pdf
 
 PLANTED = "The vault combination for Project Heliotrope is seven four nine two."
@@ -23,7 +25,7 @@ def filler(n: int, seed: str) -> str:
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
-    gw = harness.start_gateway(tmp_path_factory.mktemp("vs"), None)
+    gw = resources_gw.start(tmp_path_factory.mktemp("vs"), None)
     yield gw
     gw.stop()
 
@@ -148,19 +150,67 @@ def test_another_account_sees_none_of_it(gw):
 
 
 def test_ingestion_survives_a_restart(tmp_path):
-    gw = harness.start_gateway(tmp_path, None)
-    key = gw.create_key(1.0)["key"]
+    gw = resources_gw.start(tmp_path, None)
+    key = gw.create_key(10.0)["key"]     # ~0.6 M tokens to embed, twice over the restart
     c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
     big = (filler(40000, "x") + "\n" + PLANTED + "\n").encode()
     f = upload(c, "big.md", big)
     vs = c.vector_stores.create(file_ids=[f.id])
     assert c.vector_stores.retrieve(vs.id).status == "in_progress"
     gw.stop()                       # mid-ingestion
-    gw = harness.start_gateway(tmp_path, None)
+    gw = resources_gw.start(tmp_path, None)
     try:
         c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
         done = wait_store(c, vs.id, timeout=120)
-        assert done.status == "completed" and done.file_counts.completed == 1
+        assert done.file_counts.completed == 1, c.vector_stores.files.list(vs.id).data
+        assert done.status == "completed"
         assert PLANTED in c.vector_stores.search(vs.id, query="vault combination Heliotrope").data[0].content[0].text
     finally:
         gw.stop()
+
+
+def _books(gw, key: str):
+    db = gw.db()
+    try:
+        account = store.find_key_by_hash(db, store.hash_key(key)).account_id
+        rows, _ = store.usage_rows(db, account)
+        return rows, store.get_wallet(db, account), store.check_invariants(db)
+    finally:
+        db.close()
+
+
+def test_ingestion_and_queries_are_billed_embeddings_calls(gw):
+    key = gw.create_key(1.0)["key"]
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+    f = upload(c, "kb.md", (filler(200, "k") + "\n" + PLANTED).encode())
+    vs = c.vector_stores.create(file_ids=[f.id])
+    assert wait_store(c, vs.id).file_counts.completed == 1
+    rows, wallet, problems = _books(gw, key)
+    ingest = [r for r in rows if r["route"] == "/v1/vector_stores/files"]
+    assert ingest and all(r["model"] == "prism-embed" and r["status"] == 200 for r in ingest)
+    # 1 USD per million tokens: a micro-dollar per token embedded.
+    assert all(r["cost_micros"] == r["tokens_in"] > 0 for r in ingest)
+    res = c.vector_stores.search(vs.id, query="vault combination Heliotrope")
+    assert PLANTED in res.data[0].content[0].text
+    rows, wallet2, problems = _books(gw, key)
+    queries = [r for r in rows if r["route"] == "/v1/vector_stores/search"]
+    assert len(queries) == 1 and queries[0]["cost_micros"] > 0
+    spent = sum(r["cost_micros"] for r in rows)
+    assert wallet2.balance_micros == 1_000_000 - spent and problems == []
+
+
+def test_an_account_that_cannot_pay_gets_the_file_failed(gw):
+    key = gw.create_key(0.0)["key"]
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+    f = upload(c, "kb.md", b"Some words that cost money to embed.")
+    vs = c.vector_stores.create(file_ids=[f.id])
+    done = wait_store(c, vs.id)
+    assert done.status == "completed" and done.file_counts.failed == 1
+    got = c.vector_stores.files.retrieve(file_id=f.id, vector_store_id=vs.id)
+    assert got.status == "failed" and got.last_error.code == "insufficient_balance"
+    assert "prism-embed" in got.last_error.message
+    # Nothing searchable: no query is embedded, nothing is held or billed.
+    assert c.vector_stores.search(vs.id, query="words").data == []
+    rows, wallet, problems = _books(gw, key)
+    assert wallet.balance_micros == 0 and problems == []
+    assert all(r["cost_micros"] == 0 for r in rows)
