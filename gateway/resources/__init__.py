@@ -29,9 +29,9 @@ class Resources:
         self.writer = writer
         self.chat = chat
         self.blobs = BlobDir(config.resolve_path(rc.blob_dir))
-        self.files = Files(writer, self.blobs, max_file_bytes=rc.max_file_bytes,
-                           account_cap=rc.storage_bytes_per_account)
         self.index = VectorIndex(config.resolve_path(rc.index_dir))
+        self.files = Files(writer, self.blobs, self.index, max_file_bytes=rc.max_file_bytes,
+                           account_cap=rc.storage_bytes_per_account)
         self.ingestor = Ingestor(writer, self.files, self.index, embed)
         self.vector_stores = VectorStores(writer, self.files, self.index, self.ingestor, embed,
                                           rc.embedding_model)

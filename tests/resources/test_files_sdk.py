@@ -114,12 +114,15 @@ def test_expired_files_are_swept(tmp_path):
         f = c.files.create(file=("t.txt", io.BytesIO(b"short-lived")), purpose="assistants",
                            expires_after={"anchor": "created_at", "seconds": 3600})
         assert f.expires_at and f.expires_at - f.created_at == 3600
+        vs = c.vector_stores.create(file_ids=[f.id])
     finally:
         gw.stop()
     db = gw.db()
     blob_root = os.path.join(str(tmp_path), "prism-blobs")
     from gateway.resources.blobs import BlobDir
-    assert sf.sweep_expired_files(db, BlobDir(blob_root).path_of, now=f.expires_at + 1) == [f.id]
+    # An expired file leaves the vector stores that held it too.
+    assert sf.sweep_expired_files(db, BlobDir(blob_root).path_of,
+                                  now=f.expires_at + 1) == {f.id: [vs.id]}
     assert sf.StoredFile.select().where(sf.StoredFile.id == f.id).count(db) == 0
     assert not any(n for d in os.listdir(blob_root) if d != "staging"
                    for n in os.listdir(os.path.join(blob_root, d)))

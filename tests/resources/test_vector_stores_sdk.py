@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 
 import openai
@@ -214,3 +215,26 @@ def test_an_account_that_cannot_pay_gets_the_file_failed(gw):
     rows, wallet, problems = _books(gw, key)
     assert wallet.balance_micros == 0 and problems == []
     assert all(r["cost_micros"] == 0 for r in rows)
+
+
+def test_deleting_a_file_removes_it_from_every_vector_store(gw):
+    from store.vector_index import VectorIndex
+    c = client(gw)
+    gone = upload(c, "gone.md", (filler(50, "g") + "\n" + PLANTED).encode())
+    kept = upload(c, "kept.md", b"The lighthouse keeper counts gulls every morning.")
+    stores = [c.vector_stores.create(file_ids=[gone.id, kept.id]).id for _ in range(2)]
+    before = [wait_store(c, s) for s in stores]
+    assert all(v.file_counts.completed == 2 for v in before)
+    assert PLANTED in c.vector_stores.search(stores[1], query="vault Heliotrope").data[0].content[0].text
+    assert c.files.delete(gone.id).deleted
+    index = VectorIndex(os.path.join(os.path.dirname(gw.socket_path), "prism-vectors"))
+    for s, old in zip(stores, before):
+        vs = c.vector_stores.retrieve(s)
+        assert vs.file_counts.completed == 1 and vs.file_counts.total == 1
+        assert 0 < vs.usage_bytes < old.usage_bytes
+        assert [f.id for f in c.vector_stores.files.list(s)] == [kept.id]
+        hits = c.vector_stores.search(s, query="vault combination Heliotrope lighthouse").data
+        assert hits and all(h.file_id == kept.id for h in hits)
+        assert index.file_chunks(s, gone.id) == [] and index.file_chunks(s, kept.id)
+    with pytest.raises(openai.NotFoundError):
+        c.vector_stores.files.retrieve(file_id=gone.id, vector_store_id=stores[0])
