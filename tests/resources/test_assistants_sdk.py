@@ -265,3 +265,77 @@ def test_responses_hosted_file_search_runs_in_prism(gw, kind):
     with pytest.raises(openai.NotFoundError):
         other.responses.create(model="via-openai", input=ASK,
                                tools=[{"type": "file_search", "vector_store_ids": [vs_id]}])
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_responses_hosted_file_search_streams(gw, kind):
+    c, key = client(gw)
+    vs_id = knowledge_base(c)
+    tools = [{"type": "file_search", "vector_store_ids": [vs_id]}]
+    kinds, deltas = [], []
+    with c.responses.stream(model=f"via-{kind}", input=ASK, tools=tools) as stream:
+        for ev in stream:
+            kinds.append(ev.type)
+            if ev.type == "response.output_text.delta":
+                deltas.append(ev.delta)
+        final = stream.get_final_response()
+    # The search shows as a file_search_call item while it runs, then the answer streams.
+    for k in ("response.created", "response.file_search_call.in_progress",
+              "response.file_search_call.searching", "response.file_search_call.completed",
+              "response.output_text.delta", "response.completed"):
+        assert k in kinds, k
+    assert kinds.index("response.file_search_call.completed") < kinds.index("response.output_text.delta")
+    assert "response.function_call_arguments.delta" not in kinds
+    assert len(deltas) > 1 and "seven four nine two" in "".join(deltas)
+    assert final.output[0].type == "file_search_call"
+    assert final.output[0].queries == ["vault combination Heliotrope"]
+    assert final.output[0].status == "completed" and "seven four nine two" in final.output_text
+    ann = final.output[-1].content[0].annotations
+    assert ann and ann[0].type == "file_citation" and ann[0].filename == "handbook.md"
+    assert final.tools[0].type == "file_search"
+    db = gw.db()
+    try:
+        rows, _ = store.usage_rows(db, account_of(gw, key))
+        chat = [x for x in rows if not x["route"].startswith("/v1/vector_stores")]
+        assert len(chat) == 2 and all(x["cost_micros"] > 0 for x in chat)
+        assert final.usage.input_tokens == sum(x["tokens_in"] for x in chat)
+        assert final.usage.output_tokens == sum(x["tokens_out"] for x in chat)
+        assert store.check_invariants(db) == []
+        assert store.open_holds(db, account_of(gw, key)) == []
+    finally:
+        db.close()
+    # stored: retrievable with the same output
+    assert c.responses.retrieve(final.id).output[0].type == "file_search_call"
+    other, _ = client(gw)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="via-openai", input=ASK, stream=True, tools=tools)
+
+
+def test_assistant_file_search_run_streams_with_event_handler(gw):
+    c, _ = client(gw)
+    vs_id = knowledge_base(c)
+    asst = c.beta.assistants.create(model="via-openai", tools=[{"type": "file_search"}],
+                                    tool_resources={"file_search": {"vector_store_ids": [vs_id]}})
+    thread = c.beta.threads.create(messages=[{"role": "user", "content": ASK}])
+
+    class Handler(AssistantEventHandler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.deltas: list[str] = []
+            self.tool_types: list[str] = []
+
+        def on_tool_call_created(self, tool_call) -> None:
+            self.tool_types.append(tool_call.type)
+
+        def on_text_delta(self, delta, snapshot) -> None:
+            self.deltas.append(delta.value)
+
+    handler = Handler()
+    with c.beta.threads.runs.stream(thread_id=thread.id, assistant_id=asst.id,
+                                    event_handler=handler) as stream:
+        stream.until_done()
+    assert stream.get_final_run().status == "completed"
+    assert handler.tool_types == ["file_search"]
+    assert "seven four nine two" in "".join(handler.deltas)
+    text = c.beta.threads.messages.list(thread.id, order="desc").data[0].content[0].text
+    assert any(a.type == "file_citation" for a in text.annotations)
