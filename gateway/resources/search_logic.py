@@ -85,11 +85,11 @@ def rewrite(query: str) -> str:
     return " ".join(kept) or query
 
 
-def fts_query(query: str) -> str:
-    """An FTS5 MATCH expression ORing the query's terms, each quoted (so FTS5 syntax in
-    the user's text is never interpreted)."""
+def fts_terms(query: str) -> list[str]:
+    """The keywords of a query for FTS5 (each is quoted by the index, so FTS5 syntax in
+    the user's text is never interpreted); stop words only when there is nothing else."""
     words = [t for t in terms(query) if t not in _STOP] or terms(query)
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+    return list(dict.fromkeys(words))[:64]
 
 
 def fuse(*rankings: list[int], k: int = RRF_K) -> list[tuple[int, float]]:

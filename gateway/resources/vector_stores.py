@@ -240,7 +240,7 @@ class VectorStores:
             vecs = by_model[vs.embedding_model]
             for q, qv in zip(queries, vecs):
                 vr, kr, h = await trio.to_thread.run_sync(
-                    self.index.search, vs.id, qv, sl.fts_query(q), allowed, depth)
+                    self.index.search, vs.id, qv, sl.fts_terms(q), allowed, depth)
                 rankings += [[(vs.id, i) for i in vr], [(vs.id, i) for i in kr]]
                 hits.update({(vs.id, cid): hit for cid, hit in h.items()})
         order = {key: n for n, key in enumerate({k for r in rankings for k in r})}
