@@ -165,6 +165,10 @@ def test_cancel_a_running_run_bills_what_ran(gw):
     assert cancelled.status in ("cancelling", "cancelled")
     run = c.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=50)
     assert run.status == "cancelled" and run.cancelled_at
+    steps = c.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+    assert steps and all(s.status == "cancelled" for s in steps)
+    msg = c.beta.threads.messages.list(thread.id, order="desc").data[0]
+    assert msg.run_id == run.id and msg.status == "incomplete"
     with pytest.raises(openai.BadRequestError):
         c.beta.threads.runs.cancel(run.id, thread_id=thread.id)
     db = gw.db()
@@ -224,6 +228,12 @@ def test_restart_mid_run_never_leaves_it_in_progress(sim_url, tmp_path):
         c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
         run = c.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
         assert run.status == "failed" and "restarted" in run.last_error.message
+        # Nothing the run had open stays in_progress: its step failed, its message is cut.
+        steps = c.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+        assert steps and all(s.status == "failed" and s.failed_at for s in steps)
+        msgs = [m for m in c.beta.threads.messages.list(thread.id).data if m.run_id == run.id]
+        assert msgs and all(m.status == "incomplete" and m.incomplete_details.reason == "run_failed"
+                            for m in msgs)
         db = gw.db()
         try:
             assert store.check_invariants(db) == []
