@@ -59,44 +59,33 @@ class SearchStream:
         self.tokens_in = self.tokens_out = 0
         self.estimated = False
 
-    async def body(self, st) -> AsyncIterator[bytes]:
+    def body(self, st) -> AsyncIterator[bytes]:
+        """The response body. The first call's relay is made now, not when the body is
+        first read: a relay dropped unread still ends its hold."""
+        return self._body(_Round(self, st))
+
+    async def _body(self, rnd: "_Round") -> AsyncIterator[bytes]:
         messages = list(self.req.messages)
         for round_no in range(MAX_ROUNDS + 1):
             if round_no:
                 try:
-                    st = await self.resources.chat.open(self.account,
-                                                        _round(self.req, messages, round_no))
+                    rnd = _Round(self, await self.resources.chat.open(
+                        self.account, _round(self.req, messages, round_no)))
                 except errors.PrismError as err:
                     yield self.frames(self.enc.fail(err.type_name, err.message))
                     return
-            events: list[c.StreamEvent] = []
-            failed: list[errors.PrismError] = []
-            hidden: set[int] = set()        # tool-call indexes of file_search calls
-
-            def encode(ev: c.StreamEvent) -> bytes:
-                events.append(ev)
-                if isinstance(ev, c.ToolCallStart) and ev.name == "file_search":
-                    hidden.add(ev.index)
-                if isinstance(ev, c.UsageEvent) or (
-                        isinstance(ev, (c.ToolCallStart, c.ToolCallDelta)) and ev.index in hidden):
-                    return b""              # usage is summed below; searches show as items
-                return self.frames(self.enc.encode(ev))
-
-            def error_frame(err: errors.PrismError) -> bytes:
-                failed.append(err)
-                return self.frames(self.enc.fail(err.type_name, err.message))
-
-            async with aclosing(self.resources.chat.relay(st, encode, error_frame)) as relay:
+            async with aclosing(rnd.relay) as relay:
                 async for chunk in relay:
                     if chunk:
                         yield chunk
-            if st.outcome is not None:
-                self.tokens_in += st.outcome.tokens_in
-                self.tokens_out += st.outcome.tokens_out
-                self.estimated = self.estimated or st.outcome.estimated
-            if failed:
+            outcome = rnd.st.outcome
+            if outcome is not None:
+                self.tokens_in += outcome.tokens_in
+                self.tokens_out += outcome.tokens_out
+                self.estimated = self.estimated or outcome.estimated
+            if rnd.failed:
                 return
-            message = c.collect_stream(events).message
+            message = c.collect_stream(rnd.events).message
             calls = [k for k in message.tool_calls if k.name == "file_search"]
             if not calls or len(calls) != len(message.tool_calls):
                 break
@@ -136,3 +125,28 @@ class SearchStream:
         annotate_output(closing[-1]["response"], self.sources, names)
         await self.save(closing[-1]["response"])
         return [self.frames(closing)]
+
+
+class _Round:
+    """One model call of the loop: its relay, and what it streamed."""
+
+    def __init__(self, stream: SearchStream, st) -> None:
+        self.stream = stream
+        self.st = st
+        self.events: list[c.StreamEvent] = []
+        self.failed: list[errors.PrismError] = []
+        self.hidden: set[int] = set()       # tool-call indexes of file_search calls
+        self.relay = stream.resources.chat.relay(st, self.encode, self.error_frame)
+
+    def encode(self, ev: c.StreamEvent) -> bytes:
+        self.events.append(ev)
+        if isinstance(ev, c.ToolCallStart) and ev.name == "file_search":
+            self.hidden.add(ev.index)
+        if isinstance(ev, c.UsageEvent) or (
+                isinstance(ev, (c.ToolCallStart, c.ToolCallDelta)) and ev.index in self.hidden):
+            return b""              # usage is summed over the calls; searches show as items
+        return self.stream.frames(self.stream.enc.encode(ev))
+
+    def error_frame(self, err: errors.PrismError) -> bytes:
+        self.failed.append(err)
+        return self.stream.frames(self.stream.enc.fail(err.type_name, err.message))
