@@ -349,3 +349,30 @@ def test_assistant_file_search_run_streams_with_event_handler(gw):
     assert "seven four nine two" in "".join(handler.deltas)
     text = c.beta.threads.messages.list(thread.id, order="desc").data[0].content[0].text
     assert any(a.type == "file_citation" for a in text.annotations)
+
+
+def test_responses_file_search_stream_client_leaving_leaves_no_hold(gw):
+    import httpx
+    c, key = client(gw)
+    vs_id = knowledge_base(c)
+    body = {"model": "via-openai", "stream": True, "input": "[[sim chunk_chars=2 chunk_delay_ms=50]] " + ASK,
+            "tools": [{"type": "file_search", "vector_store_ids": [vs_id]}]}
+    with httpx.Client(timeout=30) as h:
+        with h.stream("POST", gw.url + "/v1/responses", json=body,
+                      headers={"authorization": f"Bearer {key}"}) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if "response.file_search_call.completed" in line:
+                    break            # leave while the answer is being streamed
+    account = account_of(gw, key)
+    deadline = time.time() + 10
+    while True:
+        db = gw.db()
+        try:
+            holds, problems = store.open_holds(db, account), store.check_invariants(db)
+        finally:
+            db.close()
+        if not holds or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert holds == [] and problems == []
