@@ -17,6 +17,7 @@ from gateway import canonical as c
 from gateway import errors
 import gateway.resources.run_build as rb
 import gateway.resources.search_logic as sl
+from gateway.resources.vector_stores import MAX_QUERY_CHARS
 
 MAX_ROUNDS = 4
 
@@ -63,7 +64,8 @@ def query_of(arguments: str) -> str:
         q = json.loads(arguments).get("query")
     except (json.JSONDecodeError, AttributeError):
         q = None
-    return q if isinstance(q, str) and q.strip() else arguments
+    q = q if isinstance(q, str) and q.strip() else arguments
+    return q[:MAX_QUERY_CHARS]       # the model's words are embedded, billed: bounded
 
 
 def echo_tools(echo: dict, fs: FileSearch) -> dict:

@@ -17,6 +17,8 @@ import gateway.resources.search_logic as sl
 from gateway.resources.chunking import parse_strategy
 
 _DAY = 86400
+MAX_QUERIES = 10                 # each one embedded (billed) and searched
+MAX_QUERY_CHARS = 8000
 
 
 def _metadata(raw: Any) -> dict[str, str]:
@@ -268,6 +270,9 @@ def parse_search(body: dict) -> tuple[list[str], int, dict | None, float, bool]:
             isinstance(x, str) and x.strip() for x in queries):
         raise errors.InvalidRequest("query must be a non-empty string or list of strings",
                                     field="query")
+    if len(queries) > MAX_QUERIES or any(len(x) > MAX_QUERY_CHARS for x in queries):
+        raise errors.InvalidRequest(f"query takes at most {MAX_QUERIES} strings of at most "
+                                    f"{MAX_QUERY_CHARS} characters each", field="query")
     n = body.get("max_num_results", 10)
     if type(n) is not int or not 1 <= n <= 50:
         raise errors.InvalidRequest("max_num_results must be between 1 and 50",

@@ -107,6 +107,10 @@ def test_files_with_attributes_filters_and_poll_helpers(gw):
     assert [d.file_id for d in c.vector_stores.search(vs.id, query="northern").data] == [b.id]
     with pytest.raises(openai.BadRequestError):
         c.vector_stores.search(vs.id, query=q, filters={"type": "like", "key": "x", "value": 1})
+    with pytest.raises(openai.BadRequestError):     # each query is embedded: bounded
+        c.vector_stores.search(vs.id, query=[q] * 11)
+    with pytest.raises(openai.BadRequestError):
+        c.vector_stores.search(vs.id, query="x" * 8001)
     with pytest.raises(openai.BadRequestError):
         c.vector_stores.create(chunking_strategy={"type": "static", "static": {
             "max_chunk_size_tokens": 50, "chunk_overlap_tokens": 10}})
