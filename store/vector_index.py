@@ -145,19 +145,42 @@ class VectorIndex:
 
     def replace_file(self, store_id: str, file_id: str, chunks: list[str], vecs: np.ndarray) -> int:
         """Put a file's chunks in (dropping any earlier attempt's); the bytes used."""
+        self.put_chunks(store_id, file_id, 0, chunks, vecs)
+        return self.seal_file(store_id, file_id, len(chunks))
+
+    def put_chunks(self, store_id: str, file_id: str, start: int, chunks: list[str],
+                   vecs: np.ndarray) -> None:
+        """Chunks `start`.. of a file being ingested (replacing any there from an earlier
+        attempt). They are kept as each embedding batch is paid for, so an ingestion cut
+        short resumes after them; search ignores them until the file is completed."""
         os.makedirs(self.root, exist_ok=True)
         conn = _connect(self.path(store_id), create=True)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM chunk WHERE file_id = ?", (file_id,))
+            conn.execute("DELETE FROM chunk WHERE file_id = ? AND seq >= ?", (file_id, start))
             vecs = np.asarray(vecs, dtype=np.float32)
             conn.executemany("INSERT INTO chunk (file_id, seq, text, vec) VALUES (?, ?, ?, ?)",
-                             ((file_id, i, t, vecs[i].tobytes()) for i, t in enumerate(chunks)))
-            _bump(conn)
+                             ((file_id, start + i, t, vecs[i].tobytes())
+                              for i, t in enumerate(chunks)))
             conn.execute("COMMIT")
         finally:
             conn.close()
-        return sum(len(t.encode()) for t in chunks) + int(vecs.nbytes)
+
+    def seal_file(self, store_id: str, file_id: str, count: int) -> int:
+        """The file's first `count` chunks are all of it: drop any beyond, make the write
+        visible to cached matrices; the bytes its chunks use."""
+        os.makedirs(self.root, exist_ok=True)
+        conn = _connect(self.path(store_id), create=True)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM chunk WHERE file_id = ? AND seq >= ?", (file_id, count))
+            _bump(conn)
+            used = conn.execute("SELECT COALESCE(SUM(LENGTH(CAST(text AS BLOB)) + LENGTH(vec)), 0) "
+                                "FROM chunk WHERE file_id = ?", (file_id,)).fetchone()[0]
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return int(used)
 
     def delete_file(self, store_id: str, file_id: str) -> None:
         if not os.path.exists(self.path(store_id)):

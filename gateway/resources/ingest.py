@@ -1,8 +1,9 @@
 """Background ingestion: parse, chunk, embed and index each file added to a vector store.
 
 Work is driven by the store, not by memory: every `in_progress` vector-store file is
-picked up at start-up as well as when it is added, so a restart resumes ingestion (a
-file's earlier partial chunks are replaced). Parsing, chunking and index writes run on
+picked up at start-up as well as when it is added, so a restart resumes ingestion: the
+chunks an earlier attempt embedded (each batch stored as soon as it was paid for) are
+kept, and embedding goes on after them, so no batch is billed twice. Parsing, chunking and index writes run on
 worker threads and embeddings are awaited, so the event loop never blocks; a limiter
 bounds how many files are ingested at once.
 """
@@ -94,19 +95,27 @@ class Ingestor:
         # Pure work: on shutdown it is abandoned, and redone after the restart.
         chunks = await trio.to_thread.run_sync(chunk_text, text, chunking, tokenizer.encoding(),
                                                abandon_on_cancel=True)
-        vectors: list[list[float]] = []
+        # Chunks embedded (and paid for) by an attempt a restart cut short are kept:
+        # resume after the ones that still match.
+        have = await trio.to_thread.run_sync(self.index.file_chunks, store_id, file_id)
+        start = 0
+        while start < min(len(have), len(chunks)) and have[start] == chunks[start]:
+            start += 1
+        del have
         try:
             # One billed embeddings request per batch, on the store owner's account.
-            for i in range(0, len(chunks), EMBED_BATCH):
-                vectors.extend(await self.embed(row.account_id, vs.embedding_model,
-                                                chunks[i:i + EMBED_BATCH], INGEST_ROUTE))
+            for i in range(start, len(chunks), EMBED_BATCH):
+                batch = chunks[i:i + EMBED_BATCH]
+                vectors = await self.embed(row.account_id, vs.embedding_model, batch, INGEST_ROUTE)
+                with trio.CancelScope(shield=True):     # paid for: kept even on shutdown
+                    await trio.to_thread.run_sync(self.index.put_chunks, store_id, file_id, i,
+                                                  batch, vectors)
         except errors.PrismError as exc:
             # An account that cannot pay (or a model that cannot embed) fails this file,
             # saying why; what already ran was billed by its own requests.
             return await self._fail(store_id, file_id, _error_code(exc),
                                     f"embedding with {vs.embedding_model!r} failed: {exc.message}")
-        usage = await trio.to_thread.run_sync(self.index.replace_file, store_id, file_id,
-                                              chunks, vectors)
+        usage = await trio.to_thread.run_sync(self.index.seal_file, store_id, file_id, len(chunks))
         if not await self.writer.call(svs.finish_file, store_id, file_id, "completed",
                                       usage_bytes=usage):
             # Cancelled or removed meanwhile: its chunks must not stay searchable.

@@ -154,13 +154,27 @@ def test_another_account_sees_none_of_it(gw):
     assert vs.id not in [s.id for s in theirs.vector_stores.list()]
 
 
-def test_ingestion_survives_a_restart(tmp_path):
+def _ingest_rows(gw, key: str) -> list[dict]:
+    db = gw.db()
+    try:
+        account = store.find_key_by_hash(db, store.hash_key(key)).account_id
+        rows, _ = store.usage_rows(db, account, limit=1000)
+    finally:
+        db.close()
+    return [r for r in rows if r["route"] == "/v1/vector_stores/files" and r["status"] == 200]
+
+
+def test_ingestion_survives_a_restart_and_bills_each_batch_once(tmp_path):
     gw = resources_gw.start(tmp_path, None)
-    key = gw.create_key(10.0)["key"]     # ~0.6 M tokens to embed, twice over the restart
+    key = gw.create_key(10.0)["key"]     # ~0.6 M tokens to embed, twice in this test
     c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
     big = (filler(40000, "x") + "\n" + PLANTED + "\n").encode()
     f = upload(c, "big.md", big)
     vs = c.vector_stores.create(file_ids=[f.id])
+    deadline = time.time() + 60
+    while len(_ingest_rows(gw, key)) < 2:     # two batches embedded and paid for
+        assert time.time() < deadline
+        time.sleep(0.02)
     assert c.vector_stores.retrieve(vs.id).status == "in_progress"
     gw.stop()                       # mid-ingestion
     gw = resources_gw.start(tmp_path, None)
@@ -170,6 +184,19 @@ def test_ingestion_survives_a_restart(tmp_path):
         assert done.file_counts.completed == 1, c.vector_stores.files.list(vs.id).data
         assert done.status == "completed"
         assert PLANTED in c.vector_stores.search(vs.id, query="vault combination Heliotrope").data[0].content[0].text
+        resumed = _ingest_rows(gw, key)
+        # The same file once more, uninterrupted: what one ingestion costs.
+        again = c.vector_stores.create(file_ids=[f.id])
+        assert wait_store(c, again.id, timeout=120).file_counts.completed == 1
+        clean = sum(r["tokens_in"] for r in _ingest_rows(gw, key)) - sum(r["tokens_in"] for r in resumed)
+        # The batches paid for before the restart were kept, not embedded again (at most
+        # the one in flight when it stopped is paid twice).
+        assert sum(r["tokens_in"] for r in resumed) <= clean + max(r["tokens_in"] for r in resumed)
+        db = gw.db()
+        try:
+            assert store.check_invariants(db) == []
+        finally:
+            db.close()
     finally:
         gw.stop()
 
