@@ -143,6 +143,26 @@ class VectorIndex:
     def path(self, store_id: str) -> str:
         return os.path.join(self.root, f"{store_id}.sqlite")
 
+    def _writable(self, store_id: str) -> sqlite3.Connection:
+        """A connection to the store's file, made complete (schema and all) under a
+        temporary name and linked into place, so no reader ever opens it half made."""
+        path = self.path(store_id)
+        if not os.path.exists(path):
+            os.makedirs(self.root, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.new"
+            _connect(tmp, create=True).close()
+            try:
+                os.link(tmp, path)          # fails if another writer got there first
+            except FileExistsError:
+                pass
+            finally:
+                for suffix in ("", "-wal", "-shm"):
+                    try:
+                        os.unlink(tmp + suffix)
+                    except FileNotFoundError:
+                        pass
+        return _connect(path, create=True)
+
     def replace_file(self, store_id: str, file_id: str, chunks: list[str], vecs: np.ndarray) -> int:
         """Put a file's chunks in (dropping any earlier attempt's); the bytes used."""
         self.put_chunks(store_id, file_id, 0, chunks, vecs)
@@ -153,8 +173,7 @@ class VectorIndex:
         """Chunks `start`.. of a file being ingested (replacing any there from an earlier
         attempt). They are kept as each embedding batch is paid for, so an ingestion cut
         short resumes after them; search ignores them until the file is completed."""
-        os.makedirs(self.root, exist_ok=True)
-        conn = _connect(self.path(store_id), create=True)
+        conn = self._writable(store_id)
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM chunk WHERE file_id = ? AND seq >= ?", (file_id, start))
@@ -169,8 +188,7 @@ class VectorIndex:
     def seal_file(self, store_id: str, file_id: str, count: int) -> int:
         """The file's first `count` chunks are all of it: drop any beyond, make the write
         visible to cached matrices; the bytes its chunks use."""
-        os.makedirs(self.root, exist_ok=True)
-        conn = _connect(self.path(store_id), create=True)
+        conn = self._writable(store_id)
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM chunk WHERE file_id = ? AND seq >= ?", (file_id, count))
