@@ -12,10 +12,10 @@ Files are small integer codes in the matrix, so an attribute filter is one gathe
 a filter keeping few files scans only their rows.
 
 Keyword search is bounded too: FTS5 ranks by bm25 only over at most KEYWORD_CANDIDATES
-matching chunks. The query's terms are taken rarest first (document frequencies from
-an fts5vocab table) while their matches fit; the commonest terms, whose bm25 weight is
-the smallest, are the ones left out. When even the rarest term is in more chunks than
-that, the newest KEYWORD_CANDIDATES of them are scored.
+matching chunks. The query's terms are taken rarest first (document frequencies counted
+up to the cap) while their matches fit; the commonest terms, whose bm25 weight is the
+smallest, are the ones left out. When even the rarest term is in more chunks than that,
+the newest KEYWORD_CANDIDATES of them are scored.
 
 Every function runs on a worker thread and opens its own connection.
 """
@@ -45,7 +45,7 @@ _SCHEMA = (
 )
 
 
-KEYWORD_CANDIDATES = 2000     # chunks FTS5 may score for one query
+KEYWORD_CANDIDATES = 1000     # chunks FTS5 may score for one query
 
 
 def _connect(path: str, create: bool = False) -> sqlite3.Connection:
@@ -100,17 +100,23 @@ def _fold(term: str) -> str:
                    if not unicodedata.combining(ch)).lower()
 
 
+def _quote(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
 def _keyword(conn: sqlite3.Connection, terms: list[str], cap: int) -> list[int]:
     """Chunk ids best first by bm25, scoring at most `cap` chunks (see the docstring)."""
     if not terms:
         return []
-    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab "
-                 "USING fts5vocab(main, chunk_fts, row)")
+    # Each term's document frequency, counted only up to cap + 1: walking a doclist
+    # without scoring is cheap, and past the cap the exact number does not matter
+    # (fts5vocab would count a common term's whole doclist).
     df: dict[str, int] = {}
     for t in dict.fromkeys(_fold(t) for t in terms):
-        row = conn.execute("SELECT doc FROM temp.vocab WHERE term = ?", (t,)).fetchone()
-        if row:
-            df[t] = row[0]
+        n = conn.execute("SELECT COUNT(*) FROM (SELECT rowid FROM chunk_fts WHERE chunk_fts "
+                         "MATCH ? LIMIT ?)", (_quote(t), cap + 1)).fetchone()[0]
+        if n:
+            df[t] = n
     chosen: list[str] = []
     total = 0
     for t in sorted(df, key=lambda t: df[t]):
@@ -120,7 +126,7 @@ def _keyword(conn: sqlite3.Connection, terms: list[str], cap: int) -> list[int]:
         total += df[t]
     if not chosen:
         return []
-    expr = " OR ".join('"' + t.replace('"', '""') + '"' for t in chosen)
+    expr = " OR ".join(_quote(t) for t in chosen)
     if total <= cap:
         rows = conn.execute("SELECT rowid FROM chunk_fts WHERE chunk_fts MATCH ? "
                             "ORDER BY rank LIMIT ?", (expr, cap)).fetchall()
