@@ -29,6 +29,12 @@ class Resources:
         self.writer = writer
         self.chat = chat
         self.blobs = BlobDir(config.resolve_path(rc.blob_dir))
+        if not any(rc.embedding_model in (m.id, *m.aliases) and "embeddings" in m.capabilities
+                   for m in config.models):
+            # Not fatal (the gateway serves everything else), but every file added to a
+            # vector store will fail with model_not_found until the config names one.
+            log.warning("[resources] embedding_model %r is not a model with the embeddings "
+                        "capability: vector stores cannot embed", rc.embedding_model)
         self.index = VectorIndex(config.resolve_path(rc.index_dir))
         self.files = Files(writer, self.blobs, self.index, max_file_bytes=rc.max_file_bytes,
                            account_cap=rc.storage_bytes_per_account)
