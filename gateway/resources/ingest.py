@@ -3,9 +3,10 @@
 Work is driven by the store, not by memory: every `in_progress` vector-store file is
 picked up at start-up as well as when it is added, so a restart resumes ingestion: the
 chunks an earlier attempt embedded (each batch stored as soon as it was paid for) are
-kept, and embedding goes on after them, so no batch is billed twice. Parsing, chunking and index writes run on
-worker threads and embeddings are awaited, so the event loop never blocks; a limiter
-bounds how many files are ingested at once.
+kept, and embedding goes on after them, so no batch is billed twice. A file cancelled or
+removed meanwhile stops before its next batch. Parsing, chunking and index writes run
+on worker threads and embeddings are awaited, so the event loop never blocks; a
+limiter bounds how many files are ingested at once.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class Ingestor:
         self.limiter = trio.CapacityLimiter(concurrency)
         self._send, self._receive = trio.open_memory_channel(math.inf)
         self._busy: set[tuple[str, str]] = set()
+        self._again: set[tuple[str, str]] = set()
 
     def submit(self, store_id: str, file_id: str) -> None:
         self._send.send_nowait((store_id, file_id))
@@ -54,6 +56,7 @@ class Ingestor:
             task_status.started()
             async for key in self._receive:
                 if key in self._busy:
+                    self._again.add(key)    # re-added while ingesting: once more after
                     continue
                 self._busy.add(key)
                 await self.limiter.acquire_on_behalf_of(key)
@@ -70,10 +73,17 @@ class Ingestor:
         finally:
             self._busy.discard(key)
             self.limiter.release_on_behalf_of(key)
+            if key in self._again:
+                self._again.discard(key)
+                self.submit(*key)
 
     async def _fail(self, store_id: str, file_id: str, code: str, message: str) -> None:
         await self.writer.call(svs.finish_file, store_id, file_id, "failed",
                                error={"code": code, "message": message})
+
+    async def _still_wanted(self, store_id: str, file_id: str) -> bool:
+        row = await self.writer.call(svs.get_store_file, store_id, file_id, None)
+        return row is not None and row.status == "in_progress"
 
     async def ingest(self, store_id: str, file_id: str) -> None:
         row = await self.writer.call(svs.get_store_file, store_id, file_id, None)
@@ -105,6 +115,9 @@ class Ingestor:
         try:
             # One billed embeddings request per batch, on the store owner's account.
             for i in range(start, len(chunks), EMBED_BATCH):
+                if i > start and not await self._still_wanted(store_id, file_id):
+                    await trio.to_thread.run_sync(self.index.delete_file, store_id, file_id)
+                    return
                 batch = chunks[i:i + EMBED_BATCH]
                 vectors = await self.embed(row.account_id, vs.embedding_model, batch, INGEST_ROUTE)
                 with trio.CancelScope(shield=True):     # paid for: kept even on shutdown

@@ -269,3 +269,22 @@ def test_deleting_a_file_removes_it_from_every_vector_store(gw):
         assert index.file_chunks(s, gone.id) == [] and index.file_chunks(s, kept.id)
     with pytest.raises(openai.NotFoundError):
         c.vector_stores.files.retrieve(file_id=gone.id, vector_store_id=stores[0])
+
+
+def test_cancelling_a_batch_stops_embedding_its_file(gw):
+    key = gw.create_key(10.0)["key"]
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+    f = upload(c, "big.md", filler(40000, "z").encode())     # several embedding batches
+    vs = c.vector_stores.create()
+    batch = c.vector_stores.file_batches.create(vector_store_id=vs.id, file_ids=[f.id])
+    deadline = time.time() + 60
+    while not _ingest_rows(gw, key):
+        assert time.time() < deadline
+        time.sleep(0.02)
+    c.vector_stores.file_batches.cancel(batch.id, vector_store_id=vs.id)
+    at_cancel = len(_ingest_rows(gw, key))
+    time.sleep(2)
+    assert len(_ingest_rows(gw, key)) <= at_cancel + 1      # only the batch in flight
+    got = c.vector_stores.files.retrieve(file_id=f.id, vector_store_id=vs.id)
+    assert got.status == "cancelled"
+    assert c.vector_stores.search(vs.id, query="river market").data == []
