@@ -273,11 +273,18 @@ class VectorIndex:
             cos: dict[int, float] = {}
             n = len(m.ids) if rows is None else len(rows)
             if query_vec is not None and n and m.vecs.shape[1] == len(query_vec):
-                vecs = m.vecs if rows is None else m.vecs[rows]
-                sims = vecs @ np.asarray(query_vec, dtype=np.float32)
+                q = np.asarray(query_vec, dtype=np.float32)
+                if rows is not None and 4 * len(rows) > len(m.ids):
+                    # Copying most of the rows out costs more than scoring them all.
+                    sims = np.where(keep[m.codes], m.vecs @ q, -np.inf)
+                    rows = None
+                    n = len(m.ids)
+                else:
+                    sims = (m.vecs if rows is None else m.vecs[rows]) @ q
                 k = min(depth, n)
                 top = np.argpartition(sims, n - k)[n - k:]
                 top = top[np.argsort(-sims[top])]
+                top = top[np.isfinite(sims[top])]
                 at = top if rows is None else rows[top]
                 vec_rank = [int(i) for i in m.ids[at]]
                 cos = {int(m.ids[a]): float(sims[t]) for a, t in zip(at, top)}

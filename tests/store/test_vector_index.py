@@ -57,3 +57,13 @@ def test_the_matrix_cache_is_bounded(tmp_path):
     assert list(index._cache) == ["three"]
     vr, _, _ = index.search("one", vec(0), ["text"], None, 5)    # reloaded, still right
     assert len(vr) == 5 and list(index._cache) == ["one"]
+
+
+def test_a_narrow_filter_scans_only_its_rows(tmp_path):
+    index = VectorIndex(str(tmp_path))
+    fill(index, "vs", "big1", ["pear"] * 20, 0)
+    fill(index, "vs", "big2", ["pear"] * 20, 0)
+    fill(index, "vs", "small", ["pear plum"] * 2, 3)
+    vr, kr, hits = index.search("vs", vec(0), ["pear"], {"small"}, 10)
+    assert len(vr) == 2 and len(kr) == 2 and {hits[i].file_id for i in vr + kr} == {"small"}
+    assert all(hits[i].score == 0.0 for i in vr)     # orthogonal to the query, still ranked
