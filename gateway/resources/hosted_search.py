@@ -3,9 +3,10 @@
 The hosted tool ({"type": "file_search", "vector_store_ids": [...]}) is taken out of the
 request and offered to the model as a function of the same name; each call the model
 makes is answered from the caller's vector stores and the model is asked again, until
-it answers (streamed: hosted_search_stream.py). Every model call is its own admitted, billed request (resources/chat.py).
+it answers. Every model call is its own admitted, billed request (resources/chat.py).
 The answer then carries a `file_search_call` output item and `file_citation`
-annotations, as OpenAI's own would.
+annotations, as OpenAI's own would. With stream=true the same loop is written to the
+client as it runs: hosted_search_stream.py.
 """
 from __future__ import annotations
 
