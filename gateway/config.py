@@ -247,13 +247,14 @@ class ResourcesConfig:
     """Files, vector stores and assistants (gateway/resources). Blobs live in
     `blob_dir` (beside the store when relative); uploads over max_file_bytes get 413
     and an account holding storage_bytes_per_account already gets 403. The embedding
-    model embeds vector-store chunks, billed to the store's owner; "local" is the
-    built-in hashed bag-of-words embedder, which costs nothing and calls no upstream."""
+    model (a prism.toml model with the embeddings capability and its price) embeds
+    vector-store chunks and search queries through the engine's embeddings operation,
+    billed to the store's owner like any POST /v1/embeddings."""
     blob_dir: str = "prism-blobs"
     index_dir: str = "prism-vectors"
     max_file_bytes: int = 512 * 1024 * 1024
     storage_bytes_per_account: int = 10 * 1024 * 1024 * 1024
-    embedding_model: str = "local"
+    embedding_model: str = "prism-embed"
     sweep_interval: float = 60.0
     run_max_steps: int = 8
 

@@ -46,6 +46,7 @@ from gateway.resources import Resources
 from gateway.resources.account import AccountRecords
 from gateway.resources.responses import StoredResponses
 from gateway.resources.chat import PipelineChat
+from gateway.resources.embedder import PipelineEmbed
 from gateway.routing.catalog import Catalog
 from gateway.runtime.flags import ProviderFlags, build_catalog
 from gateway.runtime.keys import KeyCache, KeyInfo
@@ -139,7 +140,8 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     callmoney = CallMoney(ledger, admission.plan_for)
     mcp = _build_mcp(config, writer, keys, admission, callmoney)
     a2a = _build_a2a(config, writer, admission, pipeline, mcp, callmoney)
-    resources = Resources(config, writer, PipelineChat(pipeline, admission))
+    resources = Resources(config, writer, PipelineChat(pipeline, admission),
+                          PipelineEmbed(pipeline, admission, inference))
     # The cluster applies other processes' changes to the parts built here; it reaches
     # them through the Services value built just below (read when an event arrives).
     cluster = Cluster(writer, backends.event_handler(lambda: services),

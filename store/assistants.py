@@ -141,3 +141,36 @@ def runs_in(db, statuses: tuple[str, ...]) -> list[tuple[str, str]]:
     with read_tx(db):
         return list(Run.select(Run.id, Run.account_id).where(Run.status.in_(statuses))
                     .tuples().execute(db))
+
+
+def end_open_children(db, run_id: str, account_id: str, run_status: str, now: int,
+                      error: dict | None = None) -> int:
+    """When a run ends failed, cancelled or expired with work open (a restart, a cancel,
+    an error mid-call): its in_progress steps end with it and its in_progress messages
+    become incomplete, so nothing stays in_progress forever. How many were ended."""
+    reason = {"failed": "run_failed", "cancelled": "run_cancelled", "expired": "run_expired"}[run_status]
+    n = 0
+    with write_tx(db):
+        run = Run.select().where(Run.id == run_id, Run.account_id == account_id).first(db)
+        if run is None:
+            return 0
+        steps = RunStep.select().where(RunStep.parent_id == run_id, RunStep.account_id == account_id,
+                                       RunStep.status == "in_progress")
+        for row in list(steps.execute(db)):
+            obj = {**row.obj(), "status": run_status, f"{run_status}_at": now,
+                   "last_error": error if run_status == "failed" else None}
+            RunStep.update(data=json.dumps(obj), status=run_status).where(RunStep.id == row.id).execute(db)
+            n += 1
+        msgs = ThreadMessage.select().where(ThreadMessage.parent_id == run.parent_id,
+                                            ThreadMessage.account_id == account_id,
+                                            ThreadMessage.status == "in_progress")
+        for row in list(msgs.execute(db)):
+            obj = row.obj()
+            if obj.get("run_id") != run_id:
+                continue
+            obj.update({"status": "incomplete", "incomplete_at": now,
+                        "incomplete_details": {"reason": reason}})
+            (ThreadMessage.update(data=json.dumps(obj), status="incomplete")
+             .where(ThreadMessage.id == row.id).execute(db))
+            n += 1
+    return n

@@ -87,33 +87,39 @@ def list_files(db, account_id: str, *, purpose: str | None, limit: int, after: s
         return page(db, q, StoredFile, after=after, order=order, limit=limit)
 
 
-def _drop(db, row: StoredFile, blob_path: str) -> None:
+def _drop(db, row: StoredFile, blob_path: str) -> list[str]:
+    """Delete the row, its place in every vector store (so file_counts and usage_bytes
+    forget it at once and search stops returning it), and the blob when no other row
+    shares its content. The ids of the vector stores whose index still holds its chunks."""
+    from store.vector_stores import VectorStoreFile as VSF
+    stores = [s for (s,) in VSF.select(VSF.vector_store_id)
+              .where(VSF.file_id == row.id, VSF.account_id == row.account_id).tuples().execute(db)]
+    VSF.delete().where(VSF.file_id == row.id, VSF.account_id == row.account_id).execute(db)
     StoredFile.delete().where(StoredFile.id == row.id).execute(db)
     still = StoredFile.select().where(StoredFile.sha256 == row.sha256).exists(db)
     if not still and os.path.exists(blob_path):
         os.unlink(blob_path)
+    return stores
 
 
-def delete_file(db, file_id: str, account_id: str, blob_path_of) -> bool:
-    """Delete the row, and the blob when no other row shares its content."""
+def delete_file(db, file_id: str, account_id: str, blob_path_of) -> list[str] | None:
+    """Delete the owner's file (see _drop); None when there is no such file of theirs,
+    else the vector stores whose chunks of it the caller must drop from the index."""
     with write_tx(db):
         row = (StoredFile.select()
                .where(StoredFile.id == file_id, StoredFile.account_id == account_id).first(db))
         if row is None:
-            return False
-        _drop(db, row, blob_path_of(row.sha256))
-        return True
+            return None
+        return _drop(db, row, blob_path_of(row.sha256))
 
 
-def sweep_expired_files(db, blob_path_of, now: float | None = None) -> list[str]:
-    """Delete every file past its expiry; the ids deleted."""
+def sweep_expired_files(db, blob_path_of, now: float | None = None) -> dict[str, list[str]]:
+    """Delete every file past its expiry: {file id: the vector stores that held it}."""
     now = time.time() if now is None else now
     with write_tx(db):
         rows = list(StoredFile.select().where(StoredFile.expires_at.is_null(False),
                                               StoredFile.expires_at <= now).execute(db))
-        for row in rows:
-            _drop(db, row, blob_path_of(row.sha256))
-    return [r.id for r in rows]
+        return {row.id: _drop(db, row, blob_path_of(row.sha256)) for row in rows}
 
 
 def filenames(db, file_ids: list[str]) -> dict[str, str]:

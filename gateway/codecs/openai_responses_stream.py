@@ -19,6 +19,9 @@ keep their own per-index records because canonical deltas address them by index.
     finish()               -> response.completed | response.incomplete | response.failed
                               carrying the whole Response object, usage included
     fail(...)              -> error, then response.failed (an upstream failure mid-stream)
+    hosted_open/_done      -> a hosted tool's item the gateway ran itself (file_search_call):
+                              output_item.added, response.<type>.<stage>..., .completed,
+                              output_item.done
 
 Every event carries ``type`` and a ``sequence_number`` that counts up from 0.
 Text that resumes after a tool call opens a new message item rather than reopening
@@ -42,7 +45,7 @@ _PREFIX = {"message": "msg", "function_call": "fc", "reasoning": "rs"}
 
 @dataclass(slots=True)
 class _Item:
-    kind: Literal["message", "function_call", "reasoning"]
+    kind: Literal["message", "function_call", "reasoning", "hosted"]
     output_index: int
     id: str
     pieces: list[str] = field(default_factory=list)   # text, thinking or argument fragments
@@ -50,6 +53,7 @@ class _Item:
     name: str = ""
     signature: str | None = None
     done: bool = False
+    body: dict | None = None      # a hosted tool's item as the gateway last described it
 
     @property
     def text(self) -> str:
@@ -119,7 +123,7 @@ class StreamEncoder:
         out: list[dict] = []
         self._start(out)
         self._close_all(out)
-        if not any(item.kind != "reasoning" for item in self._items):
+        if not any(item.kind not in ("reasoning", "hosted") for item in self._items):
             # A reply with neither text nor calls is still one (empty) message.
             self._text_item("message", out)
             self._close_all(out)
@@ -141,6 +145,32 @@ class StreamEncoder:
         self.final = self._response("failed", self._output(), self._usage, error=error)
         out.append(self._event("response.failed", response=self.final))
         return out
+
+    def hosted_open(self, item: dict, stages: tuple[str, ...]) -> list[dict]:
+        """Open the output item of a hosted tool the gateway runs itself (``item`` is
+        e.g. a file_search_call with its id): output_item.added, then one
+        ``response.<type>.<stage>`` event per stage (in_progress, searching)."""
+        out: list[dict] = []
+        self._start(out)
+        self._close_text(out)
+        rec = _Item("hosted", len(self._items), item["id"], body=dict(item))
+        self._items.append(rec)
+        out.append(self._event("response.output_item.added", output_index=rec.output_index,
+                               item=self._snapshot(rec, "in_progress")))
+        for stage in stages:
+            out.append(self._event(f"response.{item['type']}.{stage}", item_id=rec.id,
+                                   output_index=rec.output_index))
+        return out
+
+    def hosted_done(self, item: dict) -> list[dict]:
+        """Close a hosted tool's item with its final fields: response.<type>.completed
+        and output_item.done."""
+        rec = next(i for i in self._items if i.kind == "hosted" and i.id == item["id"])
+        rec.body, rec.done = dict(item), True
+        where = {"item_id": rec.id, "output_index": rec.output_index}
+        return [self._event(f"response.{item['type']}.completed", **where),
+                self._event("response.output_item.done", output_index=rec.output_index,
+                            item=self._snapshot(rec, "completed"))]
 
     # ------------------------------------------------------------ items
 
@@ -196,7 +226,7 @@ class StreamEncoder:
     def _close_all(self, out: list[dict]) -> None:
         self._open_text = None
         for item in self._items:
-            if not item.done:
+            if not item.done and item.kind != "hosted":
                 self._close(item, out)
 
     def _close(self, item: _Item, out: list[dict]) -> None:
@@ -229,6 +259,8 @@ class StreamEncoder:
         return "completed"
 
     def _snapshot(self, item: _Item, status: str) -> dict:
+        if item.kind == "hosted":
+            return {**(item.body or {}), "status": status}
         if item.kind == "message":
             return message_item(item.id, item.text, status)
         if item.kind == "reasoning":

@@ -24,7 +24,7 @@ from gateway.codecs import openai_completions, openai_responses
 from gateway.codecs.openai_responses_stream import StreamEncoder
 from gateway.http import common, framing
 from gateway.mcp import hosted as hosted_mcp
-from gateway.resources import hosted_search
+from gateway.resources import hosted_search, hosted_search_stream
 
 bp = Blueprint("responses", __name__)
 
@@ -74,6 +74,9 @@ async def create_response():
         return Response(text, content_type="application/json",
                         headers=common.outcome_headers(outcome, outcome.model))
 
+    if file_search is not None:
+        return await _search_stream(services, ctx, req, file_search, response_id, created_at,
+                                    echo, request_json)
     st = await pipeline.open_stream(ctx, req)
     encoder = StreamEncoder(response_id, st.prep.entry.model.id, created_at, echo)
     framer = framing.ResponsesFramer(encoder)
@@ -95,6 +98,28 @@ async def create_response():
             yield framer.held[0]
 
     return Response(stream(), headers=framing.stream_headers(st, framer))
+
+
+async def _search_stream(services, ctx, req, fs, response_id: str, created_at: int, echo: dict,
+                         request_json: str | None) -> Response:
+    """stream=true with the hosted file_search tool: every model call is its own
+    billed request (resources/hosted_search_stream.py); a refusal of the first one is
+    an ordinary error response."""
+    await hosted_search_stream.check_stores(services.resources, ctx.account_id, fs)
+    ctx.logged = True       # from here on, each model call writes its own log row
+    st = await hosted_search_stream.open_first(services.resources, ctx.account_id, req)
+    encoder = StreamEncoder(response_id, st.prep.entry.model.id, created_at,
+                            hosted_search.echo_tools(echo, fs))
+    framer = framing.ResponsesFramer(encoder)
+    writer = services.writer
+
+    async def save(final: dict) -> None:
+        if request_json is not None:
+            await _save(writer, response_id, ctx.account_id, request_json, common.dumps(final))
+
+    body = hosted_search_stream.SearchStream(services.resources, ctx.account_id, req, fs,
+                                             encoder, framer.frames, save).body(st)
+    return Response(body, headers=framing.stream_headers(st, framer))
 
 
 async def _account() -> str:

@@ -12,7 +12,7 @@ import trio
 from gateway.resources.assistants import Assistants
 from gateway.resources.blobs import BlobDir
 from gateway.resources.chat import Chat
-from gateway.resources.embedder import Embed, dispatching
+from gateway.resources.embedder import Embed
 from gateway.resources.files import Files
 from gateway.resources.ingest import Ingestor
 from gateway.resources.runs import Runs
@@ -23,16 +23,21 @@ log = logging.getLogger("prism.resources")
 
 
 class Resources:
-    def __init__(self, config, writer, chat: Chat, engine_embed: Embed | None = None) -> None:
+    def __init__(self, config, writer, chat: Chat, embed: Embed) -> None:
         rc = config.resources
         self.config = rc
         self.writer = writer
         self.chat = chat
         self.blobs = BlobDir(config.resolve_path(rc.blob_dir))
-        self.files = Files(writer, self.blobs, max_file_bytes=rc.max_file_bytes,
-                           account_cap=rc.storage_bytes_per_account)
+        if not any(rc.embedding_model in (m.id, *m.aliases) and "embeddings" in m.capabilities
+                   for m in config.models):
+            # Not fatal (the gateway serves everything else), but every file added to a
+            # vector store will fail with model_not_found until the config names one.
+            log.warning("[resources] embedding_model %r is not a model with the embeddings "
+                        "capability: vector stores cannot embed", rc.embedding_model)
         self.index = VectorIndex(config.resolve_path(rc.index_dir))
-        embed = dispatching(engine_embed)
+        self.files = Files(writer, self.blobs, self.index, max_file_bytes=rc.max_file_bytes,
+                           account_cap=rc.storage_bytes_per_account)
         self.ingestor = Ingestor(writer, self.files, self.index, embed)
         self.vector_stores = VectorStores(writer, self.files, self.index, self.ingestor, embed,
                                           rc.embedding_model)

@@ -16,6 +16,7 @@ import trio
 import store.files as sf
 from gateway import errors
 from gateway.resources.blobs import BlobDir, receive_upload
+from store.vector_index import VectorIndex
 
 log = logging.getLogger("prism.resources")
 
@@ -50,14 +51,13 @@ def _expiry(fields: dict[str, str], now: float) -> float | None:
 
 
 class Files:
-    def __init__(self, writer, blobs: BlobDir, *, max_file_bytes: int, account_cap: int,
-                 on_delete=None) -> None:
+    def __init__(self, writer, blobs: BlobDir, index: VectorIndex, *, max_file_bytes: int,
+                 account_cap: int) -> None:
         self.writer = writer
         self.blobs = blobs
+        self.index = index          # a deleted file's chunks leave every vector store
         self.max_file_bytes = max_file_bytes
         self.account_cap = account_cap
-        # Vector stores drop their chunks of a deleted file (set by Resources).
-        self.on_delete = on_delete
 
     async def upload(self, account_id: str, chunks: AsyncIterator[bytes], boundary: bytes) -> sf.StoredFile:
         used = await self.writer.call(sf.account_bytes, account_id)
@@ -114,15 +114,25 @@ class Files:
             return row, await f.read()
 
     async def delete(self, account_id: str, file_id: str) -> None:
-        if not await self.writer.call(sf.delete_file, file_id, account_id, self.blobs.path_of):
+        stores = await self.writer.call(sf.delete_file, file_id, account_id, self.blobs.path_of)
+        if stores is None:
             raise errors.NotFound(f"No file with id '{file_id}'")
-        if self.on_delete is not None:
-            await self.on_delete(account_id, file_id)
+        with trio.CancelScope(shield=True):
+            await self._drop_chunks({file_id: stores})
+
+    async def _drop_chunks(self, held: dict[str, list[str]]) -> None:
+        """The store rows are gone already, so search no longer sees these chunks (it
+        reads only files the store lists); this frees their space in the index."""
+        for file_id, stores in held.items():
+            for store_id in stores:
+                await trio.to_thread.run_sync(self.index.delete_file, store_id, file_id)
 
     async def sweep(self) -> None:
         gone = await self.writer.call(sf.sweep_expired_files, self.blobs.path_of)
         if gone:
             log.info("swept %d expired file(s)", len(gone))
+            with trio.CancelScope(shield=True):
+                await self._drop_chunks(gone)
 
 
 def _over_cap(used: int, cap: int) -> errors.PrismError:

@@ -5,7 +5,8 @@ request and offered to the model as a function of the same name; each call the m
 makes is answered from the caller's vector stores and the model is asked again, until
 it answers. Every model call is its own admitted, billed request (resources/chat.py).
 The answer then carries a `file_search_call` output item and `file_citation`
-annotations, as OpenAI's own would.
+annotations, as OpenAI's own would. With stream=true the same loop is written to the
+client as it runs: hosted_search_stream.py.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gateway import canonical as c
 from gateway import errors
 import gateway.resources.run_build as rb
 import gateway.resources.search_logic as sl
+from gateway.resources.vector_stores import MAX_QUERY_CHARS
 
 MAX_ROUNDS = 4
 
@@ -54,10 +56,38 @@ def take_file_search(body: dict) -> tuple[dict, FileSearch | None]:
     fn = rb.FILE_SEARCH
     swapped = [{"type": "function", "name": fn.name, "description": fn.description,
                 "parameters": fn.parameters} if x is t else x for x in tools]
-    if body.get("stream"):
-        raise errors.InvalidRequest("stream=true with the hosted file_search tool is not "
-                                    "supported yet; send stream=false", field="stream")
     return {**body, "tools": swapped}, fs
+
+
+def query_of(arguments: str) -> str:
+    """The query a file_search call asks for (its raw arguments when they name none)."""
+    try:
+        q = json.loads(arguments).get("query")
+    except (json.JSONDecodeError, AttributeError):
+        q = None
+    q = q if isinstance(q, str) and q.strip() else arguments
+    return q[:MAX_QUERY_CHARS]       # the model's words are embedded, billed: bounded
+
+
+def echo_tools(echo: dict, fs: FileSearch) -> dict:
+    """The request echo with the hosted tool the client sent in place of our function."""
+    return {**echo, "tools": [fs.tool if isinstance(t, dict) and t.get("name") == "file_search"
+                              and t.get("type") == "function" else t
+                              for t in echo.get("tools") or []]}
+
+
+def annotate_output(payload: dict, sources: dict[str, str], filenames: dict[str, str]) -> None:
+    """file_citation annotations on the output text of a Response object, in place."""
+    for item in payload["output"]:
+        if item.get("type") != "message":
+            continue
+        for part in item.get("content", []):
+            if part.get("type") == "output_text":
+                part["annotations"] = [
+                    {"type": "file_citation", "index": a["start_index"],
+                     "file_id": a["file_citation"]["file_id"],
+                     "filename": filenames.get(a["file_citation"]["file_id"], "")}
+                    for a in rb.annotate(part["text"], sources)]
 
 
 async def complete(chat, vector_stores, account_id: str, req: c.Request, fs: FileSearch):
@@ -79,11 +109,7 @@ async def complete(chat, vector_stores, account_id: str, req: c.Request, fs: Fil
             return resp, queries, sources, outcomes
         messages.append(resp.message)
         for k in calls:
-            try:
-                q = json.loads(k.arguments).get("query")
-            except (json.JSONDecodeError, AttributeError):
-                q = None
-            q = q if isinstance(q, str) and q.strip() else k.arguments
+            q = query_of(k.arguments)
             call_no = len(queries)
             queries.append(q)
             results = await vector_stores.search(account_id, fs.vector_store_ids, [q],
@@ -102,19 +128,9 @@ def decorate(payload: dict, fs: FileSearch, queries: list[str], sources: dict[st
     """Add the file_search_call item and file_citation annotations to a Response object."""
     call = {"id": payload["id"].replace("resp_", "fs_", 1), "type": "file_search_call",
             "status": "completed", "queries": queries, "results": None}
-    for item in payload["output"]:
-        if item.get("type") != "message":
-            continue
-        for part in item.get("content", []):
-            if part.get("type") == "output_text":
-                part["annotations"] = [
-                    {"type": "file_citation", "index": a["start_index"],
-                     "file_id": a["file_citation"]["file_id"],
-                     "filename": filenames.get(a["file_citation"]["file_id"], "")}
-                    for a in rb.annotate(part["text"], sources)]
+    annotate_output(payload, sources, filenames)
     payload["output"].insert(0, call)
-    payload["tools"] = [fs.tool if isinstance(t, dict) and t.get("name") == "file_search"
-                        and t.get("type") == "function" else t for t in payload.get("tools") or []]
+    payload["tools"] = echo_tools(payload, fs)["tools"]
     return payload
 
 

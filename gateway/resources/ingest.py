@@ -1,10 +1,12 @@
 """Background ingestion: parse, chunk, embed and index each file added to a vector store.
 
 Work is driven by the store, not by memory: every `in_progress` vector-store file is
-picked up at start-up as well as when it is added, so a restart resumes ingestion (a
-file's earlier partial chunks are replaced). Parsing, chunking and index writes run on
-worker threads and embeddings are awaited, so the event loop never blocks; a limiter
-bounds how many files are ingested at once.
+picked up at start-up as well as when it is added, so a restart resumes ingestion: the
+chunks an earlier attempt embedded (each batch stored as soon as it was paid for) are
+kept, and embedding goes on after them, so no batch is billed twice. A file cancelled or
+removed meanwhile stops before its next batch. Parsing, chunking and index writes run
+on worker threads and embeddings are awaited, so the event loop never blocks; a
+limiter bounds how many files are ingested at once.
 """
 from __future__ import annotations
 
@@ -17,12 +19,20 @@ import trio
 import store.vector_stores as svs
 from gateway import errors, tokenizer
 from gateway.resources.chunking import Chunking, chunk_text
-from gateway.resources.embedder import Embed, EmbeddingUnavailable
+from gateway.resources.embedder import INGEST_ROUTE, Embed
 from gateway.resources.parse import UnreadableFile, extract_text
 
 log = logging.getLogger("prism.resources")
 
 EMBED_BATCH = 128
+
+
+def _error_code(exc: errors.PrismError) -> str:
+    if isinstance(exc, (errors.RateLimited, errors.QuotaExceeded)):
+        return "rate_limit_exceeded"
+    if isinstance(exc, errors.ClientError):
+        return exc.type_name        # insufficient_balance, model_not_found, ...
+    return "server_error"
 
 
 class Ingestor:
@@ -34,6 +44,7 @@ class Ingestor:
         self.limiter = trio.CapacityLimiter(concurrency)
         self._send, self._receive = trio.open_memory_channel(math.inf)
         self._busy: set[tuple[str, str]] = set()
+        self._again: set[tuple[str, str]] = set()
 
     def submit(self, store_id: str, file_id: str) -> None:
         self._send.send_nowait((store_id, file_id))
@@ -45,6 +56,7 @@ class Ingestor:
             task_status.started()
             async for key in self._receive:
                 if key in self._busy:
+                    self._again.add(key)    # re-added while ingesting: once more after
                     continue
                 self._busy.add(key)
                 await self.limiter.acquire_on_behalf_of(key)
@@ -61,10 +73,17 @@ class Ingestor:
         finally:
             self._busy.discard(key)
             self.limiter.release_on_behalf_of(key)
+            if key in self._again:
+                self._again.discard(key)
+                self.submit(*key)
 
     async def _fail(self, store_id: str, file_id: str, code: str, message: str) -> None:
         await self.writer.call(svs.finish_file, store_id, file_id, "failed",
                                error={"code": code, "message": message})
+
+    async def _still_wanted(self, store_id: str, file_id: str) -> bool:
+        row = await self.writer.call(svs.get_store_file, store_id, file_id, None)
+        return row is not None and row.status == "in_progress"
 
     async def ingest(self, store_id: str, file_id: str) -> None:
         row = await self.writer.call(svs.get_store_file, store_id, file_id, None)
@@ -86,16 +105,30 @@ class Ingestor:
         # Pure work: on shutdown it is abandoned, and redone after the restart.
         chunks = await trio.to_thread.run_sync(chunk_text, text, chunking, tokenizer.encoding(),
                                                abandon_on_cancel=True)
-        vectors: list[list[float]] = []
+        # Chunks embedded (and paid for) by an attempt a restart cut short are kept:
+        # resume after the ones that still match.
+        have = await trio.to_thread.run_sync(self.index.file_chunks, store_id, file_id)
+        start = 0
+        while start < min(len(have), len(chunks)) and have[start] == chunks[start]:
+            start += 1
+        del have
         try:
-            for i in range(0, len(chunks), EMBED_BATCH):
-                vectors.extend(await self.embed(row.account_id, vs.embedding_model,
-                                                chunks[i:i + EMBED_BATCH]))
-        except (errors.PrismError, EmbeddingUnavailable) as exc:
-            msg = getattr(exc, "message", str(exc))
-            return await self._fail(store_id, file_id, "server_error", f"embedding failed: {msg}")
-        usage = await trio.to_thread.run_sync(self.index.replace_file, store_id, file_id,
-                                              chunks, vectors)
+            # One billed embeddings request per batch, on the store owner's account.
+            for i in range(start, len(chunks), EMBED_BATCH):
+                if i > start and not await self._still_wanted(store_id, file_id):
+                    await trio.to_thread.run_sync(self.index.delete_file, store_id, file_id)
+                    return
+                batch = chunks[i:i + EMBED_BATCH]
+                vectors = await self.embed(row.account_id, vs.embedding_model, batch, INGEST_ROUTE)
+                with trio.CancelScope(shield=True):     # paid for: kept even on shutdown
+                    await trio.to_thread.run_sync(self.index.put_chunks, store_id, file_id, i,
+                                                  batch, vectors)
+        except errors.PrismError as exc:
+            # An account that cannot pay (or a model that cannot embed) fails this file,
+            # saying why; what already ran was billed by its own requests.
+            return await self._fail(store_id, file_id, _error_code(exc),
+                                    f"embedding with {vs.embedding_model!r} failed: {exc.message}")
+        usage = await trio.to_thread.run_sync(self.index.seal_file, store_id, file_id, len(chunks))
         if not await self.writer.call(svs.finish_file, store_id, file_id, "completed",
                                       usage_bytes=usage):
             # Cancelled or removed meanwhile: its chunks must not stay searchable.

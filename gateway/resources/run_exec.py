@@ -152,6 +152,11 @@ class Execution:
                                "thread.run.completed", expect=("in_progress",))
         return False
 
+    def _step_delta(self, step: dict, tool_call: dict) -> None:
+        self.runs.events.publish(self.run["id"], "thread.run.step.delta", {
+            "id": step["id"], "object": "thread.run.step.delta",
+            "delta": {"step_details": {"type": "tool_calls", "tool_calls": [tool_call]}}})
+
     def _delta(self, msg: dict, text: str) -> None:
         self.runs.events.publish(self.run["id"], "thread.message.delta", {
             "id": msg["id"], "object": "thread.message.delta", "delta": {"content": [
@@ -172,9 +177,22 @@ class Execution:
         turns.append({"role": "assistant", "calls": [
             {"id": k.id, "name": k.name, "arguments": k.arguments} for k in calls]})
         sources = dict(self.run.get("_sources", {}))
-        searches, functions = [], []
-        for k in calls:
-            if k.name == "file_search" and any(t["type"] == "file_search" for t in self.run["tools"]):
+        hosted = any(t["type"] == "file_search" for t in self.run["tools"])
+        to_search = [k for k in calls if hosted and k.name == "file_search"]
+        functions = [{"id": k.id, "type": "function", "function": {
+            "name": k.name, "arguments": k.arguments, "output": None}}
+            for k in calls if not (hosted and k.name == "file_search")]
+        if to_search:
+            # Shown while it runs, as OpenAI does: the step opens with its calls (a
+            # step delta each, which the SDK's on_tool_call_created hears), then
+            # completes with what each search found.
+            step = await self._step({"type": "tool_calls", "tool_calls": [
+                {"id": k.id, "type": "file_search", "file_search": {}} for k in to_search]})
+            for i, k in enumerate(to_search):
+                self._step_delta(step, {"index": i, "id": k.id, "type": "file_search",
+                                        "file_search": {}})
+            searches = []
+            for k in to_search:
                 call_no = len({s.split(":")[0] for s in sources})
                 results = await self._search(k.arguments)
                 for i, r in enumerate(results):
@@ -185,13 +203,13 @@ class Execution:
                     "ranking_options": {"ranker": "auto", "score_threshold": 0.0},
                     "results": [{"file_id": r["file_id"], "file_name": r["filename"],
                                  "score": r["score"]} for r in results]}})
-            else:
-                functions.append({"id": k.id, "type": "function", "function": {
-                    "name": k.name, "arguments": k.arguments, "output": None}})
-        await self.set_run({"_turns": turns, "_sources": sources})
-        if searches:
-            s = await self._step({"type": "tool_calls", "tool_calls": searches}, "completed")
-            await self._set_step(s, {"usage": usage}, None)
+            await self.set_run({"_turns": turns, "_sources": sources})
+            await self._set_step(step, {
+                "status": "completed", "completed_at": int(time.time()), "usage": usage,
+                "step_details": {"type": "tool_calls", "tool_calls": searches}},
+                "thread.run.step.completed")
+        else:
+            await self.set_run({"_turns": turns, "_sources": sources})
         if not functions:
             return True
         step = await self._step({"type": "tool_calls", "tool_calls": functions})

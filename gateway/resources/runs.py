@@ -74,13 +74,19 @@ class Runs:
     # ------------------------------------------------------------ background
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        restarted = {"code": "server_error", "message": RESTARTED}
         for run_id, account in await self.writer.call(sa.runs_in, ("in_progress",)):
-            await self.writer.call(sa.update, sa.Run, run_id, account, {
-                "status": "failed", "failed_at": int(time.time()),
-                "last_error": {"code": "server_error", "message": RESTARTED}})
+            if await self.writer.call(sa.update, sa.Run, run_id, account, {
+                    "status": "failed", "failed_at": int(time.time()), "last_error": restarted},
+                    expect=("in_progress",)):
+                await self.writer.call(sa.end_open_children, run_id, account, "failed",
+                                       int(time.time()), restarted)
         for run_id, account in await self.writer.call(sa.runs_in, ("cancelling",)):
-            await self.writer.call(sa.update, sa.Run, run_id, account,
-                                   {"status": "cancelled", "cancelled_at": int(time.time())})
+            if await self.writer.call(sa.update, sa.Run, run_id, account,
+                                      {"status": "cancelled", "cancelled_at": int(time.time())},
+                                      expect=("cancelling",)):
+                await self.writer.call(sa.end_open_children, run_id, account, "cancelled",
+                                       int(time.time()))
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for run_id, account in await self.writer.call(sa.runs_in, ("queued",)):
@@ -99,6 +105,7 @@ class Runs:
                     "status": "expired", "expired_at": now, "required_action": None},
                     expect=("requires_action",))
                 if got:
+                    await self.writer.call(sa.end_open_children, run_id, account, "expired", now)
                     self.events.publish(run_id, "thread.run.expired", public(got))
 
     def start(self, account_id: str, run_id: str) -> None:
@@ -116,23 +123,27 @@ class Runs:
                 await ex.execute()
             except errors.PrismError as err:
                 with trio.CancelScope(shield=True):
-                    await ex.set_run({"status": "failed", "failed_at": int(time.time()),
-                                      "last_error": {"code": _code(err), "message": err.message}},
-                                     "thread.run.failed", expect=("in_progress", "queued"))
+                    await self._fail(ex, {"code": _code(err), "message": err.message})
             except Exception:
                 log.exception("run %s failed", run_id)
                 with trio.CancelScope(shield=True):
-                    await ex.set_run({"status": "failed", "failed_at": int(time.time()),
-                                      "last_error": {"code": "server_error",
-                                                     "message": "The run failed inside Prism; "
-                                                                "see the gateway log"}},
-                                     "thread.run.failed", expect=("in_progress", "queued"))
+                    await self._fail(ex, {"code": "server_error", "message":
+                                          "The run failed inside Prism; see the gateway log"})
             finally:
                 self._scopes.pop(run_id, None)
         if scope.cancelled_caught:
             with trio.CancelScope(shield=True):
-                await ex.set_run({"status": "cancelled", "cancelled_at": int(time.time())},
-                                 "thread.run.cancelled", expect=("cancelling",))
+                if await ex.set_run({"status": "cancelled", "cancelled_at": int(time.time())},
+                                    "thread.run.cancelled", expect=("cancelling",)):
+                    await self.writer.call(sa.end_open_children, run_id, account_id,
+                                           "cancelled", int(time.time()))
+
+    async def _fail(self, ex: Execution, error: dict) -> None:
+        if await ex.set_run({"status": "failed", "failed_at": int(time.time()),
+                             "last_error": error}, "thread.run.failed",
+                            expect=("in_progress", "queued")):
+            await self.writer.call(sa.end_open_children, ex.run["id"], ex.account, "failed",
+                                   int(time.time()), error)
 
     # ------------------------------------------------------------ API
 
@@ -224,6 +235,8 @@ class Runs:
         if got is None:
             raise errors.InvalidRequest("Cannot cancel a run that has already ended",
                                         code="run_not_active")
+        if idle:
+            await self.writer.call(sa.end_open_children, run_id, account_id, "cancelled", now)
         self.events.publish(run_id, "thread.run.cancelled" if idle else "thread.run.cancelling",
                             public(got))
         if not idle and run_id in self._scopes:

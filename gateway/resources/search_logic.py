@@ -1,9 +1,7 @@
-"""The pure parts of vector-store search: attribute filters, query rewriting, the
-built-in hashed embedder and rank fusion. No I/O."""
+"""The pure parts of vector-store search: attribute filters, query rewriting and rank
+fusion. No I/O."""
 from __future__ import annotations
 
-import hashlib
-import math
 import re
 from typing import Any
 
@@ -87,24 +85,11 @@ def rewrite(query: str) -> str:
     return " ".join(kept) or query
 
 
-def fts_query(query: str) -> str:
-    """An FTS5 MATCH expression ORing the query's terms, each quoted (so FTS5 syntax in
-    the user's text is never interpreted)."""
+def fts_terms(query: str) -> list[str]:
+    """The keywords of a query for FTS5 (each is quoted by the index, so FTS5 syntax in
+    the user's text is never interpreted); stop words only when there is nothing else."""
     words = [t for t in terms(query) if t not in _STOP] or terms(query)
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
-
-
-def hashed_embedding(text: str, dims: int = 256) -> list[float]:
-    """The `local` embedding: word and word-bigram counts hashed into `dims` buckets,
-    L2-normalised. Texts sharing words land close; it knows no synonyms."""
-    vec = [0.0] * dims
-    ws = [w for w in terms(text) if w not in _STOP]
-    feats = ws + [a + " " + b for a, b in zip(ws, ws[1:])]
-    for feat in feats:
-        h = int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=8).digest(), "little")
-        vec[h % dims] += 1.0 if (h >> 32) & 1 else -1.0
-    norm = math.sqrt(sum(x * x for x in vec)) or 1.0
-    return [x / norm for x in vec]
+    return list(dict.fromkeys(words))[:64]
 
 
 def fuse(*rankings: list[int], k: int = RRF_K) -> list[tuple[int, float]]:

@@ -17,6 +17,8 @@ import gateway.resources.search_logic as sl
 from gateway.resources.chunking import parse_strategy
 
 _DAY = 86400
+MAX_QUERIES = 10                 # each one embedded (billed) and searched
+MAX_QUERY_CHARS = 8000
 
 
 def _metadata(raw: Any) -> dict[str, str]:
@@ -228,15 +230,19 @@ class VectorStores:
         rankings: list[list[tuple[str, int]]] = []
         hits: dict[tuple[str, int], Any] = {}
         depth = max(max_results * 4, 40)
+        by_model: dict[str, list[list[float]]] = {}     # one billed embedding per model
         for vs in stores:
             allowed = {fid for (sid, fid), a in attrs.items() if sid == vs.id
                        and (filters is None or sl.matches(filters, a))}
             if not allowed:
                 continue
-            vecs = await self.embed(account_id, vs.embedding_model, queries)
+            if vs.embedding_model not in by_model:
+                by_model[vs.embedding_model] = await self.embed(account_id, vs.embedding_model,
+                                                                queries)
+            vecs = by_model[vs.embedding_model]
             for q, qv in zip(queries, vecs):
                 vr, kr, h = await trio.to_thread.run_sync(
-                    self.index.search, vs.id, qv, sl.fts_query(q), allowed, depth)
+                    self.index.search, vs.id, qv, sl.fts_terms(q), allowed, depth)
                 rankings += [[(vs.id, i) for i in vr], [(vs.id, i) for i in kr]]
                 hits.update({(vs.id, cid): hit for cid, hit in h.items()})
         order = {key: n for n, key in enumerate({k for r in rankings for k in r})}
@@ -264,6 +270,9 @@ def parse_search(body: dict) -> tuple[list[str], int, dict | None, float, bool]:
             isinstance(x, str) and x.strip() for x in queries):
         raise errors.InvalidRequest("query must be a non-empty string or list of strings",
                                     field="query")
+    if len(queries) > MAX_QUERIES or any(len(x) > MAX_QUERY_CHARS for x in queries):
+        raise errors.InvalidRequest(f"query takes at most {MAX_QUERIES} strings of at most "
+                                    f"{MAX_QUERY_CHARS} characters each", field="query")
     n = body.get("max_num_results", 10)
     if type(n) is not int or not 1 <= n <= 50:
         raise errors.InvalidRequest("max_num_results must be between 1 and 50",

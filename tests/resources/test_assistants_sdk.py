@@ -10,6 +10,7 @@ import pytest
 from openai import AssistantEventHandler
 
 import harness
+import resources_gw
 import store
 
 PLANTED = "The vault combination for Project Heliotrope is seven four nine two."
@@ -18,7 +19,7 @@ ASK = 'Use the file_search tool with query="vault combination Heliotrope" and te
 
 @pytest.fixture(scope="module")
 def gw(sim_url, tmp_path_factory):
-    gw = harness.start_gateway(tmp_path_factory.mktemp("asst"), sim_url,
+    gw = resources_gw.start(tmp_path_factory.mktemp("asst"), sim_url,
                                upstream_kinds=harness.UPSTREAM_KINDS)
     yield gw
     gw.stop()
@@ -164,6 +165,10 @@ def test_cancel_a_running_run_bills_what_ran(gw):
     assert cancelled.status in ("cancelling", "cancelled")
     run = c.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=50)
     assert run.status == "cancelled" and run.cancelled_at
+    steps = c.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+    assert steps and all(s.status == "cancelled" for s in steps)
+    msg = c.beta.threads.messages.list(thread.id, order="desc").data[0]
+    assert msg.run_id == run.id and msg.status == "incomplete"
     with pytest.raises(openai.BadRequestError):
         c.beta.threads.runs.cancel(run.id, thread_id=thread.id)
     db = gw.db()
@@ -208,7 +213,7 @@ def test_crud_refusals_and_another_account(gw):
 
 
 def test_restart_mid_run_never_leaves_it_in_progress(sim_url, tmp_path):
-    gw = harness.start_gateway(tmp_path, sim_url, upstream_kinds=("openai",))
+    gw = resources_gw.start(tmp_path, sim_url, upstream_kinds=("openai",))
     c, key = client(gw)
     asst = c.beta.assistants.create(model="via-openai")
     thread = c.beta.threads.create(messages=[{"role": "user", "content":
@@ -218,11 +223,17 @@ def test_restart_mid_run_never_leaves_it_in_progress(sim_url, tmp_path):
         time.sleep(0.05)
     time.sleep(0.3)
     gw.stop()
-    gw = harness.start_gateway(tmp_path, sim_url, upstream_kinds=("openai",))
+    gw = resources_gw.start(tmp_path, sim_url, upstream_kinds=("openai",))
     try:
         c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
         run = c.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
         assert run.status == "failed" and "restarted" in run.last_error.message
+        # Nothing the run had open stays in_progress: its step failed, its message is cut.
+        steps = c.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+        assert steps and all(s.status == "failed" and s.failed_at for s in steps)
+        msgs = [m for m in c.beta.threads.messages.list(thread.id).data if m.run_id == run.id]
+        assert msgs and all(m.status == "incomplete" and m.incomplete_details.reason == "run_failed"
+                            for m in msgs)
         db = gw.db()
         try:
             assert store.check_invariants(db) == []
@@ -252,7 +263,11 @@ def test_responses_hosted_file_search_runs_in_prism(gw, kind):
     db = gw.db()
     try:
         rows, _ = store.usage_rows(db, account_of(gw, key))
-        assert len(rows) == 2 and r.usage.input_tokens == sum(x["tokens_in"] for x in rows)
+        chat = [x for x in rows if not x["route"].startswith("/v1/vector_stores")]
+        assert len(chat) == 2 and r.usage.input_tokens == sum(x["tokens_in"] for x in chat)
+        # ingestion and the model's one search query were embedded, billed
+        embeds = [x for x in rows if x["route"].startswith("/v1/vector_stores")]
+        assert len(embeds) == 2 and all(x["cost_micros"] > 0 for x in embeds)
         assert store.check_invariants(db) == []
     finally:
         db.close()
@@ -260,3 +275,104 @@ def test_responses_hosted_file_search_runs_in_prism(gw, kind):
     with pytest.raises(openai.NotFoundError):
         other.responses.create(model="via-openai", input=ASK,
                                tools=[{"type": "file_search", "vector_store_ids": [vs_id]}])
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_responses_hosted_file_search_streams(gw, kind):
+    c, key = client(gw)
+    vs_id = knowledge_base(c)
+    tools = [{"type": "file_search", "vector_store_ids": [vs_id]}]
+    kinds, deltas = [], []
+    with c.responses.stream(model=f"via-{kind}", input=ASK, tools=tools) as stream:
+        for ev in stream:
+            kinds.append(ev.type)
+            if ev.type == "response.output_text.delta":
+                deltas.append(ev.delta)
+        final = stream.get_final_response()
+    # The search shows as a file_search_call item while it runs, then the answer streams.
+    for k in ("response.created", "response.file_search_call.in_progress",
+              "response.file_search_call.searching", "response.file_search_call.completed",
+              "response.output_text.delta", "response.completed"):
+        assert k in kinds, k
+    assert kinds.index("response.file_search_call.completed") < kinds.index("response.output_text.delta")
+    assert "response.function_call_arguments.delta" not in kinds
+    assert len(deltas) > 1 and "seven four nine two" in "".join(deltas)
+    assert final.output[0].type == "file_search_call"
+    assert final.output[0].queries == ["vault combination Heliotrope"]
+    assert final.output[0].status == "completed" and "seven four nine two" in final.output_text
+    ann = final.output[-1].content[0].annotations
+    assert ann and ann[0].type == "file_citation" and ann[0].filename == "handbook.md"
+    assert final.tools[0].type == "file_search"
+    db = gw.db()
+    try:
+        rows, _ = store.usage_rows(db, account_of(gw, key))
+        chat = [x for x in rows if not x["route"].startswith("/v1/vector_stores")]
+        assert len(chat) == 2 and all(x["cost_micros"] > 0 for x in chat)
+        assert final.usage.input_tokens == sum(x["tokens_in"] for x in chat)
+        assert final.usage.output_tokens == sum(x["tokens_out"] for x in chat)
+        assert store.check_invariants(db) == []
+        assert store.open_holds(db, account_of(gw, key)) == []
+    finally:
+        db.close()
+    # stored: retrievable with the same output
+    assert c.responses.retrieve(final.id).output[0].type == "file_search_call"
+    other, _ = client(gw)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="via-openai", input=ASK, stream=True, tools=tools)
+
+
+def test_assistant_file_search_run_streams_with_event_handler(gw):
+    c, _ = client(gw)
+    vs_id = knowledge_base(c)
+    asst = c.beta.assistants.create(model="via-openai", tools=[{"type": "file_search"}],
+                                    tool_resources={"file_search": {"vector_store_ids": [vs_id]}})
+    thread = c.beta.threads.create(messages=[{"role": "user", "content": ASK}])
+
+    class Handler(AssistantEventHandler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.deltas: list[str] = []
+            self.tool_types: list[str] = []
+
+        def on_tool_call_created(self, tool_call) -> None:
+            self.tool_types.append(tool_call.type)
+
+        def on_text_delta(self, delta, snapshot) -> None:
+            self.deltas.append(delta.value)
+
+    handler = Handler()
+    with c.beta.threads.runs.stream(thread_id=thread.id, assistant_id=asst.id,
+                                    event_handler=handler) as stream:
+        stream.until_done()
+    assert stream.get_final_run().status == "completed"
+    assert handler.tool_types == ["file_search"]
+    assert "seven four nine two" in "".join(handler.deltas)
+    text = c.beta.threads.messages.list(thread.id, order="desc").data[0].content[0].text
+    assert any(a.type == "file_citation" for a in text.annotations)
+
+
+def test_responses_file_search_stream_client_leaving_leaves_no_hold(gw):
+    import httpx
+    c, key = client(gw)
+    vs_id = knowledge_base(c)
+    body = {"model": "via-openai", "stream": True, "input": "[[sim chunk_chars=2 chunk_delay_ms=50]] " + ASK,
+            "tools": [{"type": "file_search", "vector_store_ids": [vs_id]}]}
+    with httpx.Client(timeout=30) as h:
+        with h.stream("POST", gw.url + "/v1/responses", json=body,
+                      headers={"authorization": f"Bearer {key}"}) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if "response.file_search_call.completed" in line:
+                    break            # leave while the answer is being streamed
+    account = account_of(gw, key)
+    deadline = time.time() + 10
+    while True:
+        db = gw.db()
+        try:
+            holds, problems = store.open_holds(db, account), store.check_invariants(db)
+        finally:
+            db.close()
+        if not holds or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert holds == [] and problems == []

@@ -10,12 +10,13 @@ import openai
 import pytest
 
 import harness
+import resources_gw
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
     # Small caps so the 413 and 403 paths are cheap to reach.
-    gw = harness.start_gateway(tmp_path_factory.mktemp("files"), None,
+    gw = resources_gw.start(tmp_path_factory.mktemp("files"), None,
                                resources={"max_file_bytes": 300_000,
                                           "storage_bytes_per_account": 500_000})
     yield gw
@@ -107,18 +108,21 @@ def test_bad_uploads_are_400(gw):
 
 def test_expired_files_are_swept(tmp_path):
     import store.files as sf
-    gw = harness.start_gateway(tmp_path, None)
+    gw = resources_gw.start(tmp_path, None)
     try:
         c = client(gw)
         f = c.files.create(file=("t.txt", io.BytesIO(b"short-lived")), purpose="assistants",
                            expires_after={"anchor": "created_at", "seconds": 3600})
         assert f.expires_at and f.expires_at - f.created_at == 3600
+        vs = c.vector_stores.create(file_ids=[f.id])
     finally:
         gw.stop()
     db = gw.db()
     blob_root = os.path.join(str(tmp_path), "prism-blobs")
     from gateway.resources.blobs import BlobDir
-    assert sf.sweep_expired_files(db, BlobDir(blob_root).path_of, now=f.expires_at + 1) == [f.id]
+    # An expired file leaves the vector stores that held it too.
+    assert sf.sweep_expired_files(db, BlobDir(blob_root).path_of,
+                                  now=f.expires_at + 1) == {f.id: [vs.id]}
     assert sf.StoredFile.select().where(sf.StoredFile.id == f.id).count(db) == 0
     assert not any(n for d in os.listdir(blob_root) if d != "staging"
                    for n in os.listdir(os.path.join(blob_root, d)))

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 
 import openai
 import pytest
 
 import harness
+import store
+import resources_gw
 from pdfgen import make_pdf
 
 PLANTED = "The vault combination for Project Heliotrope is seven four nine two."
@@ -23,7 +26,7 @@ def filler(n: int, seed: str) -> str:
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
-    gw = harness.start_gateway(tmp_path_factory.mktemp("vs"), None)
+    gw = resources_gw.start(tmp_path_factory.mktemp("vs"), None)
     yield gw
     gw.stop()
 
@@ -104,6 +107,10 @@ def test_files_with_attributes_filters_and_poll_helpers(gw):
     assert [d.file_id for d in c.vector_stores.search(vs.id, query="northern").data] == [b.id]
     with pytest.raises(openai.BadRequestError):
         c.vector_stores.search(vs.id, query=q, filters={"type": "like", "key": "x", "value": 1})
+    with pytest.raises(openai.BadRequestError):     # each query is embedded: bounded
+        c.vector_stores.search(vs.id, query=[q] * 11)
+    with pytest.raises(openai.BadRequestError):
+        c.vector_stores.search(vs.id, query="x" * 8001)
     with pytest.raises(openai.BadRequestError):
         c.vector_stores.create(chunking_strategy={"type": "static", "static": {
             "max_chunk_size_tokens": 50, "chunk_overlap_tokens": 10}})
@@ -147,20 +154,137 @@ def test_another_account_sees_none_of_it(gw):
     assert vs.id not in [s.id for s in theirs.vector_stores.list()]
 
 
-def test_ingestion_survives_a_restart(tmp_path):
-    gw = harness.start_gateway(tmp_path, None)
-    key = gw.create_key(1.0)["key"]
+def _ingest_rows(gw, key: str) -> list[dict]:
+    db = gw.db()
+    try:
+        account = store.find_key_by_hash(db, store.hash_key(key)).account_id
+        rows, _ = store.usage_rows(db, account, limit=1000)
+    finally:
+        db.close()
+    return [r for r in rows if r["route"] == "/v1/vector_stores/files" and r["status"] == 200]
+
+
+def test_ingestion_survives_a_restart_and_bills_each_batch_once(tmp_path):
+    gw = resources_gw.start(tmp_path, None)
+    key = gw.create_key(10.0)["key"]     # ~0.6 M tokens to embed, twice in this test
     c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
     big = (filler(40000, "x") + "\n" + PLANTED + "\n").encode()
     f = upload(c, "big.md", big)
     vs = c.vector_stores.create(file_ids=[f.id])
+    deadline = time.time() + 60
+    while len(_ingest_rows(gw, key)) < 2:     # two batches embedded and paid for
+        assert time.time() < deadline
+        time.sleep(0.02)
     assert c.vector_stores.retrieve(vs.id).status == "in_progress"
     gw.stop()                       # mid-ingestion
-    gw = harness.start_gateway(tmp_path, None)
+    gw = resources_gw.start(tmp_path, None)
     try:
         c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
         done = wait_store(c, vs.id, timeout=120)
-        assert done.status == "completed" and done.file_counts.completed == 1
+        assert done.file_counts.completed == 1, c.vector_stores.files.list(vs.id).data
+        assert done.status == "completed"
         assert PLANTED in c.vector_stores.search(vs.id, query="vault combination Heliotrope").data[0].content[0].text
+        resumed = _ingest_rows(gw, key)
+        # The same file once more, uninterrupted: what one ingestion costs.
+        again = c.vector_stores.create(file_ids=[f.id])
+        assert wait_store(c, again.id, timeout=120).file_counts.completed == 1
+        clean = sum(r["tokens_in"] for r in _ingest_rows(gw, key)) - sum(r["tokens_in"] for r in resumed)
+        # The batches paid for before the restart were kept, not embedded again (at most
+        # the one in flight when it stopped is paid twice).
+        assert sum(r["tokens_in"] for r in resumed) <= clean + max(r["tokens_in"] for r in resumed)
+        db = gw.db()
+        try:
+            assert store.check_invariants(db) == []
+        finally:
+            db.close()
     finally:
         gw.stop()
+
+
+def _books(gw, key: str):
+    db = gw.db()
+    try:
+        account = store.find_key_by_hash(db, store.hash_key(key)).account_id
+        rows, _ = store.usage_rows(db, account)
+        return rows, store.get_wallet(db, account), store.check_invariants(db)
+    finally:
+        db.close()
+
+
+def test_ingestion_and_queries_are_billed_embeddings_calls(gw):
+    key = gw.create_key(1.0)["key"]
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+    f = upload(c, "kb.md", (filler(200, "k") + "\n" + PLANTED).encode())
+    vs = c.vector_stores.create(file_ids=[f.id])
+    assert wait_store(c, vs.id).file_counts.completed == 1
+    rows, wallet, problems = _books(gw, key)
+    ingest = [r for r in rows if r["route"] == "/v1/vector_stores/files"]
+    assert ingest and all(r["model"] == "prism-embed" and r["status"] == 200 for r in ingest)
+    # 1 USD per million tokens: a micro-dollar per token embedded.
+    assert all(r["cost_micros"] == r["tokens_in"] > 0 for r in ingest)
+    res = c.vector_stores.search(vs.id, query="vault combination Heliotrope")
+    assert PLANTED in res.data[0].content[0].text
+    rows, wallet2, problems = _books(gw, key)
+    queries = [r for r in rows if r["route"] == "/v1/vector_stores/search"]
+    assert len(queries) == 1 and queries[0]["cost_micros"] > 0
+    spent = sum(r["cost_micros"] for r in rows)
+    assert wallet2.balance_micros == 1_000_000 - spent and problems == []
+
+
+def test_an_account_that_cannot_pay_gets_the_file_failed(gw):
+    key = gw.create_key(0.0)["key"]
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+    f = upload(c, "kb.md", b"Some words that cost money to embed.")
+    vs = c.vector_stores.create(file_ids=[f.id])
+    done = wait_store(c, vs.id)
+    assert done.status == "completed" and done.file_counts.failed == 1
+    got = c.vector_stores.files.retrieve(file_id=f.id, vector_store_id=vs.id)
+    assert got.status == "failed" and got.last_error.code == "insufficient_balance"
+    assert "prism-embed" in got.last_error.message
+    # Nothing searchable: no query is embedded, nothing is held or billed.
+    assert c.vector_stores.search(vs.id, query="words").data == []
+    rows, wallet, problems = _books(gw, key)
+    assert wallet.balance_micros == 0 and problems == []
+    assert all(r["cost_micros"] == 0 for r in rows)
+
+
+def test_deleting_a_file_removes_it_from_every_vector_store(gw):
+    from store.vector_index import VectorIndex
+    c = client(gw)
+    gone = upload(c, "gone.md", (filler(50, "g") + "\n" + PLANTED).encode())
+    kept = upload(c, "kept.md", b"The lighthouse keeper counts gulls every morning.")
+    stores = [c.vector_stores.create(file_ids=[gone.id, kept.id]).id for _ in range(2)]
+    before = [wait_store(c, s) for s in stores]
+    assert all(v.file_counts.completed == 2 for v in before)
+    assert PLANTED in c.vector_stores.search(stores[1], query="vault Heliotrope").data[0].content[0].text
+    assert c.files.delete(gone.id).deleted
+    index = VectorIndex(os.path.join(os.path.dirname(gw.socket_path), "prism-vectors"))
+    for s, old in zip(stores, before):
+        vs = c.vector_stores.retrieve(s)
+        assert vs.file_counts.completed == 1 and vs.file_counts.total == 1
+        assert 0 < vs.usage_bytes < old.usage_bytes
+        assert [f.id for f in c.vector_stores.files.list(s)] == [kept.id]
+        hits = c.vector_stores.search(s, query="vault combination Heliotrope lighthouse").data
+        assert hits and all(h.file_id == kept.id for h in hits)
+        assert index.file_chunks(s, gone.id) == [] and index.file_chunks(s, kept.id)
+    with pytest.raises(openai.NotFoundError):
+        c.vector_stores.files.retrieve(file_id=gone.id, vector_store_id=stores[0])
+
+
+def test_cancelling_a_batch_stops_embedding_its_file(gw):
+    key = gw.create_key(10.0)["key"]
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+    f = upload(c, "big.md", filler(40000, "z").encode())     # several embedding batches
+    vs = c.vector_stores.create()
+    batch = c.vector_stores.file_batches.create(vector_store_id=vs.id, file_ids=[f.id])
+    deadline = time.time() + 60
+    while not _ingest_rows(gw, key):
+        assert time.time() < deadline
+        time.sleep(0.02)
+    c.vector_stores.file_batches.cancel(batch.id, vector_store_id=vs.id)
+    at_cancel = len(_ingest_rows(gw, key))
+    time.sleep(2)
+    assert len(_ingest_rows(gw, key)) <= at_cancel + 1      # only the batch in flight
+    got = c.vector_stores.files.retrieve(file_id=f.id, vector_store_id=vs.id)
+    assert got.status == "cancelled"
+    assert c.vector_stores.search(vs.id, query="river market").data == []
