@@ -111,11 +111,10 @@ async def _search_stream(services, ctx, req, fs, response_id: str, created_at: i
     encoder = StreamEncoder(response_id, st.prep.entry.model.id, created_at,
                             hosted_search.echo_tools(echo, fs))
     framer = framing.ResponsesFramer(encoder)
-    writer = services.writer
-
     async def save(final: dict) -> None:
         if request_json is not None:
-            await _save(writer, response_id, ctx.account_id, request_json, common.dumps(final))
+            await services.responses.save(response_id, ctx.account_id, request_json,
+                                          common.dumps(final))
 
     body = hosted_search_stream.SearchStream(services.resources, ctx.account_id, req, fs,
                                              encoder, framer.frames, save).body(st)
