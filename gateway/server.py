@@ -148,6 +148,7 @@ def build_services(config: Config, writer, admin_token: str | None, *,
 
 def _build_a2a(config: Config, writer, admission: Admission, pipeline: Pipeline, mcp):
     from gateway import canonical as c
+    from gateway.a2a.push import PushConfigs, PushSender
     from gateway.a2a.remote import RemoteAgents
     from gateway.a2a.service import A2AService
     from gateway.engine.call import CallContext
@@ -163,7 +164,9 @@ def _build_a2a(config: Config, writer, admission: Admission, pipeline: Pipeline,
         return resp, outcome.cost_micros
 
     remote = RemoteAgents(config.agents, writer=writer, pipeline=pipeline)
-    return A2AService(config.agents, writer=writer, chat=chat, hub=mcp.hub, remote=remote)
+    push = PushConfigs(writer, PushSender(config.a2a), config.a2a)
+    return A2AService(config.agents, writer=writer, chat=chat, hub=mcp.hub, remote=remote,
+                      push=push, limits=config.a2a)
 
 
 def _build_mcp(config: Config, writer, keys: KeyCache, admission: Admission,

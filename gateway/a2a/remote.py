@@ -73,6 +73,12 @@ class RemoteAgents:
         if found is None or found[0] != agent.id:
             raise wire.RpcError(wire.TASK_NOT_FOUND, f"Task {params['id']!r} not found")
 
+    async def _continues(self, caller: Caller, agent: AgentConfig, sent: Any) -> None:
+        """A message continuing a remote task reaches the remote only for a task this
+        account created through Prism."""
+        if sent.message.task_id:
+            await self._owned(caller, agent, {"id": sent.message.task_id})
+
     async def _hold(self, agent: AgentConfig, caller: Caller) -> Any:
         ctx = call_context(caller, f"/a2a/{agent.id}", "a2a", "a2a_")
         return await self._pipeline.hold(ctx, self._ops[agent.id], agent.id,
@@ -92,7 +98,7 @@ class RemoteAgents:
         if method in ("tasks/get", "tasks/cancel"):
             await self._owned(caller, agent, params)
             return await self._rpc(agent, caller, method, params)
-        wire.send_params(params)
+        await self._continues(caller, agent, wire.send_params(params))
         prep = await self._hold(agent, caller)
         answered, error = False, None
         try:
@@ -127,7 +133,7 @@ class RemoteAgents:
 
     async def stream(self, agent: AgentConfig, caller: Caller,
                      params: dict[str, Any]) -> AsyncIterator[Any]:
-        wire.send_params(params)
+        await self._continues(caller, agent, wire.send_params(params))
         prep = await self._hold(agent, caller)
         answered, error = False, None
         try:

@@ -1,5 +1,6 @@
 """A2A protocol 0.3 wire shapes (JSON-RPC 2.0 methods `message/send`, `message/stream`,
-`tasks/get`, `tasks/cancel`): inbound params checked with the `a2a-sdk`'s own v0.3
+`tasks/get`, `tasks/cancel`, `tasks/pushNotificationConfig/*`; 1.0's are translated to
+these by gateway.a2a.v1): inbound params checked with the `a2a-sdk`'s own v0.3
 models, outbound tasks, messages and events built as the camelCase JSON those models
 describe. Pure: no I/O.
 """
@@ -21,7 +22,7 @@ FINAL = frozenset({"completed", "canceled", "failed", "rejected"})
 # JSON-RPC error codes of the A2A spec (and JSON-RPC's own).
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL = (
     -32700, -32600, -32601, -32602, -32603)
-TASK_NOT_FOUND, TASK_NOT_CANCELABLE, UNSUPPORTED = -32001, -32002, -32004
+TASK_NOT_FOUND, TASK_NOT_CANCELABLE, PUSH_NOT_SUPPORTED, UNSUPPORTED = -32001, -32002, -32003, -32004
 
 
 class RpcError(Exception):
@@ -77,10 +78,6 @@ def task_id_param(params: dict[str, Any]) -> str:
     return task_id
 
 
-def text_of_dict(message: dict[str, Any]) -> str:
-    return "\n".join(p.get("text", "") for p in message.get("parts", ()) if p.get("kind") == "text")
-
-
 def dump_message(message: v03.Message) -> dict[str, Any]:
     return message.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -129,12 +126,17 @@ def trimmed(task: dict[str, Any], history_length: int | None) -> dict[str, Any]:
 
 
 def card(*, name: str, description: str, url: str, version: str,
-         skills: list[dict[str, Any]]) -> dict[str, Any]:
-    """An agent card (A2A 0.3) that the a2a-sdk's card resolver accepts."""
+         skills: list[dict[str, Any]], push: bool = False) -> dict[str, Any]:
+    """An agent card that both protocol versions read: 0.3's fields (`url`,
+    `protocolVersion`, `preferredTransport`), and 1.0's `supportedInterfaces` naming the
+    same endpoint once per version (it serves both method sets)."""
     body = {
         "protocolVersion": PROTOCOL_VERSION, "name": name, "description": description,
         "url": url, "preferredTransport": "JSONRPC", "version": version,
-        "capabilities": {"streaming": True, "pushNotifications": False,
+        "supportedInterfaces": [
+            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION}],
+        "capabilities": {"streaming": True, "pushNotifications": push,
                          "stateTransitionHistory": False},
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                        "bearerFormat": "sk-prism-...",
