@@ -112,24 +112,22 @@ def save_a2a_push_config(db, *, task_id: str, account_id: str, config_id: str, u
     task is not the account's; ValueError when the task already has `max_per_task`."""
     now = time.time() if now is None else now
     with write_tx(db):
-        task = A2ATask.get_or_none((A2ATask.id == task_id) & (A2ATask.account_id == account_id))
+        task = (A2ATask.select().where((A2ATask.id == task_id)
+                                       & (A2ATask.account_id == account_id)).first(db))
         if task is None:
             return None
         fields = dict(url=url, token=token, protocol=protocol,
                       auth_json=json.dumps(authentication) if authentication else None)
-        row = A2APushConfig.get_or_none((A2APushConfig.task_id == task_id)
-                                        & (A2APushConfig.config_id == config_id))
-        if row is not None:
-            A2APushConfig.update(**fields).where(A2APushConfig.id == row.id).execute(db)
+        mine = (A2APushConfig.task_id == task_id) & (A2APushConfig.config_id == config_id)
+        if A2APushConfig.select().where(mine).first(db) is not None:
+            A2APushConfig.update(**fields).where(mine).execute(db)
         else:
             count = A2APushConfig.select().where(A2APushConfig.task_id == task_id).count(db)
             if count >= max_per_task:
                 raise ValueError(f"a task has at most {max_per_task} push notification configs")
             A2APushConfig.insert(task_id=task_id, config_id=config_id, account_id=account_id,
                                  created_at=now, **fields).execute(db)
-        row = A2APushConfig.get((A2APushConfig.task_id == task_id)
-                                & (A2APushConfig.config_id == config_id))
-        return _push_dict(row)
+        return _push_dict(A2APushConfig.select().where(mine).first(db))
 
 
 def list_a2a_push_configs(db, task_id: str, account_id: str) -> list[dict[str, Any]]:
