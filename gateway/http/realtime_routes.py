@@ -7,7 +7,8 @@ usage before it settles (gateway.realtime.session). Here a disconnect is just an
 
 The handshake authenticates (`Authorization: Bearer`, or the
 `openai-insecure-api-key.<key>` subprotocol browsers use), resolves the model (it must
-have the `realtime` capability and a route to an OpenAI-kind upstream or the simulator)
+have the `realtime` capability and a route to an OpenAI- or Gemini-kind upstream or the
+simulator; a Gemini route is bridged to the Live API, gateway.realtime.gemini_live)
 and refuses with a plain HTTP answer in the OpenAI error shape when any of that fails.
 """
 from __future__ import annotations
@@ -85,12 +86,13 @@ async def _prepare(scope: dict, services: Any) -> tuple[SessionMoney, meter.Real
                                   "cannot be billed", code="price_missing")
     for route in services.catalog.routes(model):
         provider = services.config.provider(route.provider)
-        if provider.kind in ("openai", "simulator"):
+        if provider.kind in ("openai", "simulator", "gemini"):
             money = SessionMoney(services.pipeline, info.key_id, info.account_id, model.id,
                                  route, allowed)
             return money, price, provider
     raise errors.InvalidRequest(f"The model {model.id!r} has no route to a realtime-capable "
-                                "upstream (an OpenAI-kind provider or the simulator)")
+                                "upstream (an OpenAI- or Gemini-kind provider, or the "
+                                "simulator)")
 
 
 async def serve(scope: dict, receive: Callable, send: Callable, services: Any) -> None:
