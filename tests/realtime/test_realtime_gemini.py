@@ -164,3 +164,30 @@ def test_events_without_a_gemini_equivalent(gw):
         conn.response.create()
         assert "".join(e.delta for e in _until(conn, "response.done")
                        if e.type == "response.output_text.delta") == "fine"
+
+
+def test_disconnect_mid_response_billed_from_gemini_usage(gw):
+    """Gemini Live cannot cancel a turn: a client that hangs up mid-response is billed
+    what the upstream reports for the whole turn, once it completes."""
+    key = gw.create_key(credits_usd=1.0)
+    long_text = " ".join(f"word{i}" for i in range(120))
+    conn_cm = _client(gw, key["key"]).realtime.connect(model="gem-rt")
+    conn = conn_cm.__enter__()
+    conn.recv()
+    conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+    conn.conversation.item.create(item=_text_item(f"say: {long_text} [[sim chunk_delay_ms=10]]"))
+    conn.response.create()
+    seen = 0
+    for ev in conn:
+        if ev.type == "response.output_text.delta":
+            seen += 1
+            if seen == 3:
+                break
+    conn_cm.__exit__(None, None, None)          # hang up mid-response
+    row = _settled(gw, key, 1)[0]
+    assert not row.estimated and row.status == 200
+    assert row.tokens_out >= 120                  # the whole turn, not the three deltas seen
+    assert row.cost_micros == math.ceil((row.tokens_in * 4_000_000 + row.tokens_out * 16_000_000)
+                                        / 1_000_000)
+    balance = float(gw.admin.get(f"/-/keys/{key['id']}").json()["balance_usd"])
+    assert round((1.0 - balance) * 1e6) == row.cost_micros
