@@ -55,6 +55,15 @@ def resample_24k_to_16k(pcm: bytes) -> bytes:
     return out.tobytes()
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """An upstream's JSON object, or an empty one when it sent something else."""
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def usage_of(meta: Any) -> Event | None:
     """Gemini's usageMetadata as an OpenAI realtime usage block."""
     if not isinstance(meta, dict):
@@ -64,10 +73,10 @@ def usage_of(meta: Any) -> Event | None:
         out = {"TEXT": 0, "AUDIO": 0}
         for d in details if isinstance(details, list) else ():
             if isinstance(d, dict) and d.get("modality") in out:
-                out[d["modality"]] += int(d.get("tokenCount") or 0)
+                out[d["modality"]] += _count(d.get("tokenCount"))
         return out
-    prompt = int(meta.get("promptTokenCount") or 0)
-    response = int(meta.get("responseTokenCount") or meta.get("candidatesTokenCount") or 0)
+    prompt = _count(meta.get("promptTokenCount"))
+    response = _count(meta.get("responseTokenCount")) or _count(meta.get("candidatesTokenCount"))
     pin, pout = by_modality(meta.get("promptTokensDetails")), by_modality(
         meta.get("responseTokensDetails") or meta.get("candidatesTokensDetails"))
     if not pin["TEXT"] and not pin["AUDIO"]:
@@ -76,8 +85,15 @@ def usage_of(meta: Any) -> Event | None:
         pout["TEXT"] = response
     return {"total_tokens": prompt + response, "input_tokens": prompt, "output_tokens": response,
             "input_token_details": {"text_tokens": pin["TEXT"], "audio_tokens": pin["AUDIO"],
-                                    "cached_tokens": int(meta.get("cachedContentTokenCount") or 0)},
+                                    "cached_tokens": min(_count(meta.get(
+                                        "cachedContentTokenCount")), pin["TEXT"])},
             "output_token_details": {"text_tokens": pout["TEXT"], "audio_tokens": pout["AUDIO"]}}
+
+
+def _audio(session: Event) -> bool:
+    """Whether the session answers in audio (OpenAI's default) rather than text."""
+    modalities = session.get("output_modalities")
+    return "audio" in modalities if isinstance(modalities, list) and modalities else True
 
 
 @dataclass
@@ -181,8 +197,8 @@ class LiveBridge:
             return self.error("A Gemini Live session's instructions, tools, modalities and "
                               "output cap are fixed once its first response started",
                               event_id=eid)
-        detection = ((update.get("audio") or {}).get("input") or {}).get("turn_detection") \
-            if isinstance(update.get("audio"), dict) else update.get("turn_detection")
+        detection = (_obj(_obj(update.get("audio")).get("input")).get("turn_detection")
+                     or update.get("turn_detection"))
         if detection:
             return self.error("Server-side turn detection is not bridged to Gemini Live: "
                               "commit the audio buffer and send response.create", event_id=eid)
@@ -204,7 +220,7 @@ class LiveBridge:
             call_id = str(item.get("call_id") or "")
             try:
                 output = json.loads(item.get("output") or "null")
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 output = item.get("output")
             self.tool_responses.append({"id": call_id, "name": self.calls.get(call_id, ""),
                                         "response": {"output": output}})
@@ -213,7 +229,8 @@ class LiveBridge:
             return [self.error(f"A {item.get('role') or kind} item has no Gemini Live "
                                "equivalent (instructions belong in session.update)", event_id=eid)]
         texts = []
-        for part in item.get("content") or ():
+        content = item.get("content")
+        for part in content if isinstance(content, list) else ():
             if isinstance(part, dict) and part.get("type") in ("input_text", "output_text", "text"):
                 texts.append(str(part.get("text") or ""))
             elif isinstance(part, dict):
@@ -227,7 +244,7 @@ class LiveBridge:
 
     def _setup(self) -> Event:
         s = self.session
-        audio = "audio" in (s.get("output_modalities") or ["audio"])
+        audio = _audio(s)
         config: Event = {"responseModalities": ["AUDIO" if audio else "TEXT"]}
         cap = s.get("max_output_tokens", s.get("max_response_output_tokens"))
         if isinstance(cap, int) and not isinstance(cap, bool):
@@ -235,10 +252,12 @@ class LiveBridge:
         setup: Event = {"model": f"models/{self.model}", "generationConfig": config,
                         "realtimeInputConfig": {"automaticActivityDetection": {"disabled": True}}}
         if s.get("instructions"):
-            setup["systemInstruction"] = {"parts": [{"text": s["instructions"]}]}
-        tools = [{"name": t["name"], "description": t.get("description") or "",
-                  "parameters": t.get("parameters") or {"type": "object", "properties": {}}}
-                 for t in s.get("tools") or () if isinstance(t, dict) and t.get("name")]
+            setup["systemInstruction"] = {"parts": [{"text": str(s["instructions"])}]}
+        declared = s.get("tools")
+        tools = [{"name": str(t["name"]), "description": str(t.get("description") or ""),
+                  "parameters": _obj(t.get("parameters")) or {"type": "object", "properties": {}}}
+                 for t in (declared if isinstance(declared, list) else ())
+                 if isinstance(t, dict) and t.get("name")]
         if tools:
             setup["tools"] = [{"functionDeclarations": tools}]
         if audio:
@@ -274,8 +293,7 @@ class LiveBridge:
         elif self.turns or not any("toolResponse" in m for m in out):
             out.append({"clientContent": {"turns": self.turns, "turnComplete": True}})
         self.turns, self.committed = [], bytearray()
-        audio = "audio" in (self.session.get("output_modalities") or ["audio"])
-        self.response = _Response(self.id("resp"), audio)
+        self.response = _Response(self.id("resp"), _audio(self.session))
         return out, [self.ev("response.created", response={
             "id": self.response.id, "object": "realtime.response", "status": "in_progress",
             "output": []})]
@@ -292,24 +310,26 @@ class LiveBridge:
         if r is None:
             return []
         out: list[Event] = []
-        calls = (message.get("toolCall") or {}).get("functionCalls")
+        calls = _obj(message.get("toolCall")).get("functionCalls")
         if isinstance(calls, list):
             out += self._calls(r, calls)
             return out + self._done(r)
         content = message.get("serverContent")
         if not isinstance(content, dict):
             return out
-        for part in (content.get("modelTurn") or {}).get("parts") or ():
-            if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"]:
+        parts = _obj(content.get("modelTurn")).get("parts")
+        for part in parts if isinstance(parts, list) else ():
+            part = _obj(part)
+            if isinstance(part.get("text"), str) and part["text"]:
                 out += self._start(r)
                 r.text.append(part["text"])
                 out.append(self.ev("response.output_text.delta", **self._at(r),
                                    delta=part["text"]))
-            data = (part.get("inlineData") or {}).get("data") if isinstance(part, dict) else None
+            data = _obj(part.get("inlineData")).get("data")
             if isinstance(data, str) and data:
                 out += self._start(r)
                 out.append(self.ev("response.output_audio.delta", **self._at(r), delta=data))
-        said = (content.get("outputTranscription") or {}).get("text")
+        said = _obj(content.get("outputTranscription")).get("text")
         if isinstance(said, str) and said:
             out += self._start(r)
             r.transcript.append(said)
@@ -343,7 +363,7 @@ class LiveBridge:
             call_id = str(call.get("id") or self.id("call"))
             name = str(call.get("name") or "")
             self.calls[call_id] = name
-            args = json.dumps(call.get("args") or {}, separators=(",", ":"))
+            args = json.dumps(_obj(call.get("args")), separators=(",", ":"))
             item = {"id": self.id("item"), "object": "realtime.item", "type": "function_call",
                     "status": "completed", "call_id": call_id, "name": name, "arguments": args}
             at = {"response_id": r.id, "output_index": r.index}
