@@ -11,7 +11,8 @@ delivery (DNS may have changed since).
 
 Delivery is best effort, as the protocol has it: one POST per update and webhook, with
 `X-A2A-Notification-Token` and the client's `Authorization`, under a deadline; a failure
-is logged and never touches the task. What is posted follows the protocol version that
+is logged and never touches the task. Each task's updates are posted in order by a
+delivery task of their own, so the agent never waits for a webhook. What is posted follows the protocol version that
 set the webhook: 0.3 posts the Task, 1.0 a StreamResponse of the update.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ from gateway.media.fetch import Resolver, system_resolver, vet
 
 log = logging.getLogger("prism.a2a")
 MAX_TOKEN_CHARS = 512
+_QUEUED_UPDATES = 16       # per task, waiting for a slow webhook
 
 
 def _refused(err: errors.InvalidRequest) -> errors.InvalidRequest:
@@ -139,6 +141,8 @@ class PushConfigs:
         self._writer = writer
         self._sender = sender
         self._limits = limits
+        self._nursery: trio.Nursery | None = None
+        self._queues: dict[str, trio.MemorySendChannel] = {}   # task id -> its updates
 
     async def set(self, caller: Any, task_id: str, config: dict[str, Any], protocol: str
                   ) -> dict[str, Any]:
@@ -183,9 +187,47 @@ class PushConfigs:
                             f"config {config_id!r}" if config_id else
                             f"Task {task_id!r} has no push notification config")
 
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Own the delivery tasks: one per task with updates to post, so a slow webhook
+        never holds the task back and its updates still arrive in order."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
     async def notify(self, account_id: str, task: dict[str, Any], event: dict[str, Any]) -> None:
-        """Post one update of `task` to each of its webhooks (best effort)."""
+        """Queue one update of `task` for each of its webhooks (best effort: a task whose
+        queue is full loses the update, logged). Without the delivery service running
+        (tests of the parts), delivery happens here and now."""
         rows = await self._writer.call(store.list_a2a_push_configs, task["id"], account_id)
-        for row in rows:
-            body = task if row["protocol"] != v1.PROTOCOL_VERSION else v1.stream_event(event)
-            await self._sender.deliver(row, json.dumps(body).encode())
+        if not rows:
+            return
+        posts = [(row, json.dumps(task if row["protocol"] != v1.PROTOCOL_VERSION
+                                  else v1.stream_event(event)).encode()) for row in rows]
+        final = task["status"]["state"] in wire.FINAL
+        if self._nursery is None:
+            await self._post(posts)
+            return
+        queue = self._queues.get(task["id"])
+        if queue is None:
+            queue, pending = trio.open_memory_channel[list[tuple[dict[str, Any], bytes]]](
+                _QUEUED_UPDATES)
+            self._queues[task["id"]] = queue
+            self._nursery.start_soon(self._deliver_all, pending)
+        try:
+            queue.send_nowait(posts)
+        except trio.WouldBlock:
+            log.warning("push for task %s: %d updates queued already, one dropped",
+                        task["id"], _QUEUED_UPDATES)
+        if final:
+            self._queues.pop(task["id"], None)
+            queue.close()
+
+    async def _deliver_all(self, pending: trio.MemoryReceiveChannel) -> None:
+        async with pending:
+            async for posts in pending:
+                await self._post(posts)
+
+    async def _post(self, posts: list[tuple[dict[str, Any], bytes]]) -> None:
+        for row, body in posts:
+            await self._sender.deliver(row, body)

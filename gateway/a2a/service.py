@@ -54,6 +54,7 @@ class A2AService:
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(self._push.run)
                 self._nursery = nursery
                 task_status.started()
                 await trio.sleep_forever()
@@ -257,7 +258,8 @@ class A2AService:
         finally:
             if task["status"]["state"] not in wire.FINAL:
                 task["status"] = wire.status("canceled")
-                await self._save(caller, agent, task)
+                with trio.CancelScope(shield=True):
+                    await self._update(caller, agent, task, wire.status_event(task, final=True))
 
     async def _send(self, agent: AgentConfig, caller: Caller, sent,
                     protocol: str) -> dict[str, Any]:
