@@ -24,7 +24,6 @@ Events with no Gemini Live equivalent are answered with an `error` event
 """
 from __future__ import annotations
 
-import array
 import base64
 import binascii
 import itertools
@@ -32,62 +31,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.realtime.live_wire import obj as _obj
+from gateway.realtime.live_wire import resample_24k_to_16k, usage_of
+
 Event = dict[str, Any]
 UNSUPPORTED = "unsupported_gemini_feature"
-MAX_AUDIO_BYTES = 16 * 1024 * 1024        # uncommitted plus committed, per response
+MAX_AUDIO_BYTES = 8 * 1024 * 1024         # ~3 min of 24 kHz audio per response
+MAX_PENDING_CHARS = 4 * 1024 * 1024       # text of the turns waiting for a response
+_KNOWN_CALLS = 1000                       # function call ids kept to name their outputs
 _AUDIO_CHUNK = 32_000                      # bytes of 16 kHz audio per realtimeInput
 _NO_EQUIVALENT = frozenset({"conversation.item.delete", "conversation.item.truncate",
                             "conversation.item.retrieve", "output_audio_buffer.clear"})
-
-
-def resample_24k_to_16k(pcm: bytes) -> bytes:
-    """pcm16 mono 24 kHz -> 16 kHz by linear interpolation (Gemini hears 16 kHz)."""
-    src = array.array("h", pcm[:len(pcm) - len(pcm) % 2])
-    n = len(src) * 2 // 3
-    out = array.array("h", bytes(2 * n))
-    for j in range(n):
-        pos = j * 1.5
-        i = int(pos)
-        frac = pos - i
-        a = src[i]
-        b = src[i + 1] if i + 1 < len(src) else a
-        out[j] = int(a + (b - a) * frac)
-    return out.tobytes()
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    """An upstream's JSON object, or an empty one when it sent something else."""
-    return value if isinstance(value, dict) else {}
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def usage_of(meta: Any) -> Event | None:
-    """Gemini's usageMetadata as an OpenAI realtime usage block."""
-    if not isinstance(meta, dict):
-        return None
-
-    def by_modality(details: Any) -> dict[str, int]:
-        out = {"TEXT": 0, "AUDIO": 0}
-        for d in details if isinstance(details, list) else ():
-            if isinstance(d, dict) and d.get("modality") in out:
-                out[d["modality"]] += _count(d.get("tokenCount"))
-        return out
-    prompt = _count(meta.get("promptTokenCount"))
-    response = _count(meta.get("responseTokenCount")) or _count(meta.get("candidatesTokenCount"))
-    pin, pout = by_modality(meta.get("promptTokensDetails")), by_modality(
-        meta.get("responseTokensDetails") or meta.get("candidatesTokensDetails"))
-    if not pin["TEXT"] and not pin["AUDIO"]:
-        pin["TEXT"] = prompt
-    if not pout["TEXT"] and not pout["AUDIO"]:
-        pout["TEXT"] = response
-    return {"total_tokens": prompt + response, "input_tokens": prompt, "output_tokens": response,
-            "input_token_details": {"text_tokens": pin["TEXT"], "audio_tokens": pin["AUDIO"],
-                                    "cached_tokens": min(_count(meta.get(
-                                        "cachedContentTokenCount")), pin["TEXT"])},
-            "output_token_details": {"text_tokens": pout["TEXT"], "audio_tokens": pout["AUDIO"]}}
 
 
 def _audio(session: Event) -> bool:
@@ -119,6 +73,7 @@ class LiveBridge:
     audio: bytearray = field(default_factory=bytearray)        # uncommitted, 24 kHz
     committed: bytearray = field(default_factory=bytearray)    # committed, 24 kHz
     calls: dict[str, str] = field(default_factory=dict)        # call id -> function name
+    pending_chars: int = 0
     response: _Response | None = None
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -237,6 +192,12 @@ class LiveBridge:
                 return [self.error(f"Content of type {part.get('type')!r} is not bridged to "
                                    "Gemini Live; use text, or the input audio buffer",
                                    event_id=eid)]
+        size = sum(len(t) for t in texts)
+        if self.pending_chars + size > MAX_PENDING_CHARS:
+            return [self.error(f"At most {MAX_PENDING_CHARS} characters of conversation wait "
+                               "for a response; send response.create", "conversation_too_large",
+                               eid)]
+        self.pending_chars += size
         role = "model" if item["role"] == "assistant" else "user"
         self.turns.append({"role": role, "parts": [{"text": t} for t in texts if t] or
                            [{"text": " "}]})
@@ -292,7 +253,7 @@ class LiveBridge:
             out.append({"realtimeInput": {"activityEnd": {}}})
         elif self.turns or not any("toolResponse" in m for m in out):
             out.append({"clientContent": {"turns": self.turns, "turnComplete": True}})
-        self.turns, self.committed = [], bytearray()
+        self.turns, self.committed, self.pending_chars = [], bytearray(), 0
         self.response = _Response(self.id("resp"), _audio(self.session))
         return out, [self.ev("response.created", response={
             "id": self.response.id, "object": "realtime.response", "status": "in_progress",
@@ -363,6 +324,8 @@ class LiveBridge:
             call_id = str(call.get("id") or self.id("call"))
             name = str(call.get("name") or "")
             self.calls[call_id] = name
+            if len(self.calls) > _KNOWN_CALLS:       # answered long ago: forget the oldest
+                del self.calls[next(iter(self.calls))]
             args = json.dumps(_obj(call.get("args")), separators=(",", ":"))
             item = {"id": self.id("item"), "object": "realtime.item", "type": "function_call",
                     "status": "completed", "call_id": call_id, "name": name, "arguments": args}
