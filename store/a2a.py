@@ -144,3 +144,21 @@ def delete_a2a_push_config(db, task_id: str, account_id: str, config_id: str) ->
         return bool(A2APushConfig.delete().where(
             (A2APushConfig.task_id == task_id) & (A2APushConfig.account_id == account_id)
             & (A2APushConfig.config_id == config_id)).execute(db))
+
+
+def list_a2a_tasks(db, account_id: str, agent_id: str, *, context_id: str | None = None,
+                   state: str | None = None, limit: int = 50, offset: int = 0
+                   ) -> tuple[list[dict[str, Any]], int]:
+    """One page of the account's tasks with one agent, newest first, and how many
+    match in all."""
+    with read_tx(db):
+        query = A2ATask.select().where((A2ATask.account_id == account_id)
+                                       & (A2ATask.agent_id == agent_id))
+        if context_id:
+            query = query.where(A2ATask.context_id == context_id)
+        if state:
+            query = query.where(A2ATask.state == state)
+        total = query.count(db)
+        rows = list(query.order_by(A2ATask.created_at.desc(), A2ATask.id)
+                    .limit(limit).offset(offset).execute(db))
+    return [json.loads(r.task_json) for r in rows], total

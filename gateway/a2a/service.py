@@ -115,6 +115,15 @@ class A2AService:
             return await self._cancel(caller, wire.task_id_param(params))
         raise wire.RpcError(wire.METHOD_NOT_FOUND, f"Method {method!r} is not supported")
 
+    async def list_tasks(self, caller: Caller, agent_id: str | None,
+                         page: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """One page of the caller's tasks with this agent (remote ones as Prism last saw
+        them), newest first, and how many there are."""
+        agent = self.agent(agent_id)
+        return await self._writer.call(store.list_a2a_tasks, caller.account_id, agent.id,
+                                       context_id=page["context_id"], state=page["state"],
+                                       limit=page["limit"], offset=page["offset"])
+
     async def stream(self, caller: Caller, agent_id: str | None, params: dict[str, Any],
                      protocol: str = wire.PROTOCOL_VERSION) -> AsyncIterator[dict[str, Any]]:
         agent = self.agent(agent_id)

@@ -1,5 +1,6 @@
 """A2A 1.0 JSON-RPC (`SendMessage`, `SendStreamingMessage`, `GetTask`, `CancelTask`,
-`Create/Get/List/DeleteTaskPushNotificationConfig`) served beside the 0.3 methods.
+`Create/Get/List/DeleteTaskPushNotificationConfig`, and `ListTasks`, which 0.3 lacks)
+served beside the 0.3 methods.
 
 The service keeps one shape (0.3 JSON, gateway.a2a.wire); this module translates a 1.0
 call to the 0.3 call it means, and the 0.3 answer back to 1.0's ProtoJSON, with the
@@ -102,3 +103,41 @@ def stream_event(value: dict[str, Any]) -> dict[str, Any]:
     event = v03.SendStreamingMessageSuccessResponse.model_validate(
         {"jsonrpc": "2.0", "id": 0, "result": value})
     return _dict(conv.to_core_stream_response(event))
+
+
+MAX_PAGE = 100
+
+
+def list_request(params: dict[str, Any]) -> dict[str, Any]:
+    """ListTasks' filters and page: context_id, state (0.3's name), limit, offset,
+    history_length (None: all), include_artifacts."""
+    try:
+        req = ParseDict(params, pb.ListTasksRequest())
+    except (ParseError, ValueError, TypeError) as exc:
+        raise wire.RpcError(wire.INVALID_PARAMS, f"Invalid ListTasks params: "
+                            f"{str(exc).splitlines()[0][:300]}") from None
+    token = req.page_token or "0"
+    if not token.isdigit() or len(token) > 9:
+        raise wire.RpcError(wire.INVALID_PARAMS, "pageToken is not one this server gave")
+    if req.page_size < 0 or req.page_size > MAX_PAGE:
+        raise wire.RpcError(wire.INVALID_PARAMS, f"pageSize must be 1 to {MAX_PAGE}")
+    state = None
+    if req.status:
+        state = pb.TaskState.Name(req.status).removeprefix("TASK_STATE_").lower().replace("_", "-")
+    return {"context_id": req.context_id or None, "state": state,
+            "limit": req.page_size or 50, "offset": int(token),
+            "history_length": req.history_length if req.HasField("history_length") else None,
+            "include_artifacts": req.include_artifacts}
+
+
+def list_result(tasks: list[dict[str, Any]], page: dict[str, Any], total: int) -> dict[str, Any]:
+    res = pb.ListTasksResponse(page_size=page["limit"], total_size=total)
+    for value in tasks:
+        value = wire.trimmed(value, page["history_length"])
+        if not page["include_artifacts"]:
+            value = {**value, "artifacts": []}
+        res.tasks.append(conv.to_core_task(v03.Task.model_validate(value)))
+    end = page["offset"] + len(tasks)
+    if end < total:
+        res.next_page_token = str(end)
+    return _dict(res)

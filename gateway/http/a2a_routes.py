@@ -74,6 +74,10 @@ async def rpc(agent_id: str | None = None) -> Response:
         # 1.0 method names are the same calls as 0.3's, answered in 1.0's shapes.
         shape = None
         protocol = wire.PROTOCOL_VERSION
+        if method == "ListTasks":           # 1.0 only: no 0.3 call to translate to
+            page = v1.list_request(params)
+            tasks, total = await service.list_tasks(caller, agent_id, page)
+            return _json(wire.result(rpc_id, v1.list_result(tasks, page, total)))
         if v1.is_v1(method):
             shape, protocol = method, v1.PROTOCOL_VERSION
             method, params = v1.to_v03(method, params)

@@ -224,3 +224,28 @@ async def test_push_url_through_the_ssrf_guard(gw):
         listed = await client.list_task_push_notification_configs(
             pb.ListTaskPushNotificationConfigsRequest(task_id=task.id))
         assert list(listed.configs) == []
+
+
+async def test_list_tasks_pages_and_filters(gw):
+    key = gw.create_key()
+    async with _http(key["key"]) as http:
+        client = await _client(http, gw, "1.0", streaming=False)
+        first = [e async for e in client.send_message(_user("say: one"))][0].task
+        for text in ("say: two", "say: three"):
+            [e async for e in client.send_message(_user(text, context_id=first.context_id))]
+        [e async for e in client.send_message(_user("say: elsewhere"))]
+        page = await client.list_tasks(pb.ListTasksRequest(context_id=first.context_id,
+                                                           page_size=2))
+        assert page.total_size == 3 and len(page.tasks) == 2 and page.next_page_token
+        rest = await client.list_tasks(pb.ListTasksRequest(
+            context_id=first.context_id, page_size=2, page_token=page.next_page_token))
+        assert len(rest.tasks) == 1 and not rest.next_page_token
+        assert rest.tasks[0].id == first.id                   # newest first
+        assert list(rest.tasks[0].artifacts) == []            # only when asked for
+        done = await client.list_tasks(pb.ListTasksRequest(
+            status=pb.TaskState.TASK_STATE_COMPLETED, include_artifacts=True))
+        assert done.total_size == 4 and done.tasks[0].artifacts[0].parts[0].text == "elsewhere"
+    other = gw.create_key()
+    async with _http(other["key"]) as http:
+        client = await _client(http, gw, "1.0", streaming=False)
+        assert (await client.list_tasks(pb.ListTasksRequest())).total_size == 0
