@@ -10,6 +10,11 @@ what comes back:
     -> call the upstream (dispatch)            -> close: settle or void, shielded
     -> save the turn to the session, after a successful close only
 
+Other operations take the same admission and close: `unary` (one call, one result),
+`submit` (a long job closed by the job runner), `metered` (a call that names no catalog
+model: an MCP tool, a remote agent, billed against a Target), and `hold` + `close` for a
+call whose result arrives later on another channel (one realtime response).
+
 Each step lives in its own module; this one only fixes their order and the rule that
 every admitted request is closed exactly once, whatever happens in between.
 """
