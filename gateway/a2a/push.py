@@ -144,10 +144,15 @@ class PushConfigs:
         self._nursery: trio.Nursery | None = None
         self._queues: dict[str, trio.MemorySendChannel] = {}   # task id -> its updates
 
-    async def set(self, caller: Any, task_id: str, config: dict[str, Any], protocol: str
-                  ) -> dict[str, Any]:
+    async def check(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A webhook config within our limits, to a URL the gateway would post to."""
         config = checked_config(config, self._limits)
         await self._sender.vet(config["url"])
+        return config
+
+    async def set(self, caller: Any, task_id: str, config: dict[str, Any], protocol: str
+                  ) -> dict[str, Any]:
+        config = await self.check(config)
         try:
             row = await self._writer.call(
                 store.save_a2a_push_config, task_id=task_id, account_id=caller.account_id,

@@ -148,6 +148,10 @@ class A2AService:
     async def _create(self, agent: AgentConfig, caller: Caller, sent,
                       protocol: str) -> dict[str, Any]:
         message = wire.dump_message(sent.message)
+        push = sent.configuration.push_notification_config if sent.configuration else None
+        push = push.model_dump(mode="json", by_alias=True, exclude_none=True) if push else None
+        if push is not None:
+            await self._push.check(push)   # refused before a task exists that would never run
         if sent.message.task_id:
             task = await self._continued(agent, caller, sent.message)
             task["history"].append({**message, "contextId": task["contextId"]})
@@ -159,10 +163,8 @@ class A2AService:
             first = {**message, "taskId": task_id, "contextId": context_id}
             task = wire.new_task(task_id, context_id, first)
             await self._save(caller, agent, task)
-        push = sent.configuration.push_notification_config if sent.configuration else None
         if push is not None:
-            await self._push.set(caller, task["id"], push.model_dump(
-                mode="json", by_alias=True, exclude_none=True), protocol)
+            await self._push.set(caller, task["id"], push, protocol)
         return task
 
     async def _continued(self, agent: AgentConfig, caller: Caller, message) -> dict[str, Any]:

@@ -249,3 +249,31 @@ async def test_list_tasks_pages_and_filters(gw):
     async with _http(other["key"]) as http:
         client = await _client(http, gw, "1.0", streaming=False)
         assert (await client.list_tasks(pb.ListTasksRequest())).total_size == 0
+
+
+async def test_push_config_inline_with_the_message(gw, hook):
+    """A 0.3 client's configuration.pushNotificationConfig rides on message/send; a URL
+    the guard refuses is refused before any task exists."""
+    key = gw.create_key()
+    async with _http(key["key"]) as http:
+        send = {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {
+            "message": {"kind": "message", "role": "user", "messageId": "m1",
+                        "parts": [{"kind": "text", "text": "say: inline"}]},
+            "configuration": {"blocking": True, "pushNotificationConfig": {
+                "url": f"{hook.url}/inline", "token": "tok-inline"}}}}
+        task = (await http.post(gw.url + "/a2a/helper", json=send)).json()["result"]
+        deliveries = _drain(hook.received, task["id"], time.monotonic() + 20)
+        assert deliveries and deliveries[-1][0] == "/inline"
+        assert deliveries[-1][2]["artifacts"][0]["parts"][0]["text"] == "inline"
+        send["params"]["configuration"]["pushNotificationConfig"]["url"] = \
+            "http://169.254.169.254/x"
+        refused = (await http.post(gw.url + "/a2a/helper", json=send)).json()
+    assert "refused" in refused["error"]["message"]
+    listed = await _list_all(gw, key)
+    assert len(listed) == 1
+
+
+async def _list_all(gw, key) -> list:
+    async with _http(key["key"]) as http:
+        client = await _client(http, gw, "1.0", streaming=False)
+        return list((await client.list_tasks(pb.ListTasksRequest())).tasks)
