@@ -15,7 +15,6 @@ import uuid
 from typing import Any, AsyncIterator
 
 import httpx
-import trio
 
 import store
 from gateway import errors
