@@ -157,6 +157,12 @@ class LiveBridge:
         if detection:
             return self.error("Server-side turn detection is not bridged to Gemini Live: "
                               "commit the audio buffer and send response.create", event_id=eid)
+        audio = _obj(update.get("audio"))
+        formats = [_obj(_obj(audio.get(side)).get("format")).get("type") for side in
+                   ("input", "output")] + [update.get("input_audio_format"),
+                                           update.get("output_audio_format")]
+        if any(f not in (None, "audio/pcm", "pcm16") for f in formats):
+            return self.error("Only pcm16 audio is bridged to Gemini Live", event_id=eid)
         self.session.update({k: v for k, v in update.items() if k not in ("type", "audio")})
         if "modalities" in update:
             self.session["output_modalities"] = update["modalities"]

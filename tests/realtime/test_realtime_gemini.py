@@ -158,6 +158,10 @@ def test_events_without_a_gemini_equivalent(gw):
             "input": {"turn_detection": {"type": "server_vad"}}}})
         err = next(e for e in conn if e.type == "error")
         assert "turn detection" in err.error.message
+        conn.session.update(session={"type": "realtime", "audio": {
+            "output": {"format": {"type": "audio/pcmu"}}}})
+        err = next(e for e in conn if e.type == "error")
+        assert "pcm16" in err.error.message
         # Still usable afterwards.
         conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
         conn.conversation.item.create(item=_text_item("say: fine"))
