@@ -1,8 +1,9 @@
 """One realtime session: the client's WebSocket bridged to the upstream's, with money per
 response and the session limits.
 
-Money: each `response.create` is admitted before it is forwarded (a hold for the input
-so far plus the response's output cap, `max_output_tokens` of the response or the
+Money: each `response.create` is admitted by the engine before it is forwarded
+(gateway.realtime.money: the plan, RPM and TPM limits, plan windows and a hold for the
+input so far plus the response's output cap, `max_output_tokens` of the response or the
 session); a refusal becomes an `error` event and the session stays open. The
 upstream's `response.done` usage settles that hold (text, audio and cached tokens,
 each at its price). When the client leaves with a response in flight, the upstream is
