@@ -195,3 +195,28 @@ def test_disconnect_mid_response_billed_from_gemini_usage(gw):
                                         / 1_000_000)
     balance = float(gw.admin.get(f"/-/keys/{key['id']}").json()["balance_usd"])
     assert round((1.0 - balance) * 1e6) == row.cost_micros
+
+
+def test_second_response_while_one_runs_is_refused_and_its_hold_voided(gw):
+    key = gw.create_key(credits_usd=1.0)
+    words = " ".join(f"w{i}" for i in range(60))
+    with _client(gw, key["key"]).realtime.connect(model="gem-rt") as conn:
+        conn.recv()
+        conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        conn.conversation.item.create(item=_text_item(f"say: {words} [[sim chunk_delay_ms=20]]"))
+        conn.response.create()
+        conn.response.create()
+        events, refused = [], None
+        for ev in conn:
+            events.append(ev)
+            if ev.type == "error":
+                refused = ev
+            if ev.type == "response.done":
+                break
+        assert refused is not None
+        assert refused.error.code == "conversation_already_has_active_response"
+        assert events[-1].response.status == "completed"
+    rows = _settled(gw, key, 2)
+    assert sorted((r.status, r.cost_micros > 0) for r in rows) == [(200, True), (499, False)]
+    balance = float(gw.admin.get(f"/-/keys/{key['id']}").json()["balance_usd"])
+    assert round((1.0 - balance) * 1e6) == sum(r.cost_micros for r in rows)
