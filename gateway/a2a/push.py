@@ -35,6 +35,7 @@ from gateway.media.fetch import Resolver, system_resolver, vet
 
 log = logging.getLogger("prism.a2a")
 MAX_TOKEN_CHARS = 512
+MAX_ID_CHARS = 128
 _QUEUED_UPDATES = 16       # per task, waiting for a slow webhook
 
 
@@ -46,13 +47,16 @@ def _refused(err: errors.InvalidRequest) -> errors.InvalidRequest:
 
 def checked_config(raw: dict[str, Any], limits: A2AConfig) -> dict[str, Any]:
     """A 0.3 PushNotificationConfig (already shape-checked by the SDK's model) within
-    our limits: the URL's length and scheme, the token's length."""
+    our limits: the URL's length and scheme, the id's and token's lengths."""
     url = raw.get("url") or ""
     if len(url) > limits.max_url_chars:
         raise errors.InvalidRequest(f"url is longer than {limits.max_url_chars} characters",
                                     field="url")
     if urlsplit(url).scheme not in ("http", "https"):
         raise errors.InvalidRequest("url must be an http or https URL", field="url")
+    config_id = raw.get("id")
+    if config_id is not None and len(config_id) > MAX_ID_CHARS:
+        raise errors.InvalidRequest(f"id is longer than {MAX_ID_CHARS} characters", field="id")
     token = raw.get("token")
     if token is not None and len(token) > MAX_TOKEN_CHARS:
         raise errors.InvalidRequest(f"token is longer than {MAX_TOKEN_CHARS} characters",
