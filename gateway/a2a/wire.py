@@ -18,6 +18,7 @@ from gateway import errors
 
 PROTOCOL_VERSION = "0.3.0"
 FINAL = frozenset({"completed", "canceled", "failed", "rejected"})
+MAX_ID_CHARS = 128          # a client's contextId / taskId (stored in 255-character columns)
 
 # JSON-RPC error codes of the A2A spec (and JSON-RPC's own).
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL = (
@@ -68,6 +69,11 @@ def send_params(params: dict[str, Any]) -> v03.MessageSendParams:
         raise RpcError(INVALID_PARAMS, f"Invalid message params at {where}: {first['msg']}") from None
     if parsed.message.role != v03.Role.user:
         raise RpcError(INVALID_PARAMS, "message.role must be 'user'")
+    for name, value in (("contextId", parsed.message.context_id),
+                        ("taskId", parsed.message.task_id)):
+        if value is not None and len(value) > MAX_ID_CHARS:
+            raise RpcError(INVALID_PARAMS, f"message.{name} is longer than {MAX_ID_CHARS} "
+                           "characters")
     return parsed
 
 
