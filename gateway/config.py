@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from gateway.config_protocols import (AgentConfig, McpServerConfig, RealtimeConfig,
+from gateway.config_protocols import (A2AConfig, AgentConfig, McpServerConfig, RealtimeConfig,
                                       check_protocols)
 
 # cohere, searxng, tavily and mistral serve one non-chat operation each (rerank,
@@ -276,6 +276,7 @@ class Config:
     mcp_servers: tuple[McpServerConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
+    a2a: A2AConfig = field(default_factory=A2AConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     base_dir: str = "."   # relative paths in the file resolve against the file's folder
 

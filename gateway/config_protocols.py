@@ -71,6 +71,19 @@ class RealtimeConfig:
     default_max_output_tokens: int = 4096
 
 
+@dataclass(frozen=True)
+class A2AConfig:
+    """A2A beyond the agents themselves: push notifications and conversations.
+    Webhooks are posted through the SSRF guard (gateway.media.fetch.vet): never to a
+    private, loopback or metadata address unless `push_allow_private_hosts` (tests, or
+    a deployment whose clients live on its own network; metadata stays refused)."""
+    push_allow_private_hosts: bool = False
+    push_timeout: float = 5.0
+    max_push_configs_per_task: int = 10
+    max_url_chars: int = 2048
+    context_max_tasks: int = 20      # earlier tasks of a context a new one sees
+
+
 def _check_id(ident: str, where: str, seen: set[str], what: str, problems: list[str]) -> None:
     if not _ID.match(ident):
         problems.append(f"{where}.id: letters, digits, '-' and '_' only")
@@ -112,6 +125,11 @@ def check_protocols(cfg: Any, model_ids: set[str], problems: list[str]) -> None:
             problems.append(f"{where}: timeout and card_ttl must be positive")
         if a.price_usd < 0:
             problems.append(f"{where}.price_usd: must not be negative")
+    a = cfg.a2a
+    for name in ("push_timeout", "max_push_configs_per_task", "max_url_chars",
+                 "context_max_tasks"):
+        if getattr(a, name) <= 0:
+            problems.append(f"a2a.{name}: must be positive")
     r = cfg.realtime
     for name in ("max_session_seconds", "idle_timeout", "max_message_bytes",
                  "default_max_output_tokens"):

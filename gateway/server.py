@@ -34,7 +34,6 @@ from gateway.engine.select import Router
 from gateway.engine.services import Services
 from gateway.engine.sessions import Sessions
 from gateway.billing.pricing import usd_to_micros
-from gateway.callmoney import CallMoney
 from gateway.config import Config
 from gateway.control.server import serve_control
 from gateway.http.app import create_app
@@ -135,11 +134,10 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     pipeline = Pipeline(router, sessions, admission, dispatcher)
     inference = InferenceClients(config, live.providers)
     keys = KeyCache(lookup, ttl=config.store.key_cache_ttl)
-    # MCP, A2A and realtime (issue 15): their non-chat calls are held and closed through
-    # the same ledger admission (CallMoney); local agents' chat goes through the pipeline.
-    callmoney = CallMoney(ledger, admission.plan_for)
-    mcp = _build_mcp(config, writer, keys, admission, callmoney)
-    a2a = _build_a2a(config, writer, admission, pipeline, mcp, callmoney)
+    # MCP, A2A and realtime (issue 15): every billed call is an engine operation
+    # (pipeline.metered / hold / close), and local agents' chat is pipeline.complete.
+    mcp = _build_mcp(config, writer, keys, admission, pipeline)
+    a2a = _build_a2a(config, writer, admission, pipeline, mcp)
     resources = Resources(config, writer, PipelineChat(pipeline, admission),
                           PipelineEmbed(pipeline, admission, inference))
     # The cluster applies other processes' changes to the parts built here; it reaches
@@ -160,16 +158,16 @@ def build_services(config: Config, writer, admin_token: str | None, *,
                         admission=admission, dispatcher=dispatcher, router=router,
                         sessions=sessions, media=media, pipeline=pipeline, flags=flags,
                         metrics=metrics, observers=observers, admin_token=admin_token,
-                        config_path=config_path, clock=clock, callmoney=callmoney, mcp=mcp,
+                        config_path=config_path, clock=clock, mcp=mcp,
                         a2a=a2a, cluster=cluster, resources=resources, responses=responses,
                         idempotency=idempotency, accounts=accounts, images=images,
                         videos=videos)
     return services
 
 
-def _build_a2a(config: Config, writer, admission: Admission, pipeline: Pipeline, mcp,
-               callmoney: CallMoney):
+def _build_a2a(config: Config, writer, admission: Admission, pipeline: Pipeline, mcp):
     from gateway import canonical as c
+    from gateway.a2a.push import PushConfigs, PushSender
     from gateway.a2a.remote import RemoteAgents
     from gateway.a2a.service import A2AService
     from gateway.engine.call import CallContext
@@ -184,12 +182,14 @@ def _build_a2a(config: Config, writer, admission: Admission, pipeline: Pipeline,
         resp, outcome = await pipeline.complete(ctx, req)
         return resp, outcome.cost_micros
 
-    remote = RemoteAgents(writer=writer, money=callmoney)
-    return A2AService(config.agents, writer=writer, chat=chat, hub=mcp.hub, remote=remote)
+    remote = RemoteAgents(config.agents, writer=writer, pipeline=pipeline)
+    push = PushConfigs(writer, PushSender(config.a2a), config.a2a)
+    return A2AService(config.agents, writer=writer, chat=chat, hub=mcp.hub, remote=remote,
+                      push=push, limits=config.a2a)
 
 
 def _build_mcp(config: Config, writer, keys: KeyCache, admission: Admission,
-               callmoney: CallMoney):
+               pipeline: Pipeline):
     from gateway.mcp import build_mcp
     from gateway.mcp.hub import Caller
 
@@ -202,7 +202,7 @@ def _build_mcp(config: Config, writer, keys: KeyCache, admission: Admission,
     async def audit(actor: str, action: str, detail: dict) -> None:
         await writer.call(store.append_audit, actor, action, detail)
 
-    return build_mcp(config.mcp_servers, money=callmoney, audit=audit,
+    return build_mcp(config.mcp_servers, pipeline=pipeline, audit=audit,
                      authenticate=authenticate)
 
 

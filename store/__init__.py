@@ -91,6 +91,10 @@ __all__ += [
 ]
 
 # A2A tasks (issue 15).
-from store.a2a import A2ATask, get_a2a_task, save_a2a_task
+from store.a2a import (A2APushConfig, A2ATask, a2a_context_history, delete_a2a_push_config,
+                       get_a2a_task, list_a2a_push_configs, list_a2a_tasks, save_a2a_push_config,
+                       save_a2a_task)
 
-__all__ += ["A2ATask", "get_a2a_task", "save_a2a_task"]
+__all__ += ["A2ATask", "get_a2a_task", "save_a2a_task", "A2APushConfig", "a2a_context_history",
+            "save_a2a_push_config", "list_a2a_push_configs", "delete_a2a_push_config",
+            "list_a2a_tasks"]

@@ -349,6 +349,8 @@ MODELS = MODELS + (VideoJob,)
 # A2A tasks (issue 15) live in store.a2a; appended so migrate creates them.
 from store.a2a import A2ATask  # noqa: E402
 MODELS = MODELS + (A2ATask,)
+from store.a2a import A2APushConfig  # noqa: E402
+MODELS = MODELS + (A2APushConfig,)
 # Several processes on one store (issue 17): heartbeats, fan-out events and shared
 # rate limits; store.cluster says how they are used.
 class ClusterNode(_Base):

@@ -44,13 +44,25 @@ async def _tool_result(hub: McpHub, call: c.ToolCallPart, caller: Caller) -> c.M
     return c.Message("tool", (c.ToolResultPart(call.id, (c.TextPart(text),), is_error),))
 
 
-async def run_local(agent: AgentConfig, text: str, caller: Caller, *, chat: Chat,
-                    hub: McpHub | None) -> tuple[str, int]:
-    """The agent's answer to one user message, and what it cost."""
+def turns_of(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """A task's history as (role, text) turns: "user" and "assistant" (the agent's)."""
+    out = []
+    for message in history:
+        text = "\n".join(p.get("text", "") for p in message.get("parts", ())
+                         if isinstance(p, dict) and p.get("kind") == "text")
+        if text:
+            out.append(("assistant" if message.get("role") == "agent" else "user", text))
+    return out
+
+
+async def run_local(agent: AgentConfig, turns: list[tuple[str, str]], caller: Caller, *,
+                    chat: Chat, hub: McpHub | None) -> tuple[str, int]:
+    """The agent's answer to a conversation whose last turn is the user's, and what
+    it cost."""
     messages: list[c.Message] = []
     if agent.instructions:
         messages.append(c.Message("system", (c.TextPart(agent.instructions),)))
-    messages.append(c.Message("user", (c.TextPart(text),)))
+    messages += [c.Message(role, (c.TextPart(text),)) for role, text in turns]
     tools = agent_tools(agent, hub, caller)
     cost = 0
     for round_no in range(agent.max_tool_rounds + 1):

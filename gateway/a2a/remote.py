@@ -1,7 +1,8 @@
 """Remote A2A agents that Prism fronts: their cards fetched and cached, their JSON-RPC
 calls proxied with the agent's own credentials (`headers`, `${ENV}` expanded) and
-timeout, each call charged the agent's `price_usd` (held before, settled once the
-remote answered, voided when it did not).
+timeout. Each `message/send` and `message/stream` is one engine operation (the key's
+rate limits, plan windows and wallet admit it; the engine's close charges the agent's
+`price_usd` once the remote answered, voids it when it did not, and logs it).
 
 The remote's task ids are recorded against the caller's account, so `tasks/get` and
 `tasks/cancel` reach the remote only for tasks this account created through Prism.
@@ -9,29 +10,28 @@ The remote's task ids are recorded against the caller's account, so `tasks/get` 
 from __future__ import annotations
 
 import json
-import secrets
 import time
 import uuid
 from typing import Any, AsyncIterator
 
 import httpx
-import trio
 
 import store
 from gateway import errors
 from gateway.a2a import wire
-from gateway.billing.pricing import usd_to_micros
 from gateway.config_protocols import AgentConfig
-from gateway.mcp.hub import Caller
+from gateway.engine.call import Target
+from gateway.mcp.hub import Caller, call_context, priced_call
 from gateway.mcp.upstream import expand_env
 
 CARD_PATHS = ("/.well-known/agent-card.json", "/.well-known/agent.json")
 
 
 class RemoteAgents:
-    def __init__(self, *, writer: Any, money: Any) -> None:
+    def __init__(self, agents: tuple[AgentConfig, ...], *, writer: Any, pipeline: Any) -> None:
         self._writer = writer
-        self._money = money            # gateway.callmoney.CallMoney
+        self._pipeline = pipeline      # gateway.engine.pipeline.Pipeline
+        self._ops = {a.id: priced_call("a2a", a.price_usd, "agent call") for a in agents}
         self._http = httpx.AsyncClient()     # closed by aclose, when the A2A service stops
         self._cards: dict[str, tuple[float, dict[str, Any]]] = {}
 
@@ -72,58 +72,69 @@ class RemoteAgents:
         if found is None or found[0] != agent.id:
             raise wire.RpcError(wire.TASK_NOT_FOUND, f"Task {params['id']!r} not found")
 
-    async def _hold(self, agent: AgentConfig, caller: Caller) -> tuple[str | None, str, int]:
-        price = usd_to_micros(agent.price_usd)
-        request_id = "a2a_" + secrets.token_hex(12)
-        if not price:
-            return None, request_id, 0
-        return await self._money.hold(caller.account_id, request_id, price), request_id, price
+    async def _continues(self, caller: Caller, agent: AgentConfig, sent: Any) -> None:
+        """A message continuing a remote task reaches the remote only for a task this
+        account created through Prism."""
+        if sent.message.task_id:
+            await self._owned(caller, agent, {"id": sent.message.task_id})
 
-    async def _close(self, hold: tuple[str | None, str, int], caller: Caller, agent: AgentConfig,
+    async def _hold(self, agent: AgentConfig, caller: Caller) -> Any:
+        ctx = call_context(caller, f"/a2a/{agent.id}", "a2a", "a2a_")
+        return await self._pipeline.hold(ctx, self._ops[agent.id], agent.id,
+                                         target=Target(agent.id, agent.id))
+
+    async def _close(self, prep: Any, agent: AgentConfig, error: BaseException | None,
                      answered: bool) -> None:
-        hold_id, request_id, price = hold
-        if hold_id is None:
-            return
-        with trio.CancelScope(shield=True):
-            await self._money.close(caller.account_id, hold_id, price if answered else None, log={
-                "request_id": request_id, "key_id": caller.key_id,
-                "account_id": caller.account_id, "route": f"/a2a/{agent.id}", "dialect": "a2a",
-                "model": agent.id, "status": 200 if answered else 502,
-                "cost_micros": price if answered else 0})
+        """An agent that answered (even with a JSON-RPC error of its own) did the work."""
+        if answered:
+            await self._pipeline.close(prep, None, None, units=self._ops[agent.id].units_of(None))
+        else:
+            await self._pipeline.close(prep, None, error or errors.UpstreamError(
+                f"Agent {agent.id!r} did not answer"))
 
     async def call(self, agent: AgentConfig, caller: Caller, method: str,
                    params: dict[str, Any]) -> Any:
         if method in ("tasks/get", "tasks/cancel"):
             await self._owned(caller, agent, params)
-        else:
-            wire.send_params(params)
-        hold = await self._hold(agent, caller) if method == "message/send" else (None, "", 0)
-        answered = False
+            return await self._rpc(agent, caller, method, params)
+        await self._continues(caller, agent, wire.send_params(params))
+        prep = await self._hold(agent, caller)
+        answered, error = False, None
         try:
-            body = {"jsonrpc": "2.0", "id": uuid.uuid4().hex, "method": method, "params": params}
-            try:
-                r = await self._http.post(await self._endpoint(agent), json=body,
-                                          headers=self._headers(agent), timeout=agent.timeout)
-                reply = r.json()
-            except (httpx.HTTPError, json.JSONDecodeError):
-                raise errors.UpstreamError(f"Agent {agent.id!r} did not answer") from None
-            if not isinstance(reply, dict) or ("result" not in reply and "error" not in reply):
-                raise errors.UpstreamError(f"Agent {agent.id!r} answered malformed JSON-RPC")
-            answered = True
-            if "error" in reply:
-                e = reply["error"] if isinstance(reply["error"], dict) else {}
-                raise wire.RpcError(int(e.get("code", wire.INTERNAL)),
-                                    str(e.get("message", "remote agent error"))[:500])
-            await self._record(caller, agent, reply["result"])
-            return reply["result"]
+            return await self._rpc(agent, caller, method, params)
+        except wire.RpcError as exc:
+            answered, error = True, exc    # the remote answered, with an error of its own
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            await self._close(hold, caller, agent, answered)
+            answered = answered or error is None
+            await self._close(prep, agent, error, answered)
+
+    async def _rpc(self, agent: AgentConfig, caller: Caller, method: str,
+                   params: dict[str, Any]) -> Any:
+        body = {"jsonrpc": "2.0", "id": uuid.uuid4().hex, "method": method, "params": params}
+        try:
+            r = await self._http.post(await self._endpoint(agent), json=body,
+                                      headers=self._headers(agent), timeout=agent.timeout)
+            reply = r.json()
+        except (httpx.HTTPError, json.JSONDecodeError):
+            raise errors.UpstreamError(f"Agent {agent.id!r} did not answer") from None
+        if not isinstance(reply, dict) or ("result" not in reply and "error" not in reply):
+            raise errors.UpstreamError(f"Agent {agent.id!r} answered malformed JSON-RPC")
+        if "error" in reply:
+            e = reply["error"] if isinstance(reply["error"], dict) else {}
+            raise wire.RpcError(int(e.get("code", wire.INTERNAL)),
+                                str(e.get("message", "remote agent error"))[:500])
+        await self._record(caller, agent, reply["result"])
+        return reply["result"]
 
     async def stream(self, agent: AgentConfig, caller: Caller,
                      params: dict[str, Any]) -> AsyncIterator[Any]:
-        wire.send_params(params)
-        hold = await self._hold(agent, caller)
-        answered = False
+        await self._continues(caller, agent, wire.send_params(params))
+        prep = await self._hold(agent, caller)
+        answered, error = False, None
         try:
             body = {"jsonrpc": "2.0", "id": uuid.uuid4().hex, "method": "message/stream",
                     "params": params}
@@ -145,5 +156,8 @@ class RemoteAgents:
                         yield event
             except (httpx.HTTPError, json.JSONDecodeError):
                 raise errors.UpstreamError(f"Agent {agent.id!r} broke off its stream") from None
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            await self._close(hold, caller, agent, answered)
+            await self._close(prep, agent, error, answered)

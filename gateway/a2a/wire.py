@@ -1,5 +1,6 @@
 """A2A protocol 0.3 wire shapes (JSON-RPC 2.0 methods `message/send`, `message/stream`,
-`tasks/get`, `tasks/cancel`): inbound params checked with the `a2a-sdk`'s own v0.3
+`tasks/get`, `tasks/cancel`, `tasks/pushNotificationConfig/*`; 1.0's are translated to
+these by gateway.a2a.v1): inbound params checked with the `a2a-sdk`'s own v0.3
 models, outbound tasks, messages and events built as the camelCase JSON those models
 describe. Pure: no I/O.
 """
@@ -17,11 +18,12 @@ from gateway import errors
 
 PROTOCOL_VERSION = "0.3.0"
 FINAL = frozenset({"completed", "canceled", "failed", "rejected"})
+MAX_ID_CHARS = 128          # a client's contextId / taskId (stored in 255-character columns)
 
 # JSON-RPC error codes of the A2A spec (and JSON-RPC's own).
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL = (
     -32700, -32600, -32601, -32602, -32603)
-TASK_NOT_FOUND, TASK_NOT_CANCELABLE, UNSUPPORTED = -32001, -32002, -32004
+TASK_NOT_FOUND, TASK_NOT_CANCELABLE, PUSH_NOT_SUPPORTED, UNSUPPORTED = -32001, -32002, -32003, -32004
 
 
 class RpcError(Exception):
@@ -67,6 +69,11 @@ def send_params(params: dict[str, Any]) -> v03.MessageSendParams:
         raise RpcError(INVALID_PARAMS, f"Invalid message params at {where}: {first['msg']}") from None
     if parsed.message.role != v03.Role.user:
         raise RpcError(INVALID_PARAMS, "message.role must be 'user'")
+    for name, value in (("contextId", parsed.message.context_id),
+                        ("taskId", parsed.message.task_id)):
+        if value is not None and len(value) > MAX_ID_CHARS:
+            raise RpcError(INVALID_PARAMS, f"message.{name} is longer than {MAX_ID_CHARS} "
+                           "characters")
     return parsed
 
 
@@ -75,10 +82,6 @@ def task_id_param(params: dict[str, Any]) -> str:
     if not isinstance(task_id, str) or not task_id:
         raise RpcError(INVALID_PARAMS, "params.id (the task id) is required")
     return task_id
-
-
-def text_of_dict(message: dict[str, Any]) -> str:
-    return "\n".join(p.get("text", "") for p in message.get("parts", ()) if p.get("kind") == "text")
 
 
 def dump_message(message: v03.Message) -> dict[str, Any]:
@@ -129,12 +132,17 @@ def trimmed(task: dict[str, Any], history_length: int | None) -> dict[str, Any]:
 
 
 def card(*, name: str, description: str, url: str, version: str,
-         skills: list[dict[str, Any]]) -> dict[str, Any]:
-    """An agent card (A2A 0.3) that the a2a-sdk's card resolver accepts."""
+         skills: list[dict[str, Any]], push: bool = False) -> dict[str, Any]:
+    """An agent card that both protocol versions read: 0.3's fields (`url`,
+    `protocolVersion`, `preferredTransport`), and 1.0's `supportedInterfaces` naming the
+    same endpoint once per version (it serves both method sets)."""
     body = {
         "protocolVersion": PROTOCOL_VERSION, "name": name, "description": description,
         "url": url, "preferredTransport": "JSONRPC", "version": version,
-        "capabilities": {"streaming": True, "pushNotifications": False,
+        "supportedInterfaces": [
+            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION}],
+        "capabilities": {"streaming": True, "pushNotifications": push,
                          "stateTransitionHistory": False},
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                        "bearerFormat": "sk-prism-...",

@@ -191,10 +191,12 @@ class Admission:
 
     async def admit(self, prep: "Prepared") -> None:
         ctx = prep.ctx
-        entry = prep.selection.entry
+        entry = prep.entry
         by_tokens = prep.op is None or prep.op.pricing.basis == "tokens"
         plan = await self.plan_for(ctx.account_id)
-        if plan is not None:
+        # A call with no catalog model (an MCP tool, a remote agent) has its own allow
+        # lists; the plan's model, mode and token caps do not apply to it.
+        if plan is not None and entry is not None:
             check_request(self.live.config, plan, model_id=entry.model.id,
                           mode=prep.selection.mode, stream=prep.stream,
                           max_tokens=prep.max_tokens,
@@ -212,7 +214,8 @@ class Admission:
         else:
             max_out = 0
             hold = prep.op.hold_micros(entry, prep.req)
-            decision, token_items = await self._rate_check(prep, plan, None)
+            decision, token_items = await self._rate_check(prep, plan,
+                                                           prep.op.rate_tokens(prep.req))
         now = self.clock()
         windows = plan_windows(plan, now) if plan is not None else ()
         # Shielded: a reserve that completes after its caller stopped waiting would leave
@@ -239,22 +242,24 @@ class Admission:
     def _log(self, prep: "Prepared", error: BaseException | None, usage: c.Usage | None,
              cost: int) -> dict[str, Any]:
         ctx = prep.ctx
-        route = prep.route or prep.selection.routes[0]
+        model, provider, upstream_model = prep.billed
         return dict(
             request_id=ctx.request_id, key_id=ctx.key_id, account_id=ctx.account_id,
-            route=ctx.route, dialect=ctx.dialect, model=prep.selection.entry.model.id,
-            provider=route.provider, upstream_model=route.model, status=_status(error),
+            route=ctx.route, dialect=ctx.dialect, model=model,
+            provider=provider, upstream_model=upstream_model, status=_status(error),
             error_type=_error_type(error), latency_ms=(time.monotonic() - ctx.started) * 1000.0,
             tokens_in=usage.input_tokens if usage else 0,
             tokens_out=usage.output_tokens if usage else 0,
             cached_tokens=usage.cached_input_tokens if usage else 0,
             cost_micros=cost, estimated=bool(usage and usage.estimated), failover=prep.failover,
-            stream=prep.stream, mode=prep.selection.mode)
+            stream=prep.stream, mode=prep.selection.mode if prep.selection else None)
 
     def _cost(self, prep: "Prepared", usage: c.Usage | None, units: int | None) -> int | None:
         if prep.op is None or prep.op.pricing.basis == "tokens":
             return None if usage is None else cost_micros(prep.selection.entry.price, usage)
-        return prep.op.pricing.cost_micros(prep.selection.entry.model, units) if units else None
+        entry = prep.entry
+        return (prep.op.pricing.cost_micros(entry.model if entry else None, units)
+                if units else None)
 
     async def close(self, prep: "Prepared", usage: c.Usage | None,
                     error: BaseException | None, *, units: int | None = None) -> Outcome:
@@ -263,7 +268,7 @@ class Admission:
         what was recorded the first time."""
         prep.ctx.logged = True
         live = self._live.pop(prep.ctx.request_id, None)
-        model = prep.selection.entry.model.id
+        model = prep.billed[0]
         detail = operator_detail(prep.ctx.request_id, error)
         with trio.CancelScope(shield=True):
             with trio.move_on_after(_SETTLE_DEADLINE):

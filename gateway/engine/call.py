@@ -17,7 +17,7 @@ from gateway.config import RouteConfig
 from gateway.routing.hints import RoutingHints
 from gateway.routing.select import Selection
 
-__all__ = ["CallContext", "Prepared", "Outcome", "OpenStream", "RouteCheck"]
+__all__ = ["CallContext", "Prepared", "Outcome", "OpenStream", "RouteCheck", "Target"]
 
 # Given the Selection before admission, the routes that can serve this call, in order,
 # or a ClientError when none can (so a dialect-native feature never fails over to an
@@ -54,13 +54,26 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Target:
+    """What a call that names no catalog model is billed against: an MCP tool on its
+    server, a remote A2A agent. The request log names it as the model and provider."""
+    name: str
+    provider: str
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.provider:
+            raise ValueError("a Target names what is called and where")
+
+
 @dataclass
 class Prepared:
     """One admitted call on its way through the engine. `req` is the canonical chat
-    request for token-priced operations, else the operation's own request value."""
+    request for token-priced operations, else the operation's own request value.
+    `selection` is None exactly when `target` names a call with no catalog model."""
     ctx: CallContext
     req: Any
-    selection: Selection
+    selection: Selection | None
     prompt_tokens: int
     op: Any = None                       # engine.operations.Operation
     units: int = 0                       # units held, for unit-priced operations
@@ -69,10 +82,23 @@ class Prepared:
     failover: bool = False
     headers: dict[str, str] = field(default_factory=dict)   # extra response headers
     turn: Any = None    # sessions.Turn when the request belongs to a session
+    target: Target | None = None
+
+    def __post_init__(self) -> None:
+        if (self.selection is None) == (self.target is None):
+            raise ValueError("a call is billed against a model or a target, not both")
 
     @property
     def entry(self):
-        return self.selection.entry
+        return self.selection.entry if self.selection is not None else None
+
+    @property
+    def billed(self) -> tuple[str, str | None, str | None]:
+        """(model, provider, upstream model) as the request log names them."""
+        if self.target is not None:
+            return self.target.name, self.target.provider, self.target.name
+        route = self.route or self.selection.routes[0]
+        return self.selection.entry.model.id, route.provider, route.model
 
     @property
     def stream(self) -> bool:

@@ -35,9 +35,9 @@ from gateway.billing.pricing import usd_to_micros
 from gateway.config import ModelConfig, RouteConfig
 
 Kind = Literal["chat", "embeddings", "rerank", "speech", "transcription", "image", "video",
-               "search", "ocr", "realtime"]
+               "search", "ocr", "realtime", "mcp", "a2a"]
 KINDS: frozenset[str] = frozenset(get_args(Kind))
-Basis = Literal["tokens", "units", "request"]
+Basis = Literal["tokens", "units", "request", "micros"]
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
@@ -46,15 +46,17 @@ Res = TypeVar("Res")
 @dataclass(frozen=True)
 class Pricing:
     """How a result is priced: by tokens in/out (the model's per-million-token prices),
-    by units (`price` names a ModelConfig attribute in USD per `per` units), or one
-    fixed price per request (`price` names the attribute)."""
+    by units (`price` names a ModelConfig attribute in USD per `per` units), one
+    fixed price per request (`price` names the attribute), or by micro-USD the
+    operation computed itself (`micros`: a realtime response priced per token kind, an
+    MCP tool or a remote agent with a price of its own; its units are micro-USD)."""
     basis: Basis
     price: str | None = None
     unit: str = ""
     per: int = 1
 
     def __post_init__(self) -> None:
-        if (self.basis == "tokens") != (self.price is None):
+        if (self.basis in ("tokens", "micros")) != (self.price is None):
             raise ValueError("token pricing uses the model's token prices; others name one")
         if self.per < 1:
             raise ValueError("per must be positive")
@@ -71,8 +73,14 @@ class Pricing:
     def per_request(price: str) -> "Pricing":
         return Pricing("request", price, "request")
 
-    def cost_micros(self, model: ModelConfig, units: int) -> int | None:
+    @staticmethod
+    def micros() -> "Pricing":
+        return Pricing("micros", unit="micro-USD")
+
+    def cost_micros(self, model: ModelConfig | None, units: int) -> int | None:
         """What `units` cost on this model, integer micro-USD; None: no price set."""
+        if self.basis == "micros":
+            return units
         usd = getattr(model, self.price or "", None)
         if usd is None:
             return None
@@ -99,6 +107,10 @@ class Operation(Generic[Req, Res]):
     # Worst-case units from the request (what is held) and billed units from the result.
     hold_units: Callable[[Req], int] = lambda req: 1
     units_of: Callable[[Res], int] = lambda res: 1
+    # Tokens the rate limiter's token limits (TPM) charge at admission, for an
+    # operation that is not token-priced but still spends tokens (a realtime response);
+    # None: only the request limits (RPM) apply. Corrected at close from the usage.
+    rate_tokens: Callable[[Req], int | None] = lambda req: None
     # Token counts a unit-priced result reports (embeddings' input tokens), for the
     # request log and X-Prism-Tokens-*; they never change the price.
     usage_of: Callable[[Res], Any] = lambda res: None
@@ -111,6 +123,8 @@ class Operation(Generic[Req, Res]):
 
     def unit_price(self, entry: Any) -> int:
         """Refuse (402) a model without this operation's price, before any upstream call."""
+        if self.pricing.basis == "micros":
+            return 0        # priced by the operation itself, which checked its own prices
         if self.pricing.basis == "tokens":
             if entry.price is None:
                 raise errors.PriceMissing(
@@ -126,7 +140,8 @@ class Operation(Generic[Req, Res]):
         return cost
 
     def hold_micros(self, entry: Any, req: Req) -> int:
-        cost = self.pricing.cost_micros(entry.model, self.hold_units(req))
+        cost = self.pricing.cost_micros(entry.model if entry is not None else None,
+                                        self.hold_units(req))
         return cost or 0
 
 

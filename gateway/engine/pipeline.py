@@ -10,6 +10,11 @@ what comes back:
     -> call the upstream (dispatch)            -> close: settle or void, shielded
     -> save the turn to the session, after a successful close only
 
+Other operations take the same admission and close: `unary` (one call, one result),
+`submit` (a long job closed by the job runner), `metered` (a call that names no catalog
+model: an MCP tool, a remote agent, billed against a Target), and `hold` + `close` for a
+call whose result arrives later on another channel (one realtime response).
+
 Each step lives in its own module; this one only fixes their order and the rule that
 every admitted request is closed exactly once, whatever happens in between.
 """
@@ -25,7 +30,7 @@ from gateway import canonical as c
 from gateway import errors, tokenizer
 from gateway.billing.meter import Meter
 from gateway.routing import hosted
-from gateway.engine.call import CallContext, OpenStream, Outcome, Prepared, RouteCheck
+from gateway.engine.call import CallContext, OpenStream, Outcome, Prepared, RouteCheck, Target
 from gateway.engine.operations import CHAT, Operation
 
 from gateway.engine.admission import Admission
@@ -132,6 +137,45 @@ class Pipeline:
         prep = Prepared(ctx, req, selection, 0, op=op, units=op.hold_units(req))
         await self.admission.admit(prep)
         return prep
+
+    async def hold(self, ctx: CallContext, op: Operation, req: Any, *, model: str | None = None,
+                   target: Target | None = None, routes: RouteCheck | None = None) -> Prepared:
+        """Admit a call whose result arrives later and elsewhere (one realtime response
+        on a session's socket, a proxied agent's stream): the caller ends it with
+        ``close``, shielded, exactly once. It names a catalog ``model`` (and routes, of
+        which the first is the one called) or a ``target`` with no model. No HTTP layer
+        stands behind these callers, so a refusal is logged here."""
+        try:
+            if target is None:
+                prep = await self._admit_op(ctx, op, req, model or "", routes)
+                prep.route = prep.selection.routes[0]
+                return prep
+            ctx.model = target.name
+            prep = Prepared(ctx, req, None, 0, op=op, units=op.hold_units(req), target=target)
+            await self.admission.admit(prep)
+            return prep
+        except errors.ClientError as err:
+            await self.admission.log_refusal(ctx, err)
+            raise
+
+    async def close(self, prep: Prepared, usage: c.Usage | None, error: BaseException | None,
+                    *, units: int | None = None) -> Outcome:
+        """End a held call: settle on ``units`` (void when none), log it, tell the
+        observers; shielded, and a second close changes nothing."""
+        return await self.admission.close(prep, usage, error, units=units)
+
+    async def metered(self, ctx: CallContext, op: Operation, req: Any, *, target: Target,
+                      call: Callable[[], Awaitable[Any]]) -> tuple[Any, Outcome]:
+        """One call that names no model (an MCP tool, a remote agent's answer): admit,
+        run ``call``, settle on op.units_of(result) or void when it raised."""
+        prep = await self.hold(ctx, op, req, target=target)
+        try:
+            result = await call()
+            units = op.units_of(result)
+        except BaseException as exc:
+            await self.admission.close(prep, None, exc)
+            raise
+        return result, await self.admission.close(prep, op.usage_of(result), None, units=units)
 
     async def submit(self, ctx: CallContext, op: Operation, req: Any, *, model: str,
                      routes: RouteCheck | None = None,

@@ -42,9 +42,8 @@ class Services:
     config_path: str | None = None     # the file the config came from, for /-/reload
     clock: Callable[[], float] = time.time
     ready: bool = False                # start-up done (GET /health/ready)
-    # Protocols beyond request/response (issue 15): gateway.callmoney.CallMoney,
-    # gateway.mcp.McpService, gateway.a2a.service.A2AService.
-    callmoney: Any = None
+    # Protocols beyond request/response (issue 15): gateway.mcp.McpService,
+    # gateway.a2a.service.A2AService (their money goes through the pipeline).
     mcp: Any = None
     a2a: Any = None
     # Several processes (issue 17): gateway.shared.cluster.Cluster (heartbeats, the

@@ -1,5 +1,6 @@
 """A2A over HTTP: agent cards, `GET /v1/agents` and the JSON-RPC endpoint `POST /a2a`
-(`/a2a/<agent>` for one agent; plain `/a2a` addresses the first configured one).
+(`/a2a/<agent>` for one agent; plain `/a2a` addresses the first configured one), which
+takes A2A 0.3 method names (`message/send`...) and 1.0's (`SendMessage`...) alike.
 
 Cards are public (discovery precedes credentials); everything else takes a Prism key as
 `Authorization: Bearer`. JSON-RPC failures answer HTTP 200 with a JSON-RPC error object,
@@ -13,7 +14,7 @@ from typing import Any, AsyncIterator
 from quart import Blueprint, Response, request
 
 from gateway import errors
-from gateway.a2a import wire
+from gateway.a2a import v1, wire
 from gateway.codecs.sse import encode_event
 from gateway.http import common
 
@@ -70,11 +71,22 @@ async def rpc(agent_id: str | None = None) -> Response:
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise wire.RpcError(wire.PARSE_ERROR, "Request body is not valid JSON") from None
         rpc_id, method, params = wire.parse_envelope(body)
+        # 1.0 method names are the same calls as 0.3's, answered in 1.0's shapes.
+        shape = None
+        protocol = wire.PROTOCOL_VERSION
+        if method == "ListTasks":           # 1.0 only: no 0.3 call to translate to
+            page = v1.list_request(params)
+            tasks, total = await service.list_tasks(caller, agent_id, page)
+            return _json(wire.result(rpc_id, v1.list_result(tasks, page, total)))
+        if v1.is_v1(method):
+            shape, protocol = method, v1.PROTOCOL_VERSION
+            method, params = v1.to_v03(method, params)
         if method == "message/stream":
-            events = service.stream(caller, agent_id, params)
+            events = service.stream(caller, agent_id, params, protocol)
             first = await anext(events)     # refusals before the stream opens stay plain JSON
-            return Response(_sse(rpc_id, first, events), headers=_SSE_HEADERS)
-        return _json(wire.result(rpc_id, await service.call(caller, agent_id, method, params)))
+            return Response(_sse(rpc_id, first, events, shape is not None), headers=_SSE_HEADERS)
+        value = await service.call(caller, agent_id, method, params, protocol)
+        return _json(wire.result(rpc_id, value if shape is None else v1.result(shape, value)))
     except wire.RpcError as exc:
         return _json(wire.error(rpc_id, exc))
     except errors.ClientError as err:
@@ -85,11 +97,13 @@ async def rpc(agent_id: str | None = None) -> Response:
         return _json(wire.error(rpc_id, wire.rpc_error_of(err)))
 
 
-async def _sse(rpc_id: Any, first: Any, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    yield encode_event(common.dumps(wire.result(rpc_id, first)))
+async def _sse(rpc_id: Any, first: Any, events: AsyncIterator[Any],
+               as_v1: bool) -> AsyncIterator[bytes]:
+    shape = v1.stream_event if as_v1 else (lambda event: event)
+    yield encode_event(common.dumps(wire.result(rpc_id, shape(first))))
     try:
         async for event in events:
-            yield encode_event(common.dumps(wire.result(rpc_id, event)))
+            yield encode_event(common.dumps(wire.result(rpc_id, shape(event))))
     except wire.RpcError as exc:
         yield encode_event(common.dumps(wire.error(rpc_id, exc)))
     except errors.PrismError as err:

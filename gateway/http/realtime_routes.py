@@ -7,7 +7,8 @@ usage before it settles (gateway.realtime.session). Here a disconnect is just an
 
 The handshake authenticates (`Authorization: Bearer`, or the
 `openai-insecure-api-key.<key>` subprotocol browsers use), resolves the model (it must
-have the `realtime` capability and a route to an OpenAI-kind upstream or the simulator)
+have the `realtime` capability and a route to an OpenAI- or Gemini-kind upstream or the
+simulator; a Gemini route is bridged to the Live API, gateway.realtime.gemini_live)
 and refuses with a plain HTTP answer in the OpenAI error shape when any of that fails.
 """
 from __future__ import annotations
@@ -22,7 +23,8 @@ import trio
 from gateway import errors
 from gateway.http import common
 from gateway.realtime import meter, upstream
-from gateway.realtime.session import RealtimeSession, Who
+from gateway.realtime.money import SessionMoney
+from gateway.realtime.session import RealtimeSession
 
 log = logging.getLogger("prism.realtime")
 PATH = "/v1/realtime"
@@ -62,7 +64,7 @@ def _credentials(scope: dict) -> tuple[str | None, str | None]:
     return key, accept
 
 
-async def _prepare(scope: dict, services: Any) -> tuple[Who, meter.RealtimePrice, Any]:
+async def _prepare(scope: dict, services: Any) -> tuple[SessionMoney, meter.RealtimePrice, Any]:
     key, _ = _credentials(scope)
     info = await services.keys.verify(key)
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -84,24 +86,26 @@ async def _prepare(scope: dict, services: Any) -> tuple[Who, meter.RealtimePrice
                                   "cannot be billed", code="price_missing")
     for route in services.catalog.routes(model):
         provider = services.config.provider(route.provider)
-        if provider.kind in ("openai", "simulator"):
-            who = Who(info.key_id, info.account_id, model.id, provider.id, route.model)
-            return who, price, provider
+        if provider.kind in ("openai", "simulator", "gemini"):
+            money = SessionMoney(services.pipeline, info.key_id, info.account_id, model.id,
+                                 route, allowed)
+            return money, price, provider
     raise errors.InvalidRequest(f"The model {model.id!r} has no route to a realtime-capable "
-                                "upstream (an OpenAI-kind provider or the simulator)")
+                                "upstream (an OpenAI- or Gemini-kind provider, or the "
+                                "simulator)")
 
 
 async def serve(scope: dict, receive: Callable, send: Callable, services: Any) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
     try:
-        who, price, provider = await _prepare(scope, services)
+        money, price, provider = await _prepare(scope, services)
     except errors.PrismError as err:
         await _refuse(scope, send, err)
         return
     limits = services.config.realtime
     try:
-        async with upstream.connect(provider, who.upstream_model, limits.max_message_bytes) as up:
+        async with upstream.connect(provider, money.route.model, limits.max_message_bytes) as up:
             _, subprotocol = _credentials(scope)
             await send({"type": "websocket.accept", "subprotocol": subprotocol})
 
@@ -117,8 +121,8 @@ async def serve(scope: dict, receive: Callable, send: Callable, services: Any) -
             async def client_close(code: int, reason: str) -> None:
                 await send({"type": "websocket.close", "code": code, "reason": reason})
 
-            session = RealtimeSession(who=who, price=price, money=services.callmoney, limits=limits,
-                                      upstream=up, receive=client_receive, send=client_send,
+            session = RealtimeSession(price=price, money=money, limits=limits, upstream=up,
+                                      receive=client_receive, send=client_send,
                                       close=client_close)
             await session.run()
     except errors.PrismError as err:

@@ -31,8 +31,8 @@ class McpService:
             task_status.started()
 
 
-def build_mcp(configs: tuple[McpServerConfig, ...], *, money: Any,
+def build_mcp(configs: tuple[McpServerConfig, ...], *, pipeline: Any,
               audit: Callable[[str, str, dict[str, Any]], Awaitable[None]],
               authenticate: Callable[[str | None], Awaitable[Caller]]) -> McpService:
-    hub = McpHub(configs, money=money, audit=audit)
+    hub = McpHub(configs, pipeline=pipeline, audit=audit)
     return McpService(hub, McpFrontend(hub, authenticate), authenticate)

@@ -4,9 +4,11 @@ Tools and prompts are published as `<prefix>__<name>`; resources keep their URIs
 routed back to the server that listed them. A caller sees only the tools its plan's
 `mcp_tools` allow list lets through (names or fnmatch patterns such as `files__*`), and
 a call outside it is refused before anything reaches the upstream. Every call is audited
-(who, which tool, how long, what outcome); a server with `price_usd` charges each call
-through the wallet: the price is held before the call and settled after it, voided when
-the upstream never answered.
+(who, which tool, how long, what outcome). Each customer call is one engine operation
+(gateway.engine.pipeline.Pipeline.metered): the key's and account's rate limits, the
+plan's windows and the wallet admit it, and the engine's close settles the server's
+`price_usd` (nothing, for a free server) once the upstream answered, voids it when the
+upstream never did, and writes the request-log row and the dashboard event.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import trio
 from gateway import errors
 from gateway.billing.pricing import usd_to_micros
 from gateway.config_protocols import McpServerConfig
+from gateway.engine.call import CallContext, Target
+from gateway.engine.operations import Operation, Pricing
 from gateway.mcp.upstream import Upstream
 
 log = logging.getLogger("prism.mcp")
@@ -45,11 +49,26 @@ ADMIN = Caller("admin", "", None)
 Audit = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
 
+def call_context(caller: Caller, route: str, dialect: str, prefix: str) -> CallContext:
+    """The engine's context for one customer call made through MCP or A2A."""
+    return CallContext(request_id=prefix + secrets.token_hex(12), route=route, dialect=dialect,
+                       account_id=caller.account_id, key_id=caller.key_id)
+
+
+def priced_call(kind: str, price_usd: float, noun: str) -> Operation:
+    """A call with one fixed price of its own (a server's or an agent's `price_usd`,
+    possibly 0): held before, settled in full once the far side answered."""
+    price = usd_to_micros(price_usd)
+    return Operation(kind=kind, capability=kind, pricing=Pricing.micros(),  # type: ignore[arg-type]
+                     hold_units=lambda req: price, units_of=lambda res: price, noun=noun)
+
+
 class McpHub:
-    def __init__(self, configs: tuple[McpServerConfig, ...], *, money: Any = None,
+    def __init__(self, configs: tuple[McpServerConfig, ...], *, pipeline: Any = None,
                  audit: Audit | None = None) -> None:
         self.upstreams = {c.id: Upstream(c, self._changed) for c in configs if c.enabled}
-        self._money = money            # gateway.callmoney.CallMoney
+        self._ops = {c.id: priced_call("mcp", c.price_usd, "MCP tool call") for c in configs}
+        self._pipeline = pipeline      # gateway.engine.pipeline.Pipeline (None: no billing)
         self._audit = audit
         self._changed_event = trio.Event()
         self.generation = 0
@@ -119,40 +138,32 @@ class McpHub:
         if not any(t.name == name for t in up.catalogue.tools):
             raise errors.NotFound(f"Unknown MCP tool {public_name!r}"
                                   + ("" if up.state == "up" else f" (server {up.cfg.id!r} is down)"))
-        request_id = "mcp_" + secrets.token_hex(12)
-        price = usd_to_micros(up.cfg.price_usd) if caller is not ADMIN else 0
-        hold_id = None
-        if price and self._money is not None:
-            hold_id = await self._money.hold(caller.account_id, request_id, price)
         started = time.monotonic()
-        outcome, result = "error", None
+        outcome, cost, result, request_id = "error", 0, None, ""
         try:
-            result = await up.call_tool(name, arguments)
+            if caller is ADMIN or self._pipeline is None:
+                result = await up.call_tool(name, arguments)
+            else:
+                ctx = call_context(caller, "/mcp", "mcp", "mcp_")
+                request_id = ctx.request_id
+                result, billed = await self._pipeline.metered(
+                    ctx, self._ops[up.cfg.id], public_name,
+                    target=Target(public_name, up.cfg.id),
+                    call=lambda: up.call_tool(name, arguments))
+                cost = billed.cost_micros
             outcome = "tool_error" if result.is_error else "ok"
             return result
+        except errors.ClientError as err:
+            outcome = err.type_name        # refused by admission: never reached the upstream
+            raise
         finally:
-            elapsed_ms = round((time.monotonic() - started) * 1000, 1)
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(10):
-                    if hold_id is not None:
-                        # An upstream that answered (even with a tool error) did the work.
-                        await self._money.close(
-                            caller.account_id, hold_id, price if result is not None else None,
-                            log=self._log(caller, request_id, public_name, result, elapsed_ms,
-                                          price if result is not None else 0))
-                    if self._audit is not None:
-                        await self._audit(caller.key_id, "mcp.call", {
-                            "tool": public_name, "server": up.cfg.id, "account": caller.account_id,
-                            "request_id": request_id, "duration_ms": elapsed_ms,
-                            "outcome": outcome, "cost_micros": price if result is not None else 0})
-
-    @staticmethod
-    def _log(caller: Caller, request_id: str, tool: str, result: Any, elapsed_ms: float,
-             cost: int) -> dict[str, Any]:
-        return {"request_id": request_id, "key_id": caller.key_id,
-                "account_id": caller.account_id, "route": "/mcp", "dialect": "mcp",
-                "model": tool, "status": 200 if result is not None else 502,
-                "latency_ms": elapsed_ms, "cost_micros": cost}
+            if self._audit is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    await self._audit(caller.key_id, "mcp.call", {
+                        "tool": public_name, "server": up.cfg.id, "account": caller.account_id,
+                        "request_id": request_id,
+                        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                        "outcome": outcome, "cost_micros": cost})
 
     async def read_resource(self, uri: str) -> types.ReadResourceResult:
         for up in self.upstreams.values():

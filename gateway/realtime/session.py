@@ -1,8 +1,9 @@
 """One realtime session: the client's WebSocket bridged to the upstream's, with money per
 response and the session limits.
 
-Money: each `response.create` is admitted before it is forwarded (a hold for the input
-so far plus the response's output cap, `max_output_tokens` of the response or the
+Money: each `response.create` is admitted by the engine before it is forwarded
+(gateway.realtime.money: the plan, RPM and TPM limits, plan windows and a hold for the
+input so far plus the response's output cap, `max_output_tokens` of the response or the
 session); a refusal becomes an `error` event and the session stays open. The
 upstream's `response.done` usage settles that hold (text, audio and cached tokens,
 each at its price). When the client leaves with a response in flight, the upstream is
@@ -33,6 +34,7 @@ import trio
 from gateway import errors, tokenizer
 from gateway.config_protocols import RealtimeConfig
 from gateway.realtime import meter
+from gateway.realtime.money import NothingBilled, ResponseRequest, SessionMoney
 from gateway.realtime.upstream import Upstream
 
 log = logging.getLogger("prism.realtime")
@@ -48,8 +50,7 @@ _AUDIO_DELTAS = frozenset({"response.output_audio.delta", "response.audio.delta"
 @dataclass
 class Held:
     """One admitted response."""
-    request_id: str
-    hold_id: str
+    prep: Any                   # the engine's Prepared: closed through the session's money
     input_tokens: int
     event_id: str = ""          # the response.create's, which an upstream error names
     response_id: str | None = None
@@ -58,26 +59,13 @@ class Held:
     started: float = field(default_factory=time.monotonic)
 
 
-@dataclass(frozen=True)
-class Who:
-    key_id: str
-    account_id: str
-    model: str              # the public model id
-    provider: str
-    upstream_model: str
-
-
-class ClientGone(Exception):
-    pass
-
-
 class RealtimeSession:
-    def __init__(self, *, who: Who, price: meter.RealtimePrice, money: Any,
+    def __init__(self, *, price: meter.RealtimePrice, money: SessionMoney,
                  limits: RealtimeConfig, upstream: Upstream,
                  receive: Callable[[], Awaitable[str | bytes | None]],
                  send: Callable[[str], Awaitable[None]],
                  close: Callable[[int, str], Awaitable[None]]) -> None:
-        self.who, self.price, self.money, self.limits = who, price, money, limits
+        self.price, self.money, self.limits = price, money, limits
         self.up = upstream
         self._receive, self._send, self._close = receive, send, close
         self.max_output = limits.default_max_output_tokens
@@ -191,15 +179,14 @@ class RealtimeSession:
                                             response.get("max_response_output_tokens")),
                                self.max_output)
         amount = meter.worst_case_micros(self.price, self.input_tokens, cap)
-        request_id = "req_" + secrets.token_hex(12)
         event.setdefault("event_id", "event_" + secrets.token_hex(8))
         try:
-            hold_id = await self.money.hold(self.who.account_id, request_id, amount)
+            prep = await self.money.hold(ResponseRequest(amount, self.input_tokens, cap))
         except errors.ClientError as err:
             await self._error(err.message, type_=err.type_name, code=err.code or err.type_name,
                               event_id=event["event_id"])
             return False
-        self.held.append(Held(request_id, hold_id, self.input_tokens, event["event_id"]))
+        self.held.append(Held(prep, self.input_tokens, event["event_id"]))
         return True
 
     def _held_for(self, response_id: Any) -> Held | None:
@@ -276,17 +263,6 @@ class RealtimeSession:
                                   text_out=tokenizer.count_text("".join(h.text)),
                                   audio_out=meter.audio_tokens(h.audio_bytes))
         cost = None if void else meter.cost_micros(self.price, tokens)
-        record = {"request_id": h.request_id, "key_id": self.who.key_id,
-                  "account_id": self.who.account_id, "route": "/v1/realtime",
-                  "dialect": "openai", "model": self.who.model, "provider": self.who.provider,
-                  "upstream_model": self.who.upstream_model, "status": 200 if cost else 499,
-                  "latency_ms": round((time.monotonic() - h.started) * 1000, 1),
-                  "tokens_in": 0 if void else tokens.input,
-                  "tokens_out": 0 if void else tokens.output,
-                  "cached_tokens": 0 if void else tokens.cached_in,
-                  "cost_micros": cost or 0, "estimated": estimated and not void, "stream": True}
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await self.money.close(self.who.account_id, h.hold_id, cost,
-                                   input_tokens=record["tokens_in"],
-                                    output_tokens=record["tokens_out"],
-                                    estimated=record["estimated"], log=record)
+        error = None if cost else NothingBilled("the response ended with nothing to bill")
+        await self.money.close(h.prep, None if void else tokens, cost,
+                               estimated=estimated and not void, error=error)

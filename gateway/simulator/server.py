@@ -40,6 +40,7 @@ from gateway.simulator.inproc import chunk_delay
 from gateway.simulator.media import MediaSim
 from gateway.simulator.sim_routes import InferenceSim
 from gateway.simulator.realtime_ws import PATHS as REALTIME_PATHS, realtime_asgi
+from gateway.simulator.gemini_live import PATHS as LIVE_PATHS, live_asgi
 from gateway.simulator.wire import OPENAI, WireAdapter, adapter_for, bearer, read_body
 
 __all__ = ["create_sim_app", "serve_simulator", "main_simulate"]
@@ -109,6 +110,9 @@ class _SimApp:
             return
         if scope["type"] == "websocket" and scope["path"] in REALTIME_PATHS:
             await realtime_asgi(scope, receive, send, self.options)
+            return
+        if scope["type"] == "websocket" and scope["path"] in LIVE_PATHS:
+            await live_asgi(scope, receive, send, self.options)
             return
         if scope["type"] != "http":
             return

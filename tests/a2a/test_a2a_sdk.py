@@ -37,7 +37,8 @@ def gw(tmp_path_factory, remote_url):
         agents=[{"id": "helper", "kind": "local", "model": "prism-mini",
                  "description": "Answers questions", "instructions": "Be brief."},
                 {"id": "echo", "kind": "remote", "url": remote_url, "price_usd": 0.002,
-                 "headers": {"Authorization": "Bearer ${PRISM_TEST_AGENT_TOKEN}"}}])
+                 "headers": {"Authorization": "Bearer ${PRISM_TEST_AGENT_TOKEN}"}}],
+        plans=[{"id": "rpm2", "key_rpm": 2}])
     yield gw
     gw.stop()
 
@@ -133,3 +134,30 @@ async def test_remote_agent_proxied_and_billed(gw):
         assert texts == ["remote echo: again"]
     balance = gw.admin.get(f"/-/keys/{key['id']}").json()
     assert float(balance["balance_usd"]) == pytest.approx(1.0 - 2 * 0.002)
+
+
+async def test_rate_limited_key_refused_on_the_third_send(gw):
+    """A proxied agent call is an engine operation: the key's RPM limit refuses the
+    third send with the gateway's HTTP 429, and only the two answered calls are charged."""
+    key = gw.create_key(credits_usd=1.0, plan="rpm2")
+    async with _http(key["key"]) as http:
+        client = await create_client(gw.url + "/a2a/echo", ClientConfig(httpx_client=http,
+                                                                         streaming=False))
+        for text in ("one", "two"):
+            events = [e async for e in client.send_message(_user(text))]
+            assert events[0].task.artifacts[0].parts[0].text == f"remote echo: {text}"
+        with pytest.raises(Exception) as exc:
+            [e async for e in client.send_message(_user("three"))]
+        raw = await http.post(gw.url + "/a2a/echo", json={
+            "jsonrpc": "2.0", "id": 1, "method": "message/send",
+            "params": {"message": {"kind": "message", "role": "user", "messageId": "m4",
+                                   "parts": [{"kind": "text", "text": "four"}]}}})
+    assert "429" in str(exc.value) or "rate" in str(exc.value).lower(), exc.value
+    assert raw.status_code == 429
+    assert (raw.json()["error"]["type"], raw.json()["error"]["code"]) == ("rate_limited", "key_rpm")
+    db = gw.db()
+    rows = [r for r in store.request_logs(db, account_id=key["account_id"])
+            if r.route == "/a2a/echo"]
+    assert sorted((r.status, r.cost_micros) for r in rows) == [
+        (200, 2000), (200, 2000), (429, 0), (429, 0)]
+    assert store.open_holds(db) == []

@@ -36,7 +36,8 @@ def mcp_gateway(tmp_path_factory, calc_url):
     os.environ["PRISM_TEST_MCP_TOKEN"] = "calc-secret"
     gw = harness.start_gateway(
         tmp_path_factory.mktemp("mcp"), None,
-        plans=[{"id": "limited", "mcp_tools": ["notes__*", "calc__add"]}],
+        plans=[{"id": "limited", "mcp_tools": ["notes__*", "calc__add"]},
+               {"id": "rpm2", "key_rpm": 2}],
         agents=[{"id": "adder", "kind": "local", "model": "prism-mini",
                  "instructions": "Use your tools.", "mcp_tools": ["calc__*"]}],
         mcp_servers=[
@@ -110,6 +111,25 @@ async def test_allow_list_hides_and_refuses(mcp_gateway):
         with pytest.raises(MCPError, match="allow list") as exc:
             await client.call_tool("calc__secret_pid", {})
         assert exc.value.error.data["type"] == "permission_denied"
+
+
+async def test_rate_limited_key_refused_on_the_third_call(mcp_gateway):
+    """A tool call is an engine operation: the key's RPM limit refuses the third call
+    before it reaches the upstream, and only the two served calls are charged."""
+    key = mcp_gateway.create_key(credits_usd=1.0, plan="rpm2")
+    async with _client(mcp_gateway, key["key"]) as client:
+        for _ in range(2):
+            assert (await client.call_tool("calc__add", {"a": 1, "b": 2})).content[0].text == "3"
+        with pytest.raises(MCPError, match="Rate limit") as exc:
+            await client.call_tool("calc__add", {"a": 1, "b": 2})
+        assert exc.value.error.data == {"type": "rate_limited", "status": 429}
+    db = mcp_gateway.db()
+    rows = [r for r in store.request_logs(db, account_id=key["account_id"]) if r.route == "/mcp"]
+    assert sorted((r.status, r.cost_micros, r.model) for r in rows) == [
+        (200, 10_000, "calc__add"), (200, 10_000, "calc__add"), (429, 0, "calc__add")]
+    assert store.open_holds(db) == []
+    balance = mcp_gateway.admin.get(f"/-/keys/{key['id']}").json()
+    assert float(balance["balance_usd"]) == pytest.approx(0.98)
 
 
 async def test_refused_key_gets_401(mcp_gateway):

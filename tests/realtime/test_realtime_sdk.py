@@ -26,7 +26,8 @@ def gw(sim_url, tmp_path_factory):
     models = base["models"] + [{"id": "prism-rt", "capabilities": ["chat", "realtime"],
                                 "max_output_tokens": 2000, **PRICES,
                                 "routes": [{"provider": "up", "model": "sim-rt"}]}]
-    gw = harness.start_gateway(tmp_path_factory.mktemp("rt"), sim_url, models=models)
+    gw = harness.start_gateway(tmp_path_factory.mktemp("rt"), sim_url, models=models,
+                               plans=[{"id": "rpm2", "key_rpm": 2}])
     yield gw
     gw.stop()
 
@@ -198,3 +199,30 @@ def test_exhausted_wallet_refused_at_response_create(gw):
         conn.session.update(session={"type": "realtime", "instructions": "be brief"})
         assert _until(conn, "session.updated")[-1].session.instructions == "be brief"
     assert store.open_holds(gw.db()) == []
+
+
+def test_rate_limited_key_refused_at_the_third_response(gw):
+    """A response is an engine operation: the key's RPM limit applies to it, and the
+    refusal is the dialect's error event, logged, with the session kept open."""
+    key = gw.create_key(plan="rpm2")
+    with _client(gw, key["key"]).realtime.connect(model="prism-rt") as conn:
+        conn.recv()
+        for _ in range(2):
+            conn.conversation.item.create(item=_text_item("say: hi"))
+            conn.response.create()
+            _until(conn, "response.done")
+        conn.response.create()
+        events = []
+        for ev in conn:
+            events.append(ev)
+            if ev.type == "error":
+                break
+        assert (events[-1].error.type, events[-1].error.code) == ("rate_limited", "key_rpm")
+        assert not any(e.type == "response.created" for e in events)
+        conn.session.update(session={"type": "realtime", "instructions": "still here"})
+        assert _until(conn, "session.updated")[-1].session.instructions == "still here"
+    rows = _settled(gw, key, 3)
+    assert sorted(r.status for r in rows) == [200, 200, 429]
+    refused = [r for r in rows if r.status == 429][0]
+    assert (refused.error_type, refused.cost_micros) == ("rate_limited", 0)
+    assert sum(r.cost_micros for r in rows) > 0
