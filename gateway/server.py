@@ -135,6 +135,9 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     mcp = _build_mcp(config, writer, keys, admission, callmoney)
     a2a = _build_a2a(config, writer, admission, pipeline, mcp, callmoney)
     resources = Resources(config, writer, PipelineChat(pipeline, admission))
+    # Async, scheduled and batch completions (issue 14): one durable runner.
+    from gateway.jobs import Jobs
+    jobs = Jobs(live, writer, pipeline, admission, inference, resources, clock=clock)
     # The cluster applies other processes' changes to the parts built here; it reaches
     # them through the Services value built just below (read when an event arrives).
     cluster = Cluster(writer, backends.event_handler(lambda: services),
@@ -144,7 +147,7 @@ def build_services(config: Config, writer, admin_token: str | None, *,
                         sessions=sessions, media=media, pipeline=pipeline, flags=flags,
                         metrics=metrics, observers=observers, admin_token=admin_token,
                         config_path=config_path, clock=clock, callmoney=callmoney, mcp=mcp,
-                        a2a=a2a, cluster=cluster, resources=resources)
+                        a2a=a2a, cluster=cluster, resources=resources, jobs=jobs)
     return services
 
 
@@ -253,6 +256,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             await nursery.start(services.mcp.run)     # MCP upstreams and /mcp
             await nursery.start(services.a2a.run)     # A2A background tasks
             await nursery.start(services.resources.run)   # files, vector stores, runs
+            await nursery.start(services.jobs.run)        # async, scheduled, batch jobs
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:

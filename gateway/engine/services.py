@@ -52,6 +52,8 @@ class Services:
     cluster: Any = None
     # Files, vector stores and assistants (gateway.resources.Resources).
     resources: Any = None
+    # Async, scheduled and batch completions on the durable runner (gateway.jobs.Jobs).
+    jobs: Any = None
 
     @property
     def config(self) -> Config:
