@@ -81,6 +81,7 @@ class BatchLine(_Base):
     batch_id = pw.CharField(index=True)
     idx = pw.IntegerField()
     custom_id = pw.CharField()
+    url = pw.CharField()                             # the line's route
     state = pw.CharField(default="queued")
     attempts = pw.IntegerField(default=0)
     body = pw.TextField()

@@ -21,7 +21,7 @@ import store.jobs as sj
 from gateway import errors
 from gateway.engine.call import CallContext
 from gateway.jobs import cron as cronlib
-from gateway.jobs.batches import WINDOWS, BatchHandler, batch_object
+from gateway.jobs.batches import BATCH_ROUTES, MIXED, WINDOWS, BatchHandler, batch_object
 from gateway.jobs.calls import CHAT_ROUTES, ROUTES, JobCalls, decode
 from gateway.jobs.completions import AsyncHandler, ScheduledHandler, async_object, scheduled_object
 from gateway.jobs.runner import JobRunner
@@ -167,10 +167,10 @@ class Jobs:
 
     async def create_batch(self, account_id: str, key_id: str | None, spec: dict) -> dict:
         endpoint = spec.get("endpoint")
-        if endpoint not in ROUTES or endpoint == "/v1/messages":
+        if endpoint not in BATCH_ROUTES and endpoint != MIXED:
             raise errors.InvalidRequest("endpoint must be one of /v1/chat/completions, "
-                                        "/v1/responses, /v1/embeddings, /v1/completions",
-                                        field="endpoint")
+                                        "/v1/responses, /v1/embeddings, /v1/completions (or "
+                                        "'mixed': each line names its own url)", field="endpoint")
         window = spec.get("completion_window", "24h")
         if window not in WINDOWS:
             raise errors.InvalidRequest("completion_window must be '24h'", field="completion_window")

@@ -6,6 +6,8 @@ engine at bounded concurrency, write the output and error files.
                  endpoint, a model that exists and serves the endpoint, a body the
                  route's codec accepts, the size and line limits. Any error fails the
                  batch with every problem listed (errors.data, with line numbers).
+                 A batch created with endpoint "mixed" (Prism's extension) takes lines
+                 for any of the batchable routes, each running on its own url.
     in_progress  each line is one engine call (gateway.jobs.calls) at
                  jobs.batch_price_multiplier of the list price; its settlement and its
                  result are one transaction, guarded by the batch's lease and the
@@ -37,6 +39,9 @@ from gateway.jobs.calls import ROUTES, Done, JobCalls, decode, dialect_of, error
 log = logging.getLogger("prism.jobs.batches")
 
 _CAPABILITY = {"/v1/embeddings": "embeddings"}
+BATCH_ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions")
+# Prism's extension: a batch whose lines may each name any of BATCH_ROUTES.
+MIXED = "mixed"
 MAX_ERRORS_LISTED = 100
 MAX_CUSTOM_ID = 512
 WINDOWS = {"24h": 86400}
@@ -102,9 +107,10 @@ class BatchHandler:
             if item.get("method", "POST") != "POST":
                 problems.append(_problem(n, "invalid_method", "method must be POST", "method"))
                 continue
-            if item.get("url") != endpoint:
+            url = item.get("url")
+            if url != endpoint and not (endpoint == MIXED and url in BATCH_ROUTES):
                 problems.append(_problem(n, "mismatched_endpoint", f"url must be the batch's "
-                                         f"endpoint {endpoint}, not {item.get('url')!r}", "url"))
+                                         f"endpoint {endpoint}, not {url!r}", "url"))
                 continue
             body = item.get("body")
             if not isinstance(body, dict):
@@ -114,18 +120,18 @@ class BatchHandler:
                 if body.get("stream"):
                     raise errors.InvalidRequest("streaming is not available in a batch",
                                                 field="stream")
-                decode(endpoint, body)
+                decode(url, body)
                 entry = catalog.resolve(body.get("model"))
-                cap = _CAPABILITY.get(endpoint, "chat")
+                cap = _CAPABILITY.get(url, "chat")
                 if cap not in entry.model.capabilities:
                     raise errors.InvalidRequest(f"model {body.get('model')!r} does not serve "
-                                                f"{endpoint}", field="model",
+                                                f"{url}", field="model",
                                                 code="model_not_supported")
             except errors.PrismError as exc:
                 problems.append(_problem(n, exc.code or exc.type_name, exc.message,
                                          getattr(exc, "field", None) or "body"))
                 continue
-            out.append({"custom_id": cid, "body": json.dumps(body)})
+            out.append({"custom_id": cid, "url": url, "body": json.dumps(body)})
         if not out and not problems:
             problems.append(_problem(None, "empty_file", "the input file holds no requests"))
         return out, problems
@@ -147,7 +153,8 @@ class BatchHandler:
                                        expires_at=self._sweep_at())
                 return
             rows = [{"id": f"{job.id}:{i}", "batch_id": job.id, "idx": i,
-                     "custom_id": ln["custom_id"], "body": ln["body"]} for i, ln in enumerate(lines)]
+                     "custom_id": ln["custom_id"], "url": ln["url"], "body": ln["body"]}
+                    for i, ln in enumerate(lines)]
             if not await self.writer.call(sj.start_batch, job.id, owner, rows):
                 return
         cfg = self.config()
@@ -155,7 +162,7 @@ class BatchHandler:
         pending = await self.writer.call(sj.open_lines, job.id)
         async with trio.open_nursery() as nursery:
             for line in pending:
-                nursery.start_soon(self._line, job, owner, data["endpoint"], line, limiter)
+                nursery.start_soon(self._line, job, owner, line.url, line, limiter)
         await self._finish(job, owner, "succeeded", "completed")
 
     async def _line(self, job: sj.Job, owner: str, endpoint: str, line: sj.BatchLine,
