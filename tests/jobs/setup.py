@@ -12,9 +12,13 @@ EMBED = {"id": "emb", "capabilities": ["embeddings"], "input_usd_per_mtok": 1.0,
          "routes": [{"provider": "up", "model": "sim-embed"}]}
 
 
-def start(tmp: Path, sim_url: str, **kw) -> harness.Gateway:
+def start(tmp: Path, sim_url: str, request=None, **kw) -> harness.Gateway:
+    """``request`` (the test's) puts the store on PostgreSQL when PRISM_TEST_STORE says."""
     base = harness.gateway_config(tmp, sim_url)
     jobs = {**JOBS, **kw.pop("jobs", {})}
+    if request is not None and "store" not in kw:
+        from conftest import gateway_store
+        kw["store"] = gateway_store(tmp, request)
     return harness.start_gateway(tmp, sim_url, models=base["models"] + [EMBED], jobs=jobs, **kw)
 
 

@@ -14,8 +14,8 @@ from tests.jobs import setup
 
 
 @pytest.fixture(scope="module")
-def gw(sim_url, tmp_path_factory):
-    g = setup.start(tmp_path_factory.mktemp("jobs-async"), sim_url)
+def gw(sim_url, tmp_path_factory, request):
+    g = setup.start(tmp_path_factory.mktemp("jobs-async"), sim_url, request)
     yield g
     g.stop()
 

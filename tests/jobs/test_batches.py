@@ -17,8 +17,8 @@ from tests.jobs import setup
 
 
 @pytest.fixture(scope="module")
-def gw(sim_url, tmp_path_factory):
-    g = setup.start(tmp_path_factory.mktemp("jobs-batch"), sim_url)
+def gw(sim_url, tmp_path_factory, request):
+    g = setup.start(tmp_path_factory.mktemp("jobs-batch"), sim_url, request)
     yield g
     g.stop()
 

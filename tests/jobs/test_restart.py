@@ -13,8 +13,10 @@ from tests.jobs import setup
 from tests.jobs.test_batches import _chat, _jsonl, _upload, wait
 
 
-def test_restart_mid_batch_and_mid_async_job(sim_url, tmp_path):
-    gw = setup.start(tmp_path, sim_url, jobs={"batch_line_concurrency": 4})
+def test_restart_mid_batch_and_mid_async_job(sim_url, tmp_path, request):
+    from conftest import gateway_store
+    where = gateway_store(tmp_path, request)   # both runs on the same store
+    gw = setup.start(tmp_path, sim_url, store=where, jobs={"batch_line_concurrency": 4})
     key = gw.create_key(credits_usd=5.0)
     try:
         oa = openai.OpenAI(base_url=gw.url + "/v1", api_key=key["key"], max_retries=0)
@@ -39,7 +41,7 @@ def test_restart_mid_batch_and_mid_async_job(sim_url, tmp_path):
         db.close()
     assert 6 <= ran_before < 30
 
-    gw = setup.start(tmp_path, sim_url)
+    gw = setup.start(tmp_path, sim_url, store=where)
     try:
         oa = openai.OpenAI(base_url=gw.url + "/v1", api_key=key["key"], max_retries=0)
         done = wait(oa, batch.id)

@@ -36,8 +36,8 @@ def clock():
 
 
 @pytest.fixture(scope="module")
-def gw(sim_url, tmp_path_factory, clock):
-    g = setup.start(tmp_path_factory.mktemp("jobs-sched"), sim_url, clock=clock)
+def gw(sim_url, tmp_path_factory, clock, request):
+    g = setup.start(tmp_path_factory.mktemp("jobs-sched"), sim_url, request, clock=clock)
     yield g
     g.stop()
 
