@@ -120,11 +120,21 @@ def _is_pg(db) -> bool:
 
 # ---------------------------------------------------------------- jobs
 
-def insert_job(db, **fields: Any) -> Job:
+class TooManyJobs(Exception):
+    """The account already has its limit of unfinished jobs."""
+
+
+def insert_job(db, *, limit: int | None = None, **fields: Any) -> Job:
+    """Insert a job, unless the account already has ``limit`` unfinished ones (counted
+    in the same transaction, so concurrent submissions cannot both slip under it)."""
     now = fields.pop("now", None) or time.time()
     fields.setdefault("created_at", now)
     fields.setdefault("updated_at", now)
     with write_tx(db):
+        if limit is not None and (Job.select().where(
+                Job.account_id == fields["account_id"],
+                Job.state.in_(("queued", "running"))).count(db) >= limit):
+            raise TooManyJobs(fields["account_id"])
         Job.insert(**fields).execute(db)
         return Job.select().where(Job.id == fields["id"]).first(db)
 

@@ -95,7 +95,13 @@ class Jobs:
         return body
 
     async def _insert(self, **fields: Any) -> sj.Job:
-        job = await self.writer.call(sj.insert_job, **fields)
+        limit = self.config().max_queued_per_account
+        try:
+            job = await self.writer.call(sj.insert_job, limit=limit, **fields)
+        except sj.TooManyJobs:
+            raise errors.RateLimited(f"At most {limit} unfinished jobs per account "
+                                     "(jobs.max_queued_per_account); wait for some to finish",
+                                     code="too_many_jobs") from None
         self.runner.wake()
         return job
 

@@ -110,3 +110,23 @@ def test_cancel_queued_costs_nothing_and_owner_only(gw):
         assert store.check_invariants(db) == []
     finally:
         db.close()
+
+
+def test_unfinished_jobs_are_capped_per_account(sim_url, tmp_path):
+    g = setup.start(tmp_path, sim_url, jobs={"max_queued_per_account": 2})
+    try:
+        key = g.create_key(credits_usd=1.0)
+        with _client(g, key) as c:
+            for _ in range(2):
+                assert c.post("/v1/scheduled", json={"delay_seconds": 3600, "body": {
+                    "model": "prism-mini", "messages": [{"role": "user", "content": "x"}]}}
+                ).status_code == 201
+            r = c.post("/v1/chat/completions", json={
+                "model": "prism-mini", "async": True,
+                "messages": [{"role": "user", "content": "x"}]})
+            assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_jobs"
+            bad = c.post("/v1/chat/completions", json={"model": "prism-mini", "async": True,
+                                                       "stream": True, "messages": []})
+            assert bad.status_code == 400
+    finally:
+        g.stop()
