@@ -199,6 +199,7 @@ class Jobs:
                                  key_id=key_id, phase="validating", not_before=0.0,
                                  payload=json.dumps({"endpoint": endpoint, "input_file_id": file_id,
                                                      "completion_window": window,
+                                                     "deadline": self.clock() + WINDOWS[window],
                                                      "metadata": metadata}))
         return await self.render(job)
 

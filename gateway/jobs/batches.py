@@ -160,16 +160,24 @@ class BatchHandler:
         cfg = self.config()
         limiter = trio.CapacityLimiter(max(1, cfg.batch_line_concurrency))
         pending = await self.writer.call(sj.open_lines, job.id)
+        deadline = data.get("deadline") or float("inf")
         async with trio.open_nursery() as nursery:
             for line in pending:
-                nursery.start_soon(self._line, job, owner, line.url, line, limiter)
+                nursery.start_soon(self._line, job, owner, line.url, line, limiter, deadline)
+        if await self.writer.call(sj.open_lines, job.id):
+            # Lines left unstarted past the completion window: the batch expired.
+            await self.writer.call(sj.cancel_open_lines, job.id)
+            await self._finish(job, owner, "expired", "expired")
+            return
         await self._finish(job, owner, "succeeded", "completed")
 
     async def _line(self, job: sj.Job, owner: str, endpoint: str, line: sj.BatchLine,
-                    limiter: trio.CapacityLimiter) -> None:
+                    limiter: trio.CapacityLimiter, deadline: float) -> None:
         cfg = self.config()
         async with limiter:
             while True:
+                if self.clock() > deadline:
+                    return   # past the completion window: left for the expiry above
                 attempt = await self.writer.call(sj.start_line, line.id, job.id, owner)
                 if attempt is None:
                     return
@@ -220,6 +228,11 @@ class BatchHandler:
                 item.update(response={"status_code": ln.status_code, "request_id": rid,
                                       "body": json.loads(ln.error or "{}")}, error=None)
                 err.append(item)
+            elif state == "expired":
+                item.update(response=None, error={"code": "batch_expired",
+                                                  "message": "the batch's completion window "
+                                                             "ended before this request ran"})
+                err.append(item)
             else:
                 item.update(response=None, error={"code": "batch_cancelled",
                                                   "message": "the batch was cancelled before "
@@ -266,9 +279,11 @@ def batch_object(job: sj.Job, counts: dict[str, int]) -> dict:
         "input_file_id": data["input_file_id"], "completion_window": data["completion_window"],
         "status": phase, "output_file_id": res.get("output_file_id"),
         "error_file_id": res.get("error_file_id"), "created_at": int(job.created_at),
-        "in_progress_at": None, "expires_at": int(job.created_at) + WINDOWS["24h"],
+        "in_progress_at": None,
+        "expires_at": int(data.get("deadline") or job.created_at + WINDOWS["24h"]),
         "finalizing_at": None, "completed_at": done_at if phase == "completed" else None,
-        "failed_at": done_at if phase == "failed" else None, "expired_at": None,
+        "failed_at": done_at if phase == "failed" else None,
+        "expired_at": done_at if phase == "expired" else None,
         "cancelling_at": None, "cancelled_at": done_at if phase == "cancelled" else None,
         "request_counts": {"total": total, "completed": counts.get("succeeded", 0),
                            "failed": counts.get("failed", 0) + counts.get("cancelled", 0)},

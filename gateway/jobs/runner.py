@@ -25,7 +25,6 @@ from typing import Any, Callable, Protocol
 import trio
 
 import store.jobs as sj
-from gateway import errors
 
 log = logging.getLogger("prism.jobs")
 
@@ -134,8 +133,9 @@ class JobRunner:
                 except Retry as r:
                     await self.writer.call(sj.update_owned, job.id, self.owner, state="queued",
                                            not_before=self.clock() + r.delay, error=r.error)
-                except (errors.PrismError, sj.LeaseLost, OSError, ValueError) as exc:
-                    # A handler that could not finish its job: fail it, never loop on it.
+                except Exception as exc:
+                    # A handler that could not finish its job (a bug, a store error): fail
+                    # the job rather than loop on it, and keep the runner alive.
                     log.exception("job %s failed in its handler", job.id)
                     with trio.CancelScope(shield=True):
                         await self.writer.call(sj.update_owned, job.id, self.owner,

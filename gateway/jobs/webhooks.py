@@ -65,7 +65,16 @@ class Webhooks:
     async def run(self, wake: Callable[[], trio.Event]) -> None:
         while True:
             for job in await self.writer.call(sj.due_webhooks, time.time()):
-                await self.deliver(job)
+                try:
+                    await self.deliver(job)
+                except Exception:
+                    # One bad delivery must not stop the others; it stays pending.
+                    log.exception("webhook for %s", job.id)
+                    n = job.webhook_attempts + 1
+                    give_up = n >= self.config().webhook_max_attempts
+                    await self.writer.call(sj.webhook_done, job.id,
+                                           "failed" if give_up else "pending", n,
+                                           None if give_up else time.time() + 60)
             with trio.move_on_after(self.config().poll_interval):
                 await wake().wait()
 

@@ -159,3 +159,30 @@ def test_webhook_signed_and_retried_after_500(gw):
             assert payload["result"]["object"] == "chat.completion"
     finally:
         server.shutdown()
+
+
+def test_batch_expires_past_its_completion_window(gw, clock):
+    import openai
+    from tests.jobs.test_batches import _chat, _jsonl, _upload, wait
+    key = gw.create_key(credits_usd=5.0)
+    oa = openai.OpenAI(base_url=gw.url + "/v1", api_key=key["key"], max_retries=0)
+    lines = [_chat(f"x-{i}", f"slow {i} [[sim delay_ms=300]]") for i in range(40)]
+    b = oa.batches.create(input_file_id=_upload(oa, lines), endpoint="/v1/chat/completions",
+                          completion_window="24h")
+    deadline = time.monotonic() + 30
+    while oa.batches.retrieve(b.id).request_counts.completed < 8:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    clock.advance(86400 + 1)
+    done = wait(oa, b.id)
+    assert done.status == "expired" and done.expired_at is not None
+    out, err = _jsonl(oa, done.output_file_id), _jsonl(oa, done.error_file_id)
+    assert set(out) | set(err) == {ln["custom_id"] for ln in lines} and len(out) < 40
+    assert {r["error"]["code"] for r in err.values()} == {"batch_expired"}
+    db = gw.db()
+    try:
+        settles = setup.settles(db, key["account_id"])
+        assert set(settles) == {r["response"]["request_id"] for r in out.values()}
+        assert store.check_invariants(db) == []
+    finally:
+        db.close()
