@@ -136,8 +136,11 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     a2a = _build_a2a(config, writer, admission, pipeline, mcp, callmoney)
     resources = Resources(config, writer, PipelineChat(pipeline, admission))
     # Async, scheduled and batch completions (issue 14): one durable runner.
+    from gateway.http.common import error_body
+    from gateway.http.inference_routes import embed_tokens
     from gateway.jobs import Jobs
-    jobs = Jobs(live, writer, pipeline, admission, inference, resources, clock=clock)
+    jobs = Jobs(live, writer, pipeline, admission, inference, resources, clock=clock,
+                render_error=error_body, embed_units=embed_tokens)
     # The cluster applies other processes' changes to the parts built here; it reaches
     # them through the Services value built just below (read when an event arrives).
     cluster = Cluster(writer, backends.event_handler(lambda: services),

@@ -37,14 +37,17 @@ def _new_id(prefix: str) -> str:
 
 class Jobs:
     def __init__(self, live: Any, writer: Any, pipeline: Any, admission: Any, inference: Any,
-                 resources: Any, *, clock: Callable[[], float] = time.time) -> None:
+                 resources: Any, *, render_error: Callable[[errors.PrismError, str], dict],
+                 embed_units: Callable[[Any], int],
+                 clock: Callable[[], float] = time.time) -> None:
         self.live = live
         self.writer = writer
         self.clock = clock
         self.resources = resources
         config = lambda: live.config.jobs   # noqa: E731  (reload swaps the config)
         self.config = config
-        self.calls = JobCalls(pipeline, admission, inference, writer)
+        self.calls = JobCalls(pipeline, admission, inference, writer,
+                              render_error=render_error, embed_units=embed_units)
         self.webhooks = Webhooks(writer, config, self.render)
         wake = lambda: self.runner.wake()   # noqa: E731
         self.batches = BatchHandler(self.calls, admission, resources, lambda: live.catalog,

@@ -34,7 +34,7 @@ import store.jobs as sj
 from gateway import errors
 from gateway.billing.pricing import format_usd
 from gateway.engine.call import CallContext
-from gateway.jobs.calls import ROUTES, Done, JobCalls, decode, dialect_of, error_body
+from gateway.jobs.calls import ROUTES, Done, JobCalls, decode, dialect_of
 
 log = logging.getLogger("prism.jobs.batches")
 
@@ -200,7 +200,7 @@ class BatchHandler:
                     if exc.status >= 500 and attempt < cfg.max_attempts:
                         await trio.sleep(cfg.retry_base_seconds * 2 ** (attempt - 1))
                         continue
-                    status, body = error_body(exc, ctx.dialect)
+                    status, body = self.calls.error_body(exc, ctx.dialect)
                     await self.writer.call(sj.end_line, sj.line_writer(
                         line.id, job.id, owner, attempt, state="failed", status_code=status,
                         error=json.dumps(body), request_id=ctx.request_id))

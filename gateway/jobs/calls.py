@@ -20,7 +20,6 @@ from typing import Any, Callable
 
 import trio
 
-import store
 import store.jobs as sj
 from gateway import canonical as c
 from gateway import errors, tokenizer
@@ -99,11 +98,24 @@ def _usage(resp: c.Response, req: c.Request) -> c.Usage:
 
 
 class JobCalls:
-    def __init__(self, pipeline: Any, admission: Any, inference: Any, writer: Any) -> None:
+    """``render_error`` draws an error in a dialect's shape and ``embed_units`` measures
+    an embeddings request (both the HTTP layer's own, handed in by server.py, so a queued
+    request is refused and measured exactly as a synchronous one)."""
+
+    def __init__(self, pipeline: Any, admission: Any, inference: Any, writer: Any, *,
+                 render_error: Callable[[errors.PrismError, str], dict],
+                 embed_units: Callable[[Any], int]) -> None:
         self.pipeline = pipeline
         self.admission = admission
         self.inference = inference
         self.writer = writer
+        self.render_error = render_error
+        self.embed_units = embed_units
+
+    def error_body(self, err: BaseException, dialect: str) -> tuple[int, dict]:
+        if not isinstance(err, errors.PrismError):
+            err = errors.PrismError("internal error")
+        return err.status, self.render_error(err, dialect)
 
     async def run(self, ctx: CallContext, route: str, body: dict, *, multiplier: float,
                   record: Callable[[Done], Callable[[Any], bool]]) -> Done:
@@ -130,8 +142,7 @@ class JobCalls:
 
     async def _embed(self, ctx: CallContext, body: dict, req: Any, multiplier: float,
                      record: Callable[[Done], Callable[[Any], bool]]) -> Done:
-        from gateway.http.inference_routes import embed_tokens   # the route's own limit
-        call = Call("embeddings", req, self.inference, units=embed_tokens(req))
+        call = Call("embeddings", req, self.inference, units=self.embed_units(req))
 
         async def started(prep: Prepared) -> None:
             return None
@@ -184,11 +195,4 @@ class JobCalls:
         return dataclasses.replace(done, cost_micros=closed.result.charged_micros)
 
 
-def error_body(err: BaseException, dialect: str) -> tuple[int, dict]:
-    from gateway.http.common import error_body as render
-    if not isinstance(err, errors.PrismError):
-        err = errors.PrismError("internal error")
-    return err.status, render(err, dialect)
-
-
-__all__ = ["JobCalls", "Done", "decode", "dialect_of", "ROUTES", "CHAT_ROUTES", "store"]
+__all__ = ["JobCalls", "Done", "decode", "dialect_of", "ROUTES", "CHAT_ROUTES"]

@@ -21,7 +21,7 @@ from gateway import errors
 from gateway.billing.pricing import format_usd
 from gateway.engine.call import CallContext
 from gateway.jobs import cron as cronlib
-from gateway.jobs.calls import Done, JobCalls, dialect_of, error_body
+from gateway.jobs.calls import Done, JobCalls, dialect_of
 from gateway.jobs.runner import Retry
 
 MAX_RUNS_KEPT = 100
@@ -32,8 +32,8 @@ def request_id(job: sj.Job) -> str:
     return f"req_{job.id.split('_', 1)[1]}_{job.runs}_{job.attempts}"
 
 
-def failure(err: BaseException, dialect: str) -> dict:
-    status, body = error_body(err, dialect)
+def failure(calls: JobCalls, err: BaseException, dialect: str) -> dict:
+    status, body = calls.error_body(err, dialect)
     return {"status_code": status, "body": body}
 
 
@@ -93,7 +93,7 @@ class AsyncHandler(_Base):
             self._retry(job, exc)
             await self.calls.writer.call(
                 sj.update_owned, job.id, owner, state="failed",
-                error=json.dumps(failure(exc, ctx.dialect)),
+                error=json.dumps(failure(self.calls, exc, ctx.dialect)),
                 expires_at=self.clock() + ttl, **self._webhook(job))
         self.wake_webhooks()
 
@@ -151,7 +151,7 @@ class ScheduledHandler(_Base):
             self._retry(job, exc)
             run = {"run": job.runs + 1, "fired_at": int(fired_at), "status": "failed",
                    "request_id": ctx.request_id, "cost_micros": 0,
-                   "error": failure(exc, ctx.dialect)}
+                   "error": failure(self.calls, exc, ctx.dialect)}
             await self.calls.writer.call(sj.update_owned, job.id, owner,
                                          result=self._runs_with(job, run), runs=job.runs + 1,
                                          error=exc.message, **self._after_run(job, False),
