@@ -141,9 +141,18 @@ class BatchHandler:
     async def run(self, job: sj.Job, owner: str) -> None:
         data = job.data()
         if job.phase == "validating":
+            limit = self.config().batch_max_bytes
             try:
-                _, raw = await self.resources.files.read_bytes(job.account_id, data["input_file_id"])
-                lines, problems = self.validate(raw, data["endpoint"])
+                row = await self.resources.files.get(job.account_id, data["input_file_id"])
+                if row.bytes > limit:
+                    lines, problems = [], [_problem(None, "file_too_large", f"the input file is "
+                                                    f"{row.bytes} bytes; at most {limit} are "
+                                                    "accepted (jobs.batch_max_bytes)")]
+                else:
+                    _, raw = await self.resources.files.read_bytes(job.account_id, row.id)
+                    # Tens of thousands of lines: off the event loop.
+                    lines, problems = await trio.to_thread.run_sync(
+                        self.validate, raw, data["endpoint"])
             except errors.NotFound:
                 lines, problems = [], [_problem(None, "file_not_found", "the input file is gone")]
             if problems:

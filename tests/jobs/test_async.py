@@ -112,10 +112,24 @@ def test_cancel_queued_costs_nothing_and_owner_only(gw):
         db.close()
 
 
-def test_unfinished_jobs_are_capped_per_account(sim_url, tmp_path):
-    g = setup.start(tmp_path, sim_url, jobs={"max_queued_per_account": 2})
+def test_limits_per_account_and_batch_file_size(sim_url, tmp_path):
+    import io
+    import json
+    g = setup.start(tmp_path, sim_url, jobs={"max_queued_per_account": 2, "batch_max_bytes": 300})
     try:
         key = g.create_key(credits_usd=1.0)
+        oa = openai.OpenAI(base_url=g.url + "/v1", api_key=key["key"], max_retries=0)
+        line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "prism-mini", "messages": [{"role": "user", "content": "x" * 400}]}}
+        fid = oa.files.create(file=("b.jsonl", io.BytesIO(json.dumps(line).encode())),
+                              purpose="batch").id
+        b = oa.batches.create(input_file_id=fid, endpoint="/v1/chat/completions",
+                              completion_window="24h")
+        deadline = time.monotonic() + 10
+        while (b := oa.batches.retrieve(b.id)).status != "failed":
+            assert time.monotonic() < deadline, b
+            time.sleep(0.05)
+        assert [e.code for e in b.errors.data] == ["file_too_large"]
         with _client(g, key) as c:
             for _ in range(2):
                 assert c.post("/v1/scheduled", json={"delay_seconds": 3600, "body": {
