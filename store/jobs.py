@@ -251,7 +251,7 @@ def settle_with(db, hold_id: str, cost_micros: int | None, *, log: dict | None,
 
 
 def request_cancel(db, job_id: str, account_id: str | None, kinds: Iterable[str],
-                   now: float | None = None) -> Job | None:
+                   now: float | None = None, keep_s: float = 86_400.0) -> Job | None:
     """Cancel a queued job at once (it has cost nothing); flag a running one for its
     runner. None when there is no such job (for this account)."""
     now = time.time() if now is None else now
@@ -262,15 +262,18 @@ def request_cancel(db, job_id: str, account_id: str | None, kinds: Iterable[str]
         job = Job.select().where(*base).first(db)
         if job is None:
             return None
-        if job.state == "queued":
+        started_batch = job.kind == "batch" and job.phase not in (None, "validating")
+        if job.state == "queued" and not started_batch:
             Job.update(state="cancelled", phase=_cancel_phase(job), finished_at=now,
-                       updated_at=now, cancel_requested=True,
+                       updated_at=now, cancel_requested=True, expires_at=now + keep_s,
                        webhook_state="pending" if job.callback_url else None,
-                       webhook_next_at=now).where(Job.id == job_id,
+                       webhook_next_at=0.0).where(Job.id == job_id,
                                                   Job.state == "queued").execute(db)
             BatchLine.update(state="cancelled").where(BatchLine.batch_id == job_id,
                                                       BatchLine.state == "queued").execute(db)
-        elif job.state == "running":
+        elif job.state == "running" or (job.state == "queued" and started_batch):
+            # Its runner (or, for a batch some of whose lines ran, the next one to claim
+            # it) cuts it and writes what ran to the output file.
             Job.update(cancel_requested=True, updated_at=now,
                        phase="cancelling" if job.kind == "batch" else job.phase
                        ).where(Job.id == job_id).execute(db)

@@ -115,7 +115,8 @@ class Jobs:
         return job
 
     async def cancel(self, job_id: str, account_id: str | None, kinds: tuple[str, ...]) -> sj.Job:
-        job = await self.writer.call(sj.request_cancel, job_id, account_id, kinds, self.clock())
+        job = await self.writer.call(sj.request_cancel, job_id, account_id, kinds, self.clock(),
+                                     self.config().result_ttl_seconds)
         if job is None:
             raise errors.NotFound(f"No job with id '{job_id}'", code="job_not_found")
         await self.runner.cancel_now(job_id)

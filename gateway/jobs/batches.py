@@ -140,6 +140,11 @@ class BatchHandler:
 
     async def run(self, job: sj.Job, owner: str) -> None:
         data = job.data()
+        if job.cancel_requested:
+            # Cancelled while queued with lines already run (after a restart): finish
+            # it here so the lines that ran reach the output file.
+            await self.cancelled(job, owner)
+            return
         if job.phase == "validating":
             limit = self.config().batch_max_bytes
             try:
@@ -223,7 +228,8 @@ class BatchHandler:
         return self.clock() + max(self.config().result_ttl_seconds, 30 * 86400)
 
     async def _finish(self, job: sj.Job, owner: str, state: str, phase: str) -> None:
-        await self.writer.call(sj.update_owned, job.id, owner, phase="finalizing")
+        if not await self.writer.call(sj.update_owned, job.id, owner, phase="finalizing"):
+            return   # ended already (a cancel that raced the last line), or not ours
         lines = await self.writer.call(sj.all_lines, job.id)
         out, err = [], []
         for ln in lines:
