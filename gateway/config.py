@@ -251,6 +251,7 @@ class JobsConfig:
     async_concurrency: int = 8
     scheduled_concurrency: int = 4
     batch_concurrency: int = 2
+    video_concurrency: int = 64          # videos being polled at once
     batch_line_concurrency: int = 8
     batch_price_multiplier: float = 0.5
     batch_max_lines: int = 50_000

@@ -139,7 +139,7 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     from gateway.http.common import error_body
     from gateway.http.inference_routes import embed_tokens
     from gateway.jobs import Jobs
-    jobs = Jobs(live, writer, pipeline, admission, inference, resources, clock=clock,
+    jobs = Jobs(live, writer, pipeline, admission, inference, resources, media, clock=clock,
                 render_error=error_body, embed_units=embed_tokens)
     # The cluster applies other processes' changes to the parts built here; it reaches
     # them through the Services value built just below (read when an event arrives).
@@ -255,7 +255,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             if services.cluster is not None:
                 await nursery.start(services.cluster.run)
             await nursery.start(functools.partial(serve_control, services, path=control_path))
-            await nursery.start(services.media.run)   # the video poller
+            await nursery.start(services.media.run)   # media clients; videos to the runner
             await nursery.start(services.mcp.run)     # MCP upstreams and /mcp
             await nursery.start(services.a2a.run)     # A2A background tasks
             await nursery.start(services.resources.run)   # files, vector stores, runs

@@ -31,7 +31,7 @@ from store.models import _Base, _one_of
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
 ENDED = ("succeeded", "failed", "cancelled", "expired")
-KINDS = ("async", "scheduled", "batch")
+KINDS = ("async", "scheduled", "batch", "video")
 LINE_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
@@ -399,3 +399,34 @@ def cancel_open_lines(db, batch_id: str) -> int:
         return (BatchLine.update(state="cancelled")
                 .where(BatchLine.batch_id == batch_id,
                        BatchLine.state.in_(("queued", "running"))).execute(db))
+
+
+# ---------------------------------------------------------------- video
+
+def track_video(db, video_id: str, account_id: str, key_id: str | None) -> None:
+    """A runner job for a video (same id), unless it has one already."""
+    with write_tx(db):
+        if not Job.select(Job.id).where(Job.id == video_id).exists(db):
+            now = time.time()
+            Job.insert(id=video_id, kind="video", account_id=account_id, key_id=key_id,
+                       payload="{}", created_at=now, updated_at=now).execute(db)
+
+
+def track_unfinished_videos(db) -> int:
+    """Start-up: every video not yet ended and billed gets its runner job (videos
+    created before the runner took them over, or whose process died between creating
+    the video and its runner job)."""
+    from store.media import unfinished_video_jobs
+    n = 0
+    for v in unfinished_video_jobs(db):
+        with write_tx(db):
+            if not Job.select(Job.id).where(Job.id == v.id).exists(db):
+                now = time.time()
+                Job.insert(id=v.id, kind="video", account_id=v.account_id, key_id=v.key_id,
+                           payload="{}", created_at=now, updated_at=now).execute(db)
+                n += 1
+            else:
+                # Ended by a runner that stopped short of billing it: run it again.
+                (Job.update(state="queued", lease_owner=None, lease_expires=None)
+                 .where(Job.id == v.id, Job.state.in_(ENDED)).execute(db))
+    return n

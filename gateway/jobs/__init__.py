@@ -6,7 +6,8 @@ the runner in the gateway's nursery. The HTTP layer (gateway/http/jobs_routes.py
 calls the methods here; every object is looked up by id *and* owner, so another
 account's id answers 404 exactly as an unknown one.
 
-Video jobs still run on their own poller (gateway.engine.jobs.MediaService).
+Videos run here too (gateway.jobs.video): one runner job per video polls its upstream
+job through engine.jobs.MediaService, which keeps the video's money rules.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from gateway.jobs.batches import BATCH_ROUTES, MIXED, WINDOWS, BatchHandler, bat
 from gateway.jobs.calls import CHAT_ROUTES, ROUTES, JobCalls, decode
 from gateway.jobs.completions import AsyncHandler, ScheduledHandler, async_object, scheduled_object
 from gateway.jobs.runner import JobRunner
+from gateway.jobs.video import VideoHandler
 from gateway.jobs.webhooks import Webhooks, check_url
 
 MAX_METADATA_KEYS = 16
@@ -37,7 +39,7 @@ def _new_id(prefix: str) -> str:
 
 class Jobs:
     def __init__(self, live: Any, writer: Any, pipeline: Any, admission: Any, inference: Any,
-                 resources: Any, *, render_error: Callable[[errors.PrismError, str], dict],
+                 resources: Any, media: Any, *, render_error: Callable[[errors.PrismError, str], dict],
                  embed_units: Callable[[Any], int],
                  clock: Callable[[], float] = time.time) -> None:
         self.live = live
@@ -55,12 +57,20 @@ class Jobs:
         self.runner = JobRunner(writer, config, [
             AsyncHandler(self.calls, admission, config, clock, wake),
             ScheduledHandler(self.calls, admission, config, clock, wake),
-            self.batches], clock=clock, webhooks=self.webhooks)
+            self.batches, VideoHandler(media, writer, lambda: live.config.media.video_poll_interval)],
+            clock=clock, webhooks=self.webhooks)
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self.runner.run(task_status=task_status)
 
+    async def track_video(self, video_id: str, account_id: str, key_id: str | None) -> None:
+        await self.writer.call(sj.track_video, video_id, account_id, key_id)
+        self.runner.wake()
+
     async def render(self, job: sj.Job) -> dict:
+        if job.kind == "video":
+            return {"id": job.id, "object": "video.job", "status": job.state,
+                    "cost_micros": job.cost_micros}
         if job.kind == "async":
             return async_object(job)
         if job.kind == "scheduled":

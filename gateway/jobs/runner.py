@@ -75,7 +75,7 @@ class JobRunner:
     def limit(self, kind: str) -> int:
         cfg = self.config()
         return {"async": cfg.async_concurrency, "scheduled": cfg.scheduled_concurrency,
-                "batch": cfg.batch_concurrency}.get(kind, 1)
+                "batch": cfg.batch_concurrency, "video": cfg.video_concurrency}.get(kind, 1)
 
     def running(self) -> list[sj.Job]:
         return [s.job for s in self._slots.values()]

@@ -111,7 +111,8 @@ async def create(s: "Services", ctx: CallContext, body: dict[str, Any]) -> tuple
             raise
     finally:
         media.submitting.discard(job_id)
-    media.wake()
+    # From here the job runner polls it (gateway.jobs.video), under a lease.
+    await s.jobs.track_video(job_id, ctx.account_id, ctx.key_id)
     job = await s.writer.call(store.get_video_job, job_id)
     return job, prep.headers
 
