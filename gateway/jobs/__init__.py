@@ -21,7 +21,7 @@ import trio
 import store.jobs as sj
 from gateway import errors
 from gateway.engine.call import CallContext
-from gateway.jobs import cron as cronlib
+import gateway.jobs.cron as cronlib
 from gateway.jobs.batches import BATCH_ROUTES, MIXED, WINDOWS, BatchHandler, batch_object
 from gateway.jobs.calls import CHAT_ROUTES, ROUTES, JobCalls, decode
 from gateway.jobs.completions import AsyncHandler, ScheduledHandler, async_object, scheduled_object

@@ -20,7 +20,7 @@ import store.jobs as sj
 from gateway import errors
 from gateway.billing.pricing import format_usd
 from gateway.engine.call import CallContext
-from gateway.jobs import cron as cronlib
+import gateway.jobs.cron as cronlib
 from gateway.jobs.calls import Done, JobCalls, dialect_of
 from gateway.jobs.runner import Retry
 
