@@ -35,6 +35,7 @@ from gateway import errors
 from gateway.billing.pricing import format_usd
 from gateway.engine.call import CallContext
 from gateway.jobs.calls import ROUTES, Done, JobCalls, decode, dialect_of
+from gateway.jobs.completions import retry_delay
 
 log = logging.getLogger("prism.jobs.batches")
 
@@ -45,6 +46,9 @@ MIXED = "mixed"
 MAX_ERRORS_LISTED = 100
 MAX_CUSTOM_ID = 512
 WINDOWS = {"24h": 86400}
+# A line waits for the account's rate limit at most this many times (each wait as long
+# as the limiter says); past that it fails with the rate limit's error.
+_MAX_RATE_WAITS = 1000
 
 
 def _problem(line: int | None, code: str, message: str, param: str | None = None) -> dict:
@@ -188,6 +192,7 @@ class BatchHandler:
     async def _line(self, job: sj.Job, owner: str, endpoint: str, line: sj.BatchLine,
                     limiter: trio.CapacityLimiter, deadline: float) -> None:
         cfg = self.config()
+        limited = 0   # waits for the account's rate limit: these are not failures
         async with limiter:
             while True:
                 if self.clock() > deadline:
@@ -211,8 +216,14 @@ class BatchHandler:
                 except sj.LeaseLost:
                     return
                 except errors.PrismError as exc:
-                    if exc.status >= 500 and attempt < cfg.max_attempts:
-                        await trio.sleep(cfg.retry_base_seconds * 2 ** (attempt - 1))
+                    if isinstance(exc, errors.RateLimited) and exc.retry_after is not None \
+                            and limited < _MAX_RATE_WAITS:
+                        limited += 1
+                        await trio.sleep(exc.retry_after)
+                        continue
+                    delay = retry_delay(cfg, exc, attempt - limited)
+                    if delay is not None:
+                        await trio.sleep(delay)
                         continue
                     status, body = self.calls.error_body(exc, ctx.dialect)
                     await self.writer.call(sj.end_line, sj.line_writer(

@@ -32,6 +32,18 @@ def request_id(job: sj.Job) -> str:
     return f"req_{job.id.split('_', 1)[1]}_{job.runs}_{job.attempts}"
 
 
+def retry_delay(cfg: Any, exc: errors.PrismError, attempt: int) -> float | None:
+    """How long to wait before running again, or None when the failure is final: an
+    upstream failure (nothing was produced, nothing charged) or a rate limit that says
+    when it will pass, up to jobs.max_attempts; client errors never."""
+    if attempt >= cfg.max_attempts or isinstance(exc, errors.SettleFailed):
+        return None
+    backoff = cfg.retry_base_seconds * 2 ** (attempt - 1)
+    if isinstance(exc, errors.RateLimited) and exc.retry_after is not None:
+        return max(backoff, exc.retry_after)
+    return backoff if exc.status >= 500 else None
+
+
 def failure(calls: JobCalls, err: BaseException, dialect: str) -> dict:
     status, body = calls.error_body(err, dialect)
     return {"status_code": status, "body": body}
@@ -55,10 +67,9 @@ class _Base:
         return ctx
 
     def _retry(self, job: sj.Job, exc: errors.PrismError) -> None:
-        cfg = self.config()
-        if exc.status >= 500 and not isinstance(exc, errors.SettleFailed) \
-                and job.attempts < cfg.max_attempts:
-            raise Retry(cfg.retry_base_seconds * 2 ** (job.attempts - 1), exc.message)
+        delay = retry_delay(self.config(), exc, job.attempts)
+        if delay is not None:
+            raise Retry(delay, exc.message)
 
     def _webhook(self, job: sj.Job) -> dict:
         if not job.callback_url:

@@ -192,3 +192,27 @@ def test_batches_belong_to_their_account_and_admin_sees_all(gw):
     # Pagination over the account's own list.
     page1 = oo.batches.list(limit=1)
     assert len(page1.data) == 1 and page1.has_more is False
+
+
+def test_lines_wait_for_the_account_rate_limit(sim_url, tmp_path, request):
+    g = setup.start(tmp_path, sim_url, request,
+                    plans=[{"id": "slow", "account_rpm": 600, "fallthrough_to_wallet": True}],
+                    limits={"burst_seconds": 0.3})
+    try:
+        key = g.create_key(credits_usd=5.0, plan="slow")
+        oa = _oa(g, key)
+        lines = [_chat(f"l-{i}", f"q {i}") for i in range(12)]
+        b = oa.batches.create(input_file_id=_upload(oa, lines), endpoint="/v1/chat/completions",
+                              completion_window="24h")
+        done = wait(oa, b.id)
+        assert done.status == "completed" and done.request_counts.completed == 12, done
+        db = g.db()
+        try:
+            assert len(setup.settles(db, key["account_id"])) == 12
+            assert store.check_invariants(db) == []
+            # The limiter did refuse some (burst 3, concurrency 8): they waited and ran.
+            assert max(ln.attempts for ln in store.jobs.all_lines(db, b.id)) > 1
+        finally:
+            db.close()
+    finally:
+        g.stop()
