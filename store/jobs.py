@@ -32,7 +32,6 @@ from store.models import _Base, _one_of
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
 ENDED = ("succeeded", "failed", "cancelled", "expired")
 KINDS = ("async", "scheduled", "batch", "video")
-LINE_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 class Job(_Base):
@@ -76,27 +75,6 @@ class Job(_Base):
         return None if self.result is None else json.loads(self.result)
 
 
-class BatchLine(_Base):
-    id = pw.CharField(primary_key=True)              # '<batch id>:<index>'
-    batch_id = pw.CharField(index=True)
-    idx = pw.IntegerField()
-    custom_id = pw.CharField()
-    url = pw.CharField()                             # the line's route
-    state = pw.CharField(default="queued")
-    attempts = pw.IntegerField(default=0)
-    body = pw.TextField()
-    status_code = pw.IntegerField(null=True)
-    response = pw.TextField(null=True)
-    error = pw.TextField(null=True)
-    cost_micros = pw.BigIntegerField(default=0)
-    request_id = pw.CharField(null=True)             # the settled request
-
-    class Meta:
-        table_name = "batch_line"
-        indexes = ((("batch_id", "state"), False),)
-        constraints = [_one_of("state", LINE_STATES), pw.SQL("CHECK (cost_micros >= 0)")]
-
-
 class WebhookSecret(_Base):
     account_id = pw.CharField(primary_key=True)
     secret = pw.CharField()
@@ -106,7 +84,7 @@ class WebhookSecret(_Base):
         table_name = "webhook_secret"
 
 
-TABLES = (Job, BatchLine, WebhookSecret)
+TABLES = (Job, WebhookSecret)   # store.batch_lines holds the lines of batches
 
 
 class LeaseLost(Exception):
@@ -269,6 +247,7 @@ def request_cancel(db, job_id: str, account_id: str | None, kinds: Iterable[str]
                        webhook_state="pending" if job.callback_url else None,
                        webhook_next_at=0.0).where(Job.id == job_id,
                                                   Job.state == "queued").execute(db)
+            from store.batch_lines import BatchLine
             BatchLine.update(state="cancelled").where(BatchLine.batch_id == job_id,
                                                       BatchLine.state == "queued").execute(db)
         elif job.state == "running" or (job.state == "queued" and started_batch):
@@ -290,6 +269,7 @@ def sweep_jobs(db, now: float) -> int:
         ids = [r for (r,) in Job.select(Job.id).where(Job.state.in_(ENDED), Job.expires_at.is_null(False),
                                                       Job.expires_at < now).tuples().execute(db)]
         if ids:
+            from store.batch_lines import BatchLine
             BatchLine.delete().where(BatchLine.batch_id.in_(ids)).execute(db)
             Job.delete().where(Job.id.in_(ids)).execute(db)
         return len(ids)
@@ -317,88 +297,6 @@ def webhook_secret(db, account_id: str, fresh: str) -> str:
             return row.secret
         WebhookSecret.insert(account_id=account_id, secret=fresh, created_at=time.time()).execute(db)
         return fresh
-
-
-# ---------------------------------------------------------------- batch lines
-
-def start_batch(db, batch_id: str, owner: str, lines: list[dict]) -> bool:
-    """Validation passed: insert the lines and move the batch to in_progress, at once."""
-    with write_tx(db):
-        if not Job.update(phase="in_progress", updated_at=time.time()).where(
-                _owned(batch_id, owner)).execute(db):
-            return False
-        for i in range(0, len(lines), 200):
-            BatchLine.insert_many(lines[i:i + 200]).execute(db)
-        return True
-
-
-def open_lines(db, batch_id: str) -> list[BatchLine]:
-    with read_tx(db):
-        return list(BatchLine.select().where(BatchLine.batch_id == batch_id,
-                                             BatchLine.state.in_(("queued", "running")))
-                    .order_by(BatchLine.idx).execute(db))
-
-
-def all_lines(db, batch_id: str) -> list[BatchLine]:
-    with read_tx(db):
-        return list(BatchLine.select().where(BatchLine.batch_id == batch_id)
-                    .order_by(BatchLine.idx).execute(db))
-
-
-def line_counts(db, batch_ids: list[str]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {b: {} for b in batch_ids}
-    if not batch_ids:
-        return out
-    with read_tx(db):
-        rows = (BatchLine.select(BatchLine.batch_id, BatchLine.state, pw.fn.COUNT(BatchLine.id),
-                                 pw.fn.COALESCE(pw.fn.SUM(BatchLine.cost_micros), 0))
-                .where(BatchLine.batch_id.in_(batch_ids))
-                .group_by(BatchLine.batch_id, BatchLine.state).tuples().execute(db))
-        for batch_id, state, n, cost in rows:
-            out[batch_id][state] = n
-            out[batch_id]["cost"] = out[batch_id].get("cost", 0) + int(cost)
-    return out
-
-
-def _batch_ours(db, batch_id: str, owner: str) -> bool:
-    return Job.select(Job.id).where(_owned(batch_id, owner)).exists(db)
-
-
-def start_line(db, line_id: str, batch_id: str, owner: str) -> int | None:
-    """Mark a line running for one more attempt; the attempt number, or None when the
-    line or the batch is no longer ours to run."""
-    with write_tx(db):
-        if not _batch_ours(db, batch_id, owner):
-            return None
-        n = (BatchLine.update(state="running", attempts=BatchLine.attempts + 1)
-             .where(BatchLine.id == line_id, BatchLine.state.in_(("queued", "running")))
-             .execute(db))
-        if not n:
-            return None
-        return BatchLine.select(BatchLine.attempts).where(BatchLine.id == line_id).scalar(db)
-
-
-def line_writer(line_id: str, batch_id: str, owner: str, attempt: int, **fields: Any):
-    """The guarded write ending one attempt of a line (for settle_with, or alone)."""
-    def apply(db) -> bool:
-        if not _batch_ours(db, batch_id, owner):
-            return False
-        return (BatchLine.update(**fields)
-                .where(BatchLine.id == line_id, BatchLine.state == "running",
-                       BatchLine.attempts == attempt).execute(db)) > 0
-    return apply
-
-
-def end_line(db, apply: Callable[[Any], bool]) -> bool:
-    with write_tx(db):
-        return apply(db)
-
-
-def cancel_open_lines(db, batch_id: str) -> int:
-    with write_tx(db):
-        return (BatchLine.update(state="cancelled")
-                .where(BatchLine.batch_id == batch_id,
-                       BatchLine.state.in_(("queued", "running"))).execute(db))
 
 
 # ---------------------------------------------------------------- video

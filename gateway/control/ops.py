@@ -228,10 +228,11 @@ def job_row(job: Any, counts: dict[str, int]) -> dict[str, Any]:
 
 async def jobs(s: "Services", account_id: str | None = None) -> dict[str, Any]:
     """The newest jobs of every kind, with each batch's progress and cost so far."""
+    import store.batch_lines as sb
     import store.jobs as sj
     rows, more = await s.writer.call(sj.list_jobs, kind=None, account_id=account_id,
                                      limit=LIST_LIMIT)
-    counts = await s.writer.call(sj.line_counts, [j.id for j in rows if j.kind == "batch"])
+    counts = await s.writer.call(sb.line_counts, [j.id for j in rows if j.kind == "batch"])
     return {"items": [job_row(j, counts.get(j.id, {})) for j in rows], "truncated": more}
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import trio
 
+import store.batch_lines as sb
 import store.jobs as sj
 from gateway import errors
 from gateway.engine.call import CallContext
@@ -75,11 +76,11 @@ class Jobs:
             return async_object(job)
         if job.kind == "scheduled":
             return scheduled_object(job)
-        counts = await self.writer.call(sj.line_counts, [job.id])
+        counts = await self.writer.call(sb.line_counts, [job.id])
         return batch_object(job, counts[job.id])
 
     async def render_many(self, jobs: list[sj.Job]) -> list[dict]:
-        counts = await self.writer.call(sj.line_counts, [j.id for j in jobs if j.kind == "batch"])
+        counts = await self.writer.call(sb.line_counts, [j.id for j in jobs if j.kind == "batch"])
         return [batch_object(j, counts[j.id]) if j.kind == "batch" else await self.render(j)
                 for j in jobs]
 

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import trio
 
 import store.files as sf
+import store.batch_lines as sb
 import store.jobs as sj
 from gateway import errors
 from gateway.billing.pricing import format_usd
@@ -173,23 +174,23 @@ class BatchHandler:
             rows = [{"id": f"{job.id}:{i}", "batch_id": job.id, "idx": i,
                      "custom_id": ln["custom_id"], "url": ln["url"], "body": ln["body"]}
                     for i, ln in enumerate(lines)]
-            if not await self.writer.call(sj.start_batch, job.id, owner, rows):
+            if not await self.writer.call(sb.start_batch, job.id, owner, rows):
                 return
         cfg = self.config()
         limiter = trio.CapacityLimiter(max(1, cfg.batch_line_concurrency))
-        pending = await self.writer.call(sj.open_lines, job.id)
+        pending = await self.writer.call(sb.open_lines, job.id)
         deadline = data.get("deadline") or float("inf")
         async with trio.open_nursery() as nursery:
             for line in pending:
                 nursery.start_soon(self._line, job, owner, line.url, line, limiter, deadline)
-        if await self.writer.call(sj.open_lines, job.id):
+        if await self.writer.call(sb.open_lines, job.id):
             # Lines left unstarted past the completion window: the batch expired.
-            await self.writer.call(sj.cancel_open_lines, job.id)
+            await self.writer.call(sb.cancel_open_lines, job.id)
             await self._finish(job, owner, "expired", "expired")
             return
         await self._finish(job, owner, "succeeded", "completed")
 
-    async def _line(self, job: sj.Job, owner: str, endpoint: str, line: sj.BatchLine,
+    async def _line(self, job: sj.Job, owner: str, endpoint: str, line: sb.BatchLine,
                     limiter: trio.CapacityLimiter, deadline: float) -> None:
         cfg = self.config()
         limited = 0   # waits for the account's rate limit: these are not failures
@@ -197,7 +198,7 @@ class BatchHandler:
             while True:
                 if self.clock() > deadline:
                     return   # past the completion window: left for the expiry above
-                attempt = await self.writer.call(sj.start_line, line.id, job.id, owner)
+                attempt = await self.writer.call(sb.start_line, line.id, job.id, owner)
                 if attempt is None:
                     return
                 ctx = CallContext(request_id=f"req_{job.id.split('_', 1)[1]}_{line.idx}_{attempt}",
@@ -206,7 +207,7 @@ class BatchHandler:
                 ctx.allowed_models = await self.admission.allowed_models(job.account_id)
 
                 def record(done: Done, attempt=attempt):
-                    return sj.line_writer(line.id, job.id, owner, attempt, state="succeeded",
+                    return sb.line_writer(line.id, job.id, owner, attempt, state="succeeded",
                                           status_code=200, response=json.dumps(done.body),
                                           cost_micros=done.cost_micros, request_id=done.request_id)
                 try:
@@ -226,13 +227,13 @@ class BatchHandler:
                         await trio.sleep(delay)
                         continue
                     status, body = self.calls.error_body(exc, ctx.dialect)
-                    await self.writer.call(sj.end_line, sj.line_writer(
+                    await self.writer.call(sb.end_line, sb.line_writer(
                         line.id, job.id, owner, attempt, state="failed", status_code=status,
                         error=json.dumps(body), request_id=ctx.request_id))
                     return
 
     async def cancelled(self, job: sj.Job, owner: str) -> None:
-        await self.writer.call(sj.cancel_open_lines, job.id)
+        await self.writer.call(sb.cancel_open_lines, job.id)
         await self._finish(job, owner, "cancelled", "cancelled")
 
     def _sweep_at(self) -> float:
@@ -241,7 +242,7 @@ class BatchHandler:
     async def _finish(self, job: sj.Job, owner: str, state: str, phase: str) -> None:
         if not await self.writer.call(sj.update_owned, job.id, owner, phase="finalizing"):
             return   # ended already (a cancel that raced the last line), or not ours
-        lines = await self.writer.call(sj.all_lines, job.id)
+        lines = await self.writer.call(sb.all_lines, job.id)
         out, err = [], []
         for ln in lines:
             rid = ln.request_id

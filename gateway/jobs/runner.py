@@ -138,8 +138,10 @@ class JobRunner:
                     # the job rather than loop on it, and keep the runner alive.
                     log.exception("job %s failed in its handler", job.id)
                     with trio.CancelScope(shield=True):
-                        await self.writer.call(sj.update_owned, job.id, self.owner,
-                                               state="failed", error=str(exc)[:500])
+                        await self.writer.call(
+                            sj.update_owned, job.id, self.owner, state="failed",
+                            error=str(exc)[:500],
+                            phase="failed" if job.kind == "batch" else job.phase)
             if slot.cancel_requested:
                 with trio.CancelScope(shield=True):
                     with trio.move_on_after(_CLEANUP_DEADLINE):

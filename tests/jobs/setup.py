@@ -2,6 +2,7 @@
 runner tuned to poll and retry fast (the jobs' own timing is what these tests watch)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import harness
@@ -12,13 +13,24 @@ EMBED = {"id": "emb", "capabilities": ["embeddings"], "input_usd_per_mtok": 1.0,
          "routes": [{"provider": "up", "model": "sim-embed"}]}
 
 
+def store_for(request) -> dict:
+    """The [store] overrides of tests/conftest.py's gateway fixtures (SQLite unless
+    PRISM_TEST_STORE=postgresql), for gateways these tests start themselves."""
+    if os.environ.get("PRISM_TEST_STORE", "sqlite") == "sqlite":
+        return {}
+    import pgtest
+    database = request.getfixturevalue("pg_database")
+    schema, url = pgtest.fresh_schema(database)
+    request.addfinalizer(lambda: pgtest.drop_schema(database, schema))
+    return {"url": url}
+
+
 def start(tmp: Path, sim_url: str, request=None, **kw) -> harness.Gateway:
     """``request`` (the test's) puts the store on PostgreSQL when PRISM_TEST_STORE says."""
     base = harness.gateway_config(tmp, sim_url)
     jobs = {**JOBS, **kw.pop("jobs", {})}
     if request is not None and "store" not in kw:
-        from conftest import gateway_store
-        kw["store"] = gateway_store(tmp, request)
+        kw["store"] = store_for(request)
     return harness.start_gateway(tmp, sim_url, models=base["models"] + [EMBED], jobs=jobs, **kw)
 
 

@@ -13,6 +13,7 @@ import openai
 import pytest
 
 import store
+import store.batch_lines
 from tests.jobs import setup
 
 
@@ -211,7 +212,7 @@ def test_lines_wait_for_the_account_rate_limit(sim_url, tmp_path, request):
             assert len(setup.settles(db, key["account_id"])) == 12
             assert store.check_invariants(db) == []
             # The limiter did refuse some (burst 3, concurrency 8): they waited and ran.
-            assert max(ln.attempts for ln in store.jobs.all_lines(db, b.id)) > 1
+            assert max(ln.attempts for ln in store.batch_lines.all_lines(db, b.id)) > 1
         finally:
             db.close()
     finally:

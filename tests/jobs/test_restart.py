@@ -9,13 +9,13 @@ import httpx
 import openai
 
 import store
+import store.batch_lines
 from tests.jobs import setup
 from tests.jobs.test_batches import _chat, _jsonl, _upload, wait
 
 
 def test_restart_mid_batch_and_mid_async_job(sim_url, tmp_path, request):
-    from conftest import gateway_store
-    where = gateway_store(tmp_path, request)   # both runs on the same store
+    where = setup.store_for(request)   # both runs on the same store
     gw = setup.start(tmp_path, sim_url, store=where, jobs={"batch_line_concurrency": 4})
     key = gw.create_key(credits_usd=5.0)
     try:
@@ -36,7 +36,7 @@ def test_restart_mid_batch_and_mid_async_job(sim_url, tmp_path, request):
         gw.stop()
     db = store.open_database(gw.db_path)
     try:
-        ran_before = sum(1 for ln in store.jobs.all_lines(db, batch.id) if ln.state == "succeeded")
+        ran_before = sum(1 for ln in store.batch_lines.all_lines(db, batch.id) if ln.state == "succeeded")
     finally:
         db.close()
     assert 6 <= ran_before < 30
