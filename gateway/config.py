@@ -257,6 +257,7 @@ class JobsConfig:
     batch_max_lines: int = 50_000
     batch_max_bytes: int = 100 * 1024 * 1024
     result_ttl_seconds: float = 86_400.0
+    sweep_interval: float = 60.0         # how often ended jobs past their ttl are dropped
     max_queued_per_account: int = 1000
     webhook_timeout: float = 10.0
     webhook_max_attempts: int = 5

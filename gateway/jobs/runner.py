@@ -28,7 +28,6 @@ import store.jobs as sj
 
 log = logging.getLogger("prism.jobs")
 
-_SWEEP_EVERY = 60.0
 _CLEANUP_DEADLINE = 10.0
 
 
@@ -90,7 +89,7 @@ class JobRunner:
                 swept_at = 0.0
                 while True:
                     await self._claim(nursery)
-                    if time.monotonic() - swept_at > _SWEEP_EVERY:
+                    if time.monotonic() - swept_at > self.config().sweep_interval:
                         swept_at = time.monotonic()
                         await self.writer.call(sj.sweep_jobs, self.clock())
                     with trio.move_on_after(self.config().poll_interval):

@@ -8,6 +8,7 @@ from pathlib import Path
 import harness
 
 JOBS = {"poll_interval": 0.05, "lease_seconds": 2.0, "retry_base_seconds": 0.1,
+        "sweep_interval": 0.2,
         "webhook_allow_private": True, "batch_line_concurrency": 8}
 EMBED = {"id": "emb", "capabilities": ["embeddings"], "input_usd_per_mtok": 1.0,
          "routes": [{"provider": "up", "model": "sim-embed"}]}

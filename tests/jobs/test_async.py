@@ -144,3 +144,36 @@ def test_limits_per_account_and_batch_file_size(sim_url, tmp_path):
             assert bad.status_code == 400
     finally:
         g.stop()
+
+
+def test_cancel_before_it_runs(sim_url, tmp_path):
+    # One async job at a time: the second waits in the queue behind a slow first.
+    g = setup.start(tmp_path, sim_url, jobs={"async_concurrency": 1})
+    try:
+        key = g.create_key(credits_usd=1.0)
+        with _client(g, key) as c:
+            slow = c.post("/v1/chat/completions", json={
+                "model": "prism-mini", "async": True,
+                "messages": [{"role": "user", "content": "slow [[sim delay_ms=1500]]"}]}).json()
+            _poll(c, slow["id"], until=("running",))
+            queued = c.post("/v1/chat/completions", json={
+                "model": "prism-mini", "async": True,
+                "messages": [{"role": "user", "content": "never"}]}).json()
+            assert c.get(f"/v1/async/{queued['id']}").json()["status"] == "queued"
+            gone = c.delete(f"/v1/async/{queued['id']}").json()
+            assert gone["status"] == "cancelled" and gone["cost_micros"] == 0
+            slow_done = _poll(c, slow["id"])
+            assert slow_done["status"] == "succeeded"
+            time.sleep(0.3)   # the runner had every chance to pick the cancelled one up
+            assert c.get(f"/v1/async/{queued['id']}").json()["status"] == "cancelled"
+            assert c.get(f"/v1/async/{queued['id']}").json()["attempts"] == 0
+        db = g.db()
+        try:
+            # Only the job that ran was charged.
+            assert setup.settles(db, key["account_id"]) == {
+                slow_done["request_id"]: slow_done["cost_micros"]}
+            assert store.check_invariants(db) == []
+        finally:
+            db.close()
+    finally:
+        g.stop()

@@ -186,3 +186,21 @@ def test_batch_expires_past_its_completion_window(gw, clock):
         assert store.check_invariants(db) == []
     finally:
         db.close()
+
+
+def test_results_are_swept_after_their_ttl(gw, clock):
+    key = gw.create_key(credits_usd=1.0)
+    with _client(gw, key) as c:
+        r = c.post("/v1/chat/completions", json={**_body("keep me a while"), "async": True})
+        job = r.json()["id"]
+        deadline = time.monotonic() + 15
+        while c.get(f"/v1/async/{job}").json()["status"] != "succeeded":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)   # several sweeps: still within its ttl (a day by default)
+        assert c.get(f"/v1/async/{job}").status_code == 200
+        clock.advance(86400 + 1)
+        deadline = time.monotonic() + 15
+        while c.get(f"/v1/async/{job}").status_code != 404:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
