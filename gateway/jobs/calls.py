@@ -138,7 +138,7 @@ class JobCalls:
             raise
         cost = int(cost_micros(prep.entry.price, usage) * multiplier)
         log = self._log(prep, cost, usage.input_tokens, usage.output_tokens)
-        return await self._settle(prep, Done(out, cost, ctx.request_id), log, record)
+        return await self._settle(prep, Done(out, cost, ctx.request_id), log, record, usage)
 
     async def _embed(self, ctx: CallContext, body: dict, req: Any, multiplier: float,
                      record: Callable[[Done], Callable[[Any], bool]]) -> Done:
@@ -174,15 +174,17 @@ class JobCalls:
         return log
 
     async def _settle(self, prep: Prepared, done: Done, log: dict,
-                      record: Callable[[Done], Callable[[Any], bool]]) -> Done:
+                      record: Callable[[Done], Callable[[Any], bool]],
+                      usage: c.Usage | None = None) -> Done:
         ctx = prep.ctx
-        self.admission.forget(ctx.request_id)
         ctx.logged = True
-        plan = await self.admission.plan_for(ctx.account_id)
-        windows = plan_windows(plan, time.time()) if plan is not None else ()
+        # Shielded from here: the answer is in hand and paid for upstream, so a cancel
+        # (the client's, the batch's, a shutdown) must not leave it unsettled.
         with trio.CancelScope(shield=True):
             with trio.fail_after(_SETTLE_DEADLINE):
                 try:
+                    plan = await self.admission.plan_for(ctx.account_id)
+                    windows = plan_windows(plan, time.time()) if plan is not None else ()
                     closed = await self.writer.call(
                         sj.settle_with, prep.hold_id, done.cost_micros, log=log,
                         account_id=ctx.account_id, windows=windows, apply=record(done))
@@ -190,6 +192,10 @@ class JobCalls:
                     await self.admission.close(prep, None, errors.UpstreamError(
                         "the job moved to another runner"))
                     raise
+                except BaseException:
+                    self.admission.forget(ctx.request_id)   # the hold stays for the sweeper
+                    raise
+                await self.admission.settled_elsewhere(ctx.request_id, usage)
         if not closed.result.already_closed:
             self.admission.notify({**log, "cost_micros": closed.result.charged_micros})
         return dataclasses.replace(done, cost_micros=closed.result.charged_micros)
