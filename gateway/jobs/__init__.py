@@ -162,6 +162,10 @@ class Jobs:
                                         field="run_at")
         cron_expr = None
         try:
+            cronlib.zone_of(tz)
+        except cronlib.CronError as exc:
+            raise errors.InvalidRequest(f"timezone: {exc}", field="timezone") from None
+        try:
             if spec.get("cron") is not None:
                 cron_expr = spec["cron"]
                 due = cronlib.parse(cron_expr).next_after(now, tz)
@@ -175,7 +179,6 @@ class Jobs:
                 due = _rfc3339(spec["run_at"])
                 if due > now + MAX_DELAY_S:
                     raise errors.InvalidRequest("run_at is too far ahead", field="run_at")
-            cronlib.zone_of(tz)
         except cronlib.CronError as exc:
             raise errors.InvalidRequest(f"cron: {exc}", field="cron") from None
         job = await self._insert(id=_new_id("sched_"), kind="scheduled", account_id=ctx.account_id,

@@ -103,9 +103,11 @@ class Cron:
 
 
 def zone_of(tz: str) -> ZoneInfo:
+    if not isinstance(tz, str) or not 0 < len(tz) <= 64:
+        raise CronError("timezone must be an IANA zone name such as 'Europe/Paris'")
     try:
         return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise CronError(f"unknown time zone {tz!r}") from None
 
 

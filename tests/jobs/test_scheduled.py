@@ -111,6 +111,15 @@ def test_unpaid_run_is_failed_and_the_schedule_goes_on(gw, clock):
         bad = c.post("/v1/scheduled", json={"cron": "61 * * * *", "body": _body("x")})
         assert bad.status_code == 400 and "cron" in bad.text
         assert c.post("/v1/scheduled", json={"body": _body("x")}).status_code == 400
+        for tz in (5, "Mars/Olympus", "../../etc/passwd", "x" * 100):
+            r = c.post("/v1/scheduled", json={"cron": "0 * * * *", "timezone": tz,
+                                              "body": _body("x")})
+            assert r.status_code == 400 and "timezone" in r.text, (tz, r.text)
+        for run_at in ("tomorrow", "2030-01-01T00:00:00", 12):
+            r = c.post("/v1/scheduled", json={"run_at": run_at, "body": _body("x")})
+            assert r.status_code == 400 and "run_at" in r.text
+        r = c.post("/v1/scheduled", json={"delay_seconds": 5, "body": "nope"})
+        assert r.status_code == 400
 
 
 class _Receiver(BaseHTTPRequestHandler):
