@@ -191,12 +191,12 @@ class Jobs:
 
     async def create_batch(self, account_id: str, key_id: str | None, spec: dict) -> dict:
         endpoint = spec.get("endpoint")
-        if endpoint not in BATCH_ROUTES and endpoint != MIXED:
+        if not isinstance(endpoint, str) or (endpoint not in BATCH_ROUTES and endpoint != MIXED):
             raise errors.InvalidRequest("endpoint must be one of /v1/chat/completions, "
                                         "/v1/responses, /v1/embeddings, /v1/completions (or "
                                         "'mixed': each line names its own url)", field="endpoint")
         window = spec.get("completion_window", "24h")
-        if window not in WINDOWS:
+        if not isinstance(window, str) or window not in WINDOWS:
             raise errors.InvalidRequest("completion_window must be '24h'", field="completion_window")
         metadata = spec.get("metadata")
         if metadata is not None and (not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS

@@ -9,6 +9,7 @@ import io
 import json
 import time
 
+import httpx
 import openai
 import pytest
 
@@ -135,6 +136,19 @@ def test_validation_fails_before_any_upstream_call(gw):
         db.close()
     with pytest.raises(openai.BadRequestError):
         oa.batches.create(input_file_id=_upload(oa, [_chat("x", "y")]), endpoint="/v1/nope",
+                          completion_window="24h")
+    fid = _upload(oa, [_chat("x", "y")])
+    for bad in ({"completion_window": ["24h"]}, {"completion_window": "1h"},
+                {"endpoint": ["/v1/embeddings"]}, {"metadata": {"k": 1}},
+                {"input_file_id": 7}):
+        body = {"input_file_id": fid, "endpoint": "/v1/chat/completions",
+                "completion_window": "24h", **bad}
+        r = httpx.post(gw.url + "/v1/batches", json=body,
+                       headers={"authorization": f"Bearer {key['key']}"})
+        assert r.status_code == 400, (bad, r.text)
+    with pytest.raises(openai.BadRequestError):   # an upload that is not for batches
+        other = oa.files.create(file=("x.txt", io.BytesIO(b"x")), purpose="assistants").id
+        oa.batches.create(input_file_id=other, endpoint="/v1/chat/completions",
                           completion_window="24h")
 
 
