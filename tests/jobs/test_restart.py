@@ -91,3 +91,36 @@ def test_jobs_table_records(tmp_path):
         assert sj.get_job(db, "async_x").state == "succeeded"
     finally:
         db.close()
+
+
+def test_two_runners_never_claim_the_same_job(store_target):
+    """Two claimers on their own connections (FOR UPDATE SKIP LOCKED on PostgreSQL, the
+    write lock on SQLite) split the queue between them, never sharing a job."""
+    import threading
+    db = store.open_database(store_target)
+    try:
+        for i in range(60):
+            store.jobs.insert_job(db, id=f"async_{i:03d}", kind="async", account_id="a",
+                                  payload="{}")
+    finally:
+        db.close()
+    got: dict[str, list[str]] = {"one": [], "two": []}
+
+    def claim(owner: str) -> None:
+        conn = store.open_database(store_target)
+        try:
+            while True:
+                jobs = store.jobs.claim_jobs(conn, owner, "async", 3, now=time.time(),
+                                             wall=time.time(), lease_s=60)
+                if not jobs:
+                    return
+                got[owner] += [j.id for j in jobs]
+        finally:
+            conn.close()
+    threads = [threading.Thread(target=claim, args=(o,)) for o in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not set(got["one"]) & set(got["two"])
+    assert sorted(got["one"] + got["two"]) == [f"async_{i:03d}" for i in range(60)]
