@@ -243,6 +243,31 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
+class JobsConfig:
+    """The durable job runner (gateway/jobs): async, scheduled and batch completions.
+    Leases lapse after lease_seconds without a heartbeat, and another runner takes the
+    job over; batch lines are charged batch_price_multiplier of the list price."""
+    poll_interval: float = 1.0
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    retry_base_seconds: float = 2.0
+    async_concurrency: int = 8
+    scheduled_concurrency: int = 4
+    batch_concurrency: int = 2
+    video_concurrency: int = 64          # videos being polled at once
+    batch_line_concurrency: int = 8
+    batch_price_multiplier: float = 0.5
+    batch_max_lines: int = 50_000
+    batch_max_bytes: int = 100 * 1024 * 1024
+    result_ttl_seconds: float = 86_400.0
+    sweep_interval: float = 60.0         # how often ended jobs past their ttl are dropped
+    max_queued_per_account: int = 1000
+    webhook_timeout: float = 10.0
+    webhook_max_attempts: int = 5
+    webhook_allow_private: bool = False
+
+
+@dataclass(frozen=True)
 class ResourcesConfig:
     """Files, vector stores and assistants (gateway/resources). Blobs live in
     `blob_dir` (beside the store when relative); uploads over max_file_bytes get 413
@@ -278,6 +303,7 @@ class Config:
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
     a2a: A2AConfig = field(default_factory=A2AConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
     base_dir: str = "."   # relative paths in the file resolve against the file's folder
 
     def provider(self, provider_id: str) -> ProviderConfig:

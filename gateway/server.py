@@ -140,6 +140,12 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     a2a = _build_a2a(config, writer, admission, pipeline, mcp)
     resources = Resources(config, writer, PipelineChat(pipeline, admission),
                           PipelineEmbed(pipeline, admission, inference))
+    # Async, scheduled and batch completions (issue 14): one durable runner.
+    from gateway.http.common import error_body
+    from gateway.http.inference_routes import embed_tokens
+    from gateway.jobs import Jobs
+    jobs = Jobs(live, writer, pipeline, admission, inference, resources, media, clock=clock,
+                render_error=error_body, embed_units=embed_tokens)
     # The cluster applies other processes' changes to the parts built here; it reaches
     # them through the Services value built just below (read when an event arrives).
     cluster = Cluster(writer, backends.event_handler(lambda: services),
@@ -153,7 +159,7 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     accounts = AccountRecords(writer, keys)
     media_routes = MediaRoutes(live, media, images_on=flags.images, video_on=flags.video)
     images = Images(pipeline, media_routes, live)
-    videos = Videos(pipeline, media_routes, media, writer, ledger, live)
+    videos = Videos(pipeline, media_routes, media, writer, ledger, live, jobs)
     services = Services(inference=inference, live=live, writer=writer, ledger=ledger, keys=keys,
                         admission=admission, dispatcher=dispatcher, router=router,
                         sessions=sessions, media=media, pipeline=pipeline, flags=flags,
@@ -161,7 +167,7 @@ def build_services(config: Config, writer, admin_token: str | None, *,
                         config_path=config_path, clock=clock, mcp=mcp,
                         a2a=a2a, cluster=cluster, resources=resources, responses=responses,
                         idempotency=idempotency, accounts=accounts, images=images,
-                        videos=videos)
+                        videos=videos, jobs=jobs)
     return services
 
 
@@ -268,10 +274,11 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             if services.cluster is not None:
                 await nursery.start(services.cluster.run)
             await nursery.start(functools.partial(serve_control, services, path=control_path))
-            await nursery.start(services.media.run)   # the video poller
+            await nursery.start(services.media.run)   # media clients; videos to the runner
             await nursery.start(services.mcp.run)     # MCP upstreams and /mcp
             await nursery.start(services.a2a.run)     # A2A background tasks
             await nursery.start(services.resources.run)   # files, vector stores, runs
+            await nursery.start(services.jobs.run)        # async, scheduled, batch jobs
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:

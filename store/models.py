@@ -393,3 +393,7 @@ from store.vector_stores import TABLES as _VECTOR_TABLES  # noqa: E402
 MODELS = MODELS + _VECTOR_TABLES
 from store.assistants import TABLES as _ASSISTANT_TABLES  # noqa: E402
 MODELS = MODELS + _ASSISTANT_TABLES
+# Durable jobs: async, scheduled and batch (issue 14) live in store.jobs.
+from store.jobs import TABLES as _JOB_TABLES  # noqa: E402
+from store.batch_lines import TABLES as _LINE_TABLES  # noqa: E402
+MODELS = MODELS + _JOB_TABLES + _LINE_TABLES

@@ -20,11 +20,12 @@ from gateway import errors
 from gateway.control import wire
 from tui.accounts import AccountsView
 from tui.client import ControlClient
+from tui.jobs import JobsView
 from tui.keys import KeysView
 from tui.live import LiveView
 from tui.providers import ProvidersView
 
-TABS = ("live", "providers", "accounts", "keys")
+TABS = ("live", "providers", "accounts", "keys", "jobs")
 
 
 class PrismApp(App):
@@ -37,6 +38,7 @@ class PrismApp(App):
         Binding("2", "show('providers')", "Providers", show=False),
         Binding("3", "show('accounts')", "Accounts", show=False),
         Binding("4", "show('keys')", "Keys", show=False),
+        Binding("5", "show('jobs')", "Jobs", show=False),
         Binding("q", "quit", "Quit"),
     ]
     ENABLE_COMMAND_PALETTE = False
@@ -64,6 +66,8 @@ class PrismApp(App):
                 yield AccountsView(id="accounts-view")
             with TabPane("4 Keys", id="keys"):
                 yield KeysView(id="keys-view")
+            with TabPane("5 Jobs", id="jobs"):
+                yield JobsView(id="jobs-view")
         yield Static("", id="status")
         yield Footer(show_command_palette=False)
 
@@ -133,12 +137,13 @@ class PrismApp(App):
         await self.query_one(KeysView).reload()
         await self.query_one(ProvidersView).reload()
         await self.query_one(AccountsView).reload()
+        await self.query_one(JobsView).reload()
 
     def _refresh_visible(self) -> None:
         if self.client is None:
             return
         view = {"providers": ProvidersView, "accounts": AccountsView,
-                "keys": KeysView}.get(self.query_one(TabbedContent).active)
+                "keys": KeysView, "jobs": JobsView}.get(self.query_one(TabbedContent).active)
         if view is not None:
             self.run_worker(self.query_one(view).reload(), group="refresh", exclusive=True)
 

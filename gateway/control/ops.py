@@ -210,3 +210,35 @@ async def revoke_key(s: "Services", key_id: str, *, actor: str) -> dict[str, Any
                                   describe=lambda r: {"changed": r})
     s.keys.invalidate_key(key_id)
     return {"id": key_id, "revoked": True, "changed": changed}
+
+
+# ---------------------------------------------------------------- jobs (issue 14)
+
+def job_row(job: Any, counts: dict[str, int]) -> dict[str, Any]:
+    total = sum(v for k, v in counts.items() if k != "cost")
+    done = sum(counts.get(k, 0) for k in ("succeeded", "failed", "cancelled"))
+    cost = counts.get("cost", 0) if job.kind == "batch" else job.cost_micros
+    return {"id": job.id, "kind": job.kind, "account_id": job.account_id,
+            "state": job.state, "phase": job.phase, "attempts": job.attempts,
+            "progress": f"{done}/{total}" if job.kind == "batch" else
+            (f"{job.runs} run(s)" if job.kind == "scheduled" else "-"),
+            "cost_micros": cost, "created_at": job.created_at,
+            "cancel_requested": bool(job.cancel_requested)}
+
+
+async def jobs(s: "Services", account_id: str | None = None) -> dict[str, Any]:
+    """The newest jobs of every kind, with each batch's progress and cost so far."""
+    import store.batch_lines as sb
+    import store.jobs as sj
+    rows, more = await s.writer.call(sj.list_jobs, kind=None, account_id=account_id,
+                                     limit=LIST_LIMIT)
+    counts = await s.writer.call(sb.line_counts, [j.id for j in rows if j.kind == "batch"])
+    return {"items": [job_row(j, counts.get(j.id, {})) for j in rows], "truncated": more}
+
+
+async def cancel_job(s: "Services", job_id: str, *, actor: str) -> dict[str, Any]:
+    import store.jobs as sj
+    job = await s.jobs.cancel(job_id, None, sj.KINDS)
+    await s.writer.call(store.append_audit, actor, "cancel_job",
+                        {"job_id": job_id, "kind": job.kind, "account_id": job.account_id})
+    return job_row(job, {})

@@ -176,6 +176,10 @@ class _Connection:
                                             account_id=m.account_id)
             case wire.RevokeKey():
                 return await ops.revoke_key(s, m.key_id, actor=actor)
+            case wire.ListJobs():
+                return await ops.jobs(s, m.account_id)
+            case wire.CancelJob():
+                return await ops.cancel_job(s, m.job_id, actor=actor)
         raise errors.InvalidRequest(f"{m.TYPE} has no handler", code="unknown_type")
 
     async def _answer(self, msg: wire.Request) -> Any:

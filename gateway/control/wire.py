@@ -8,7 +8,8 @@ one CBOR map, the envelope:
 
 Client -> gateway (each carries `id`, echoed by the reply):
     subscribe, unsubscribe, list_providers, list_models, list_accounts, list_keys,
-    list_holds, list_windows, set_provider_flags, adjust_wallet, create_key, revoke_key
+    list_holds, list_windows, set_provider_flags, adjust_wallet, create_key, revoke_key,
+    list_jobs, cancel_job
 Gateway -> client:
     result (id, data), error (id?, code, message), event (record), dropped (count)
 
@@ -233,6 +234,22 @@ class RevokeKey(Request):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ListJobs(_PerAccount):
+    """Async, scheduled and batch jobs, newest first (gateway.jobs)."""
+    TYPE: ClassVar[str] = "list_jobs"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelJob(Request):
+    TYPE: ClassVar[str] = "cancel_job"
+    job_id: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_text(self.job_id, "job_id")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Result(Message):
     TYPE: ClassVar[str] = "result"
     id: int
@@ -282,7 +299,7 @@ class Dropped(Message):
 
 REQUESTS: tuple[type[Request], ...] = (
     Subscribe, Unsubscribe, ListProviders, ListModels, ListAccounts, ListKeys, ListHolds,
-    ListWindows, SetProviderFlags, AdjustWallet, CreateKey, RevokeKey)
+    ListWindows, SetProviderFlags, AdjustWallet, CreateKey, RevokeKey, ListJobs, CancelJob)
 REPLIES: tuple[type[Message], ...] = (Result, Error, Event, Dropped)
 TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in REQUESTS + REPLIES}
 

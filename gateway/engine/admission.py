@@ -349,6 +349,11 @@ class Admission:
                     tokens_in=0, tokens_out=0, cached_tokens=0, cost_micros=cost,
                     estimated=False, failover=False, stream=False)
 
+    async def settled_elsewhere(self, request_id: str, usage: c.Usage | None) -> None:
+        """A request whose hold its job settled in its own transaction (gateway.jobs):
+        forget it, and give the rate limiter back the tokens it did not use, as close does."""
+        await self._refund(self._live.pop(request_id, None), usage)
+
     def forget(self, request_id: str) -> None:
         """A job keeps its hold past its request: its close happens elsewhere."""
         self._live.pop(request_id, None)

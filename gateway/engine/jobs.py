@@ -1,10 +1,10 @@
-"""The media service: upstream media clients, and the video poller in the gateway's
-nursery.
+"""The media service: upstream media clients, and each video's upstream polling and
+money (the job runner, gateway.jobs.video, calls `advance` for each video under a lease).
 
 A video job's life (store.media holds it, so it outlives the process):
 
     submitted: hold the price, insert the row, create it upstream
-    poller:    GET the upstream job every poll interval; on completed, end the job and
+    runner:    GET the upstream job every poll interval; on completed, end the job and
                settle; on failed, end it and void. Ending the job is a guarded UPDATE,
                so a cancel racing a completion has one winner, and settling marks the
                job billed in the same transaction (store.close_video_hold).
@@ -53,8 +53,6 @@ class MediaService:
         self.admission = admission
         self.notify = notify
         self._clients: dict[str, Any] = {}
-        self._wake = trio.Event()
-        self._lock = trio.Lock()   # one poll pass at a time (poller and explicit pokes)
         # One billing at a time: two concurrent bills of a swept job would each take a
         # fresh hold and settle it.
         self._bill_lock = trio.Lock()
@@ -77,31 +75,29 @@ class MediaService:
                     await c.aclose()
             self._clients.clear()
 
-    # ------------------------------------------------------------ the poller
+    # ------------------------------------------------------------ polling
 
     def wake(self) -> None:
-        self._wake.set()
+        """Kept for callers of the old poller; the job runner now polls (gateway.jobs)."""
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Resume unfinished jobs, then poll until cancelled (the server's nursery)."""
+        """Give every unfinished video its runner job (the runner's VideoHandler polls
+        each one under a lease), then keep the media clients until shutdown."""
         try:
+            tracked = await self.writer.call(store.jobs.track_unfinished_videos)
+            if tracked:
+                log.info("handed %d unfinished video(s) to the job runner", tracked)
             task_status.started()
-            await self.poll_once()
-            while True:
-                with trio.move_on_after(self.live.config.media.video_poll_interval):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-                await self.poll_once()
+            await trio.sleep_forever()
         finally:
             await self.aclose()
 
-    async def poll_once(self) -> None:
-        async with self._lock:
-            for job in await self.writer.call(store.unfinished_video_jobs):
-                try:
-                    await self._advance(job)
-                except errors.PrismError as exc:
-                    log.warning("video job %s: %s", job.id, exc.message)
+    async def advance(self, job: Any) -> None:
+        """One poll of one video: its upstream state, and its money once it ends."""
+        try:
+            await self._advance(job)
+        except errors.PrismError as exc:
+            log.warning("video job %s: %s", job.id, exc.message)
 
     async def _advance(self, job: Any) -> None:
         if job.status in store.media.ENDED:

@@ -60,6 +60,8 @@ class Services:
     # Images and video jobs on the engine (media.images.Images, media.videos.Videos).
     images: Any = None
     videos: Any = None
+    # Async, scheduled and batch completions on the durable runner (gateway.jobs.Jobs).
+    jobs: Any = None
 
     @property
     def config(self) -> Config:

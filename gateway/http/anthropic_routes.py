@@ -14,12 +14,12 @@ from __future__ import annotations
 import dataclasses
 
 import trio
-from quart import Blueprint, Response, g
+from quart import Blueprint, Response, g, request
 
 from gateway import canonical as c
 from gateway import tokenizer
 from gateway.codecs import anthropic
-from gateway.http import common, framing
+from gateway.http import common, framing, jobs_routes
 
 bp = Blueprint("anthropic", __name__)
 
@@ -32,6 +32,8 @@ async def messages():
     g.dialect = "anthropic"
     ctx = await common.authenticate("/v1/messages", "anthropic", "x-api-key")
     body = await common.read_json_object()
+    if jobs_routes.wants_async(body, request.headers.get("x-prism-async")):
+        return await jobs_routes.queue_response(ctx, "/v1/messages", body)
     req = anthropic.to_canonical_request(body)
     ctx.model = req.model
     pipeline = common.services().pipeline

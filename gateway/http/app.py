@@ -22,6 +22,7 @@ from gateway.http import media_routes
 from gateway.http import inference_routes, uploads
 from gateway.http import a2a_routes, mcp_routes, realtime_routes
 from gateway.http import assistants_routes, files_routes, vector_store_routes
+from gateway.http import jobs_routes
 from gateway.http.lean import LeanChat
 from gateway.http.limits import BodyLimit, FinishAfterBody
 from gateway.engine.call import CallContext
@@ -120,6 +121,9 @@ def create_app(services: Services) -> QuartTrio:
     # Files, vector stores and assistants (issue 13).
     for module in (files_routes, vector_store_routes, assistants_routes):
         app.register_blueprint(module.bp)
+    # Async, scheduled and batch jobs (issue 14).
+    app.register_blueprint(jobs_routes.bp)
+    app.register_blueprint(jobs_routes.admin_bp)
     max_file = services.config.resources.max_file_bytes
     app.request_class = files_routes.upload_request_class(app.request_class, max_file)
     caps["/v1/files"] = max_file + files_routes.UPLOAD_SLACK

@@ -28,7 +28,9 @@ from gateway.engine.call import CallContext
 log = logging.getLogger("prism.http")
 
 _PATH = "/v1/chat/completions"
-_ROUTE_HEADERS = (b"idempotency-key",)   # requests that need the Quart route's decorator
+# Requests that need the Quart route: its idempotency decorator, or X-Prism-Async
+# (queued for the job runner; a body with "async": true is diverted by `chat` itself).
+_ROUTE_HEADERS = (b"idempotency-key", b"x-prism-async")
 
 
 class LeanChat:
@@ -78,7 +80,8 @@ class LeanChat:
                 out = _raw(reply.headers)
                 out.append((b"content-length", str(len(reply.body)).encode()))
                 exchange.started = True
-                await send({"type": "http.response.start", "status": 200, "headers": out})
+                await send({"type": "http.response.start", "status": reply.status,
+                            "headers": out})
                 await send({"type": "http.response.body", "body": reply.body})
                 return
             try:

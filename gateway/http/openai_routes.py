@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from gateway.codecs import openai_chat
 from gateway.engine.call import CallContext
-from gateway.http import common, framing, idempotency
+from gateway.http import common, framing, idempotency, jobs_routes
 
 bp = Blueprint("openai", __name__)
 
@@ -23,6 +23,7 @@ class Reply:
     headers: dict[str, str]
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
+    status: int = 200
 
 
 @bp.post("/v1/chat/completions")
@@ -30,14 +31,21 @@ class Reply:
 async def chat_completions():
     ctx = await common.authenticate("/v1/chat/completions", "openai")
     body = await common.read_json_object()
+    if jobs_routes.wants_async(body, request.headers.get("x-prism-async")):
+        body["async"] = True
     reply = await chat(common.services(), ctx, body)
     if reply.stream is not None:
         return Response(reply.stream, headers=reply.headers)
-    return Response(reply.body, headers=reply.headers)
+    return Response(reply.body, status=reply.status, headers=reply.headers)
 
 
 async def chat(s: Any, ctx: CallContext, body: dict) -> Reply:
     """Decode, run the pipeline, encode: the whole of a chat completion but the HTTP."""
+    if jobs_routes.wants_async(body, None):
+        # Queued for the job runner (gateway.jobs): 202 now, the answer at /v1/async/{id}.
+        payload = await jobs_routes.queue(s, ctx, "/v1/chat/completions", body)
+        return Reply({"Content-Type": "application/json", "X-Request-Id": ctx.request_id},
+                     payload, status=202)
     req = openai_chat.to_canonical_request(body)
     ctx.model = req.model
     pipeline = s.pipeline

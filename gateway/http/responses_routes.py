@@ -22,7 +22,7 @@ from quart import Blueprint, Response, request
 from gateway import errors
 from gateway.codecs import openai_completions, openai_responses
 from gateway.codecs.openai_responses_stream import StreamEncoder
-from gateway.http import common, framing
+from gateway.http import common, framing, jobs_routes
 from gateway.mcp import hosted as hosted_mcp
 from gateway.resources import hosted_search, hosted_search_stream
 
@@ -33,6 +33,8 @@ bp = Blueprint("responses", __name__)
 async def create_response():
     ctx = await common.authenticate("/v1/responses", "openai")
     body = await common.read_json_object()
+    if jobs_routes.wants_async(body, request.headers.get("x-prism-async")):
+        return await jobs_routes.queue_response(ctx, "/v1/responses", body)
     # Hosted `mcp` tools become function tools that the gateway itself runs; the hosted
     # file_search tool runs over Prism's own vector stores.
     body, file_search = hosted_search.take_file_search(body)

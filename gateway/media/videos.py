@@ -66,11 +66,13 @@ VIDEO: Operation[VideoRequest, str] = Operation(
 
 class Videos:
     """/v1/videos on the engine: submission through the pipeline, the job's row in the
-    store, and its life after that in the media service's poller (engine/jobs.py)."""
+    store, and its life after that on the job runner (gateway.jobs.video, which calls
+    the media service's `advance` under a lease)."""
 
     def __init__(self, pipeline: Pipeline, routes: MediaRoutes, media: MediaService,
-                 writer: Any, ledger: Ledger, live: Live) -> None:
+                 writer: Any, ledger: Ledger, live: Live, jobs: Any) -> None:
         self.pipeline = pipeline
+        self.jobs = jobs         # gateway.jobs.Jobs: polls each video under a lease
         self.routes = routes
         self.media = media
         self.writer = writer     # store.Writer
@@ -127,7 +129,8 @@ class Videos:
                 raise
         finally:
             media.submitting.discard(job_id)
-        media.wake()
+        # From here the job runner polls it (gateway.jobs.video), under a lease.
+        await self.jobs.track_video(job_id, ctx.account_id, ctx.key_id)
         job = await writer.call(store.get_video_job, job_id)
         return job, prep.headers
 

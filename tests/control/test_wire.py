@@ -36,6 +36,9 @@ SAMPLES: list[wire.Message] = [
     wire.Event(record={"request_id": "req_1", "status": 200, "latency_ms": 1.5,
                        "error_type": None, "stream": False}),
     wire.Dropped(count=3),
+    wire.ListJobs(id=19),
+    wire.ListJobs(id=20, account_id="acct_1"),
+    wire.CancelJob(id=21, job_id="batch_1"),
 ]
 
 

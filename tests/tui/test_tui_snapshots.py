@@ -55,6 +55,19 @@ KEYS = [
      "account_id": ACCOUNTS[1]["id"], "prefix": "sk-prism-Xy9", "created_at": NOW - 3600,
      "revoked": True, "revoked_at": NOW - 1800, "last_used_at": None},
 ]
+JOBS = [
+    {"id": "batch_000000000000000000000001", "kind": "batch",
+     "account_id": ACCOUNTS[1]["id"], "state": "running", "phase": "in_progress",
+     "attempts": 1, "progress": "120/200", "cost_micros": 61_500,
+     "created_at": NOW - 600, "cancel_requested": False},
+    {"id": "async_000000000000000000000002", "kind": "async",
+     "account_id": ACCOUNTS[0]["id"], "state": "succeeded", "phase": None, "attempts": 1,
+     "progress": "-", "cost_micros": 93, "created_at": NOW - 120, "cancel_requested": False},
+    {"id": "sched_000000000000000000000003", "kind": "scheduled",
+     "account_id": ACCOUNTS[0]["id"], "state": "queued", "phase": None, "attempts": 0,
+     "progress": "2 run(s)", "cost_micros": 186, "created_at": NOW - 7200,
+     "cancel_requested": False},
+]
 EVENTS = [
     {"at": NOW - 3 + i, "request_id": f"req_{i}", "key_id": KEYS[i % 2]["id"],
      "account_id": ACCOUNTS[i % 2]["id"], "route": "/v1/chat/completions",
@@ -89,6 +102,7 @@ class FakeClient:
             wire.ListProviders: {"items": PROVIDERS, "truncated": False},
             wire.ListAccounts: {"items": ACCOUNTS, "truncated": False},
             wire.ListKeys: {"items": KEYS, "truncated": False},
+            wire.ListJobs: {"items": JOBS, "truncated": False},
             wire.ListWindows: {"items": [], "truncated": False,
                                "note": "quota windows arrive with plan billing"},
         }
@@ -138,7 +152,8 @@ def _compare(name: str, text: str) -> None:
 
 
 SCREENS = [("live", "1", "#requests"), ("providers", "2", "#providers-table"),
-           ("accounts", "3", "#accounts-table"), ("keys", "4", "#keys-table")]
+           ("accounts", "3", "#accounts-table"), ("keys", "4", "#keys-table"),
+           ("jobs", "5", "#jobs-table")]
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
@@ -148,7 +163,8 @@ def test_every_screen(frozen, size, until, text):
         app.animation_level = "none"
         async with app.run_test(size=size) as pilot:
             await until(pilot, lambda: app.query_one("#keys-table", DataTable).row_count == 2
-                        and app.query_one("#accounts-table", DataTable).row_count == 2)
+                        and app.query_one("#accounts-table", DataTable).row_count == 2
+                        and app.query_one("#jobs-table", DataTable).row_count == 3)
             # The sparklines redraw on a 1 s timer; draw them now so that whether the
             # timer has fired yet cannot change the picture.
             app.query_one(LiveView).tick()
