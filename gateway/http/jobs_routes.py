@@ -18,7 +18,6 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-import store.jobs as sj
 
 from gateway import errors
 from gateway.engine.call import CallContext
@@ -174,8 +173,7 @@ async def admin_create_batch():
 async def admin_list_batches():
     limit, after, _ = page_args(100, 20)
     account_id = request.args.get("account_id") or None
-    rows, more = await _jobs().writer.call(
-        lambda db: sj.list_jobs(db, kind="batch", account_id=account_id, limit=limit, after=after))
+    rows, more = await _jobs().rows("batch", account_id, limit=limit, after=after)
     return _json(page([await _with_owner(j) for j in rows], more))
 
 

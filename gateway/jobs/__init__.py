@@ -221,12 +221,17 @@ class Jobs:
                                                      "metadata": metadata}))
         return await self.render(job)
 
-    async def list(self, kind: str, account_id: str | None, *, limit: int, after: str | None,
-                   status: str | None = None) -> tuple[list[dict], bool]:
+    async def rows(self, kind: str, account_id: str | None, *, limit: int, after: str | None,
+                   status: str | None = None) -> tuple[list[sj.Job], bool]:
+        """A page of jobs of `kind` (one account's, or every account's for the operator)."""
         field = "phase" if kind == "batch" else "state"
-        rows, more = await self.writer.call(
+        return await self.writer.call(
             lambda db: sj.list_jobs(db, kind=kind, account_id=account_id, limit=limit, after=after,
                                     **({field: status} if status else {})))
+
+    async def list(self, kind: str, account_id: str | None, *, limit: int, after: str | None,
+                   status: str | None = None) -> tuple[list[dict], bool]:
+        rows, more = await self.rows(kind, account_id, limit=limit, after=after, status=status)
         return await self.render_many(rows), more
 
 
