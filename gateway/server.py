@@ -138,8 +138,15 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     # (pipeline.metered / hold / close), and local agents' chat is pipeline.complete.
     mcp = _build_mcp(config, writer, keys, admission, pipeline)
     a2a = _build_a2a(config, writer, admission, pipeline, mcp)
+    async def sole_process() -> bool:
+        """No other live process shares the store (read once the cluster has joined)."""
+        if cluster is None:
+            return True
+        return not await writer.call(store.cluster.others_alive, cluster.node_id,
+                                     cluster.stale_s, time.time())
+
     resources = Resources(config, writer, PipelineChat(pipeline, admission),
-                          PipelineEmbed(pipeline, admission, inference))
+                          PipelineEmbed(pipeline, admission, inference), sole=sole_process)
     # Async, scheduled and batch completions (issue 14): one durable runner.
     from gateway.http.common import error_body
     from gateway.http.inference_routes import embed_tokens

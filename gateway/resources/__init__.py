@@ -6,6 +6,7 @@ background work (expiry sweeps, ingestion, assistant runs) in the gateway's nurs
 from __future__ import annotations
 
 import logging
+from typing import Awaitable, Callable
 
 import trio
 
@@ -22,9 +23,19 @@ from store.vector_index import VectorIndex
 log = logging.getLogger("prism.resources")
 
 
+async def _alone() -> bool:
+    return True
+
+
 class Resources:
-    def __init__(self, config, writer, chat: Chat, embed: Embed) -> None:
+    def __init__(self, config, writer, chat: Chat, embed: Embed, *,
+                 sole: Callable[[], Awaitable[bool]] = _alone) -> None:
         rc = config.resources
+        # Whether no other live process shares the store. Only then is unfinished work
+        # (files being ingested, runs in progress) an orphan of a previous run for this
+        # process to resume or fail: a live neighbour's work is in flight, and taking it
+        # over would bill its embeddings twice and fail its runs under it.
+        self.sole = sole
         self.config = rc
         self.writer = writer
         self.chat = chat
@@ -48,9 +59,13 @@ class Resources:
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await trio.to_thread.run_sync(self.blobs.ensure)
         await trio.to_thread.run_sync(self.blobs.clear_staging)
+        takeover = await self.sole()
+        if not takeover:
+            log.info("other processes share the store: their unfinished ingestion and runs "
+                     "are left to them")
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.ingestor.run)
-            await nursery.start(self.runs.run)
+            await nursery.start(self.ingestor.run, takeover)
+            await nursery.start(self.runs.run, takeover)
             task_status.started()
             while True:
                 await self.files.sweep()

@@ -49,9 +49,11 @@ class Ingestor:
     def submit(self, store_id: str, file_id: str) -> None:
         self._send.send_nowait((store_id, file_id))
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, takeover: bool = True, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Ingest what is submitted until cancelled; with `takeover`, first resume the
+        files a previous process left pending."""
         async with trio.open_nursery() as nursery:
-            for row in await self.writer.call(svs.pending_files):
+            for row in await self.writer.call(svs.pending_files) if takeover else ():
                 self.submit(row.vector_store_id, row.file_id)
             task_status.started()
             async for key in self._receive:

@@ -73,7 +73,22 @@ class Runs:
 
     # ------------------------------------------------------------ background
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, takeover: bool = True, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run assistant runs until cancelled; with `takeover`, first end the runs a
+        previous process left in progress or cancelling, and start its queued ones."""
+        if takeover:
+            await self._recover()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for run_id, account in await self.writer.call(sa.runs_in, ("queued",)) \
+                    if takeover else ():
+                self.start(account, run_id)
+            task_status.started()
+            while True:
+                await self._expire()
+                await trio.sleep(30)
+
+    async def _recover(self) -> None:
         restarted = {"code": "server_error", "message": RESTARTED}
         for run_id, account in await self.writer.call(sa.runs_in, ("in_progress",)):
             if await self.writer.call(sa.update, sa.Run, run_id, account, {
@@ -87,14 +102,6 @@ class Runs:
                                       expect=("cancelling",)):
                 await self.writer.call(sa.end_open_children, run_id, account, "cancelled",
                                        int(time.time()))
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for run_id, account in await self.writer.call(sa.runs_in, ("queued",)):
-                self.start(account, run_id)
-            task_status.started()
-            while True:
-                await self._expire()
-                await trio.sleep(30)
 
     async def _expire(self) -> None:
         now = int(time.time())

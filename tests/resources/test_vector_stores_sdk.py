@@ -288,3 +288,51 @@ def test_cancelling_a_batch_stops_embedding_its_file(gw):
     got = c.vector_stores.files.retrieve(file_id=f.id, vector_store_id=vs.id)
     assert got.status == "cancelled"
     assert c.vector_stores.search(vs.id, query="river market").data == []
+
+
+def test_a_process_beside_a_live_one_leaves_its_ingestion_alone(tmp_path):
+    """Several processes on one store: a process that starts while another is alive must
+    not resume that one's pending files (it would embed and bill them a second time);
+    the next process to start alone does."""
+    shared = {"server": {"workers": 2}}      # a store other processes may share
+    gw = resources_gw.start(tmp_path, None, **shared)
+    key = gw.create_key(10.0)["key"]
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+    f = upload(c, "big.md", (filler(40000, "y") + "\n" + PLANTED + "\n").encode())
+    vs = c.vector_stores.create(file_ids=[f.id])
+    deadline = time.time() + 60
+    while len(_ingest_rows(gw, key)) < 1:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    gw.stop()                               # mid-ingestion
+    db = gw.db()
+    try:                                    # a neighbour that is alive and well
+        store.cluster.heartbeat(db, "node_neighbour_1_abc", "elsewhere", 1, time.time(), {})
+    finally:
+        db.close()
+    gw = resources_gw.start(tmp_path, None, **shared)
+    try:
+        paid = len(_ingest_rows(gw, key))
+        time.sleep(1.5)
+        c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+        assert c.vector_stores.retrieve(vs.id).status == "in_progress"
+        assert len(_ingest_rows(gw, key)) == paid          # not taken over
+    finally:
+        gw.stop()
+    db = gw.db()
+    try:
+        store.cluster.leave(db, "node_neighbour_1_abc")    # the neighbour is gone
+    finally:
+        db.close()
+    gw = resources_gw.start(tmp_path, None, **shared)
+    try:
+        c = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+        done = wait_store(c, vs.id, timeout=120)
+        assert done.status == "completed" and done.file_counts.completed == 1
+        db = gw.db()
+        try:
+            assert store.check_invariants(db) == []
+        finally:
+            db.close()
+    finally:
+        gw.stop()
