@@ -17,6 +17,7 @@ from store.cluster import post_event
 from store.db import AccountNotFound, read_tx, write_tx
 from store.ledger import check_micros, post_topup
 from store.models import Account, ApiKey, Wallet, new_id
+from store.orgs import DEFAULT_ORG
 
 KEY_PREFIX = "sk-prism-"
 DISPLAY_PREFIX_CHARS = 12
@@ -28,9 +29,9 @@ def hash_key(plaintext: str) -> str:
 
 
 def _insert_account(db, name: str, plan: str | None, default_mode: str | None,
-                    now: float) -> Account:
+                    now: float, org_id: str | None = None) -> Account:
     account = Account(id=new_id("acct_"), name=name, created_at=now, plan=plan,
-                      default_mode=default_mode)
+                      default_mode=default_mode, org_id=org_id or DEFAULT_ORG)
     Account.insert(**account.__data__).execute(db)
     Wallet.insert(account=account.id, balance_micros=0, held_micros=0,
                   updated_at=now).execute(db)
@@ -67,13 +68,14 @@ def create_key(db, account_id: str, name: str, *,
 
 
 def create_account_with_key(db, name: str, credits_micros: int = 0,
-                            plan: str | None = None, *,
+                            plan: str | None = None, *, org_id: str | None = None,
                             now: float | None = None) -> tuple[Account, ApiKey, str]:
-    """Account, wallet, key and opening top-up in one transaction: all or nothing."""
+    """Account, wallet, key and opening top-up in one transaction: all or nothing.
+    The account joins `org_id` (the default org when None)."""
     check_micros(credits_micros, "opening credits", minimum=0)
     now = time.time() if now is None else now
     with write_tx(db):
-        account = _insert_account(db, name, plan, None, now)
+        account = _insert_account(db, name, plan, None, now, org_id)
         key, plaintext = _insert_key(db, account.id, name, now)
         if credits_micros:
             post_topup(db, account.id, credits_micros, "opening credits", now)
