@@ -130,6 +130,22 @@ def usage(db, scope: str, owner: str, now: float) -> tuple[int, int]:
     return (0, 0) if row is None else (row[0], row[1])
 
 
+def key_budgets(db, account_id: str, now: float) -> list[dict]:
+    """Each unrevoked key of the account that has a budget: limit, spent and held this
+    month (what /v1/balance shows its owner)."""
+    from store.lazy_tx import read_tx
+    with read_tx(db):
+        rows = db.execute_sql(
+            "SELECT k.id, k.name, k.budget_micros, COALESCE(u.spent_micros, 0), "
+            "COALESCE(u.held_micros, 0) FROM api_key k LEFT JOIN budget_usage u "
+            "ON u.scope = 'key' AND u.owner = k.id AND u.period = ? "
+            "WHERE k.account_id = ? AND k.budget_micros IS NOT NULL AND k.revoked_at IS NULL "
+            "ORDER BY k.created_at, k.id", (period_of(now), account_id)).fetchall()
+    return [{"key_id": k, "name": n, "period": period_of(now), "limit_micros": lim,
+             "spent_micros": sp, "held_micros": h,
+             "remaining_micros": max(lim - sp - h, 0)} for k, n, lim, sp, h in rows]
+
+
 _BUDGET_AUDIT = """SELECT u.scope, u.owner, u.period, u.spent_micros, u.held_micros,
  (SELECT COALESCE(SUM(c.charged_micros), 0) FROM budget_charge c WHERE c.scope = u.scope
    AND c.owner = u.owner AND c.period = u.period AND c.state = 'settled'),

@@ -8,6 +8,7 @@ into memory by the gateway.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 
@@ -101,11 +102,23 @@ def list_keys(db, account_id: str | None = None) -> list[ApiKey]:
         return list(query.execute(db))
 
 
-def update_key(db, key_id: str, *, name: str | None = None) -> ApiKey | None:
-    """Rename a key; None if there is no such key."""
+_SETTINGS = ("expires_at", "allowed_models", "rpm", "tpm", "budget_micros", "metadata")
+
+
+def update_key(db, key_id: str, *, name: str | None = None, **settings) -> ApiKey | None:
+    """Rename a key and/or change its settings (a value of None clears one; the lists
+    and metadata are given as Python values and stored as JSON); None if there is no
+    such key."""
+    unknown = settings.keys() - set(_SETTINGS)
+    if unknown:
+        raise TypeError(f"unknown key settings: {sorted(unknown)}")
+    values = {k: (json.dumps(v) if k in ("allowed_models", "metadata") and v is not None
+                  else v) for k, v in settings.items()}
+    if name is not None:
+        values["name"] = name
     with write_tx(db):
-        if name is not None:
-            ApiKey.update(name=name).where(ApiKey.id == key_id).execute(db)
+        if values:
+            ApiKey.update(**values).where(ApiKey.id == key_id).execute(db)
         return ApiKey.select().where(ApiKey.id == key_id).first(db)
 
 

@@ -307,6 +307,8 @@ async def serve_control(services: "Services", *, path: str | None = None,
             open_connections -= 1
 
     services.observers.append(hub.publish)
+    if services.orgs is not None:
+        services.orgs.alerts.append(hub.publish)    # budget alerts (gateway.orgs)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, handle, [trio.SocketListener(sock)])
@@ -314,6 +316,8 @@ async def serve_control(services: "Services", *, path: str | None = None,
             task_status.started(path)
     finally:
         services.observers.remove(hub.publish)
+        if services.orgs is not None:
+            services.orgs.alerts.remove(hub.publish)
         try:
             if os.stat(path).st_ino == inode:
                 os.unlink(path)

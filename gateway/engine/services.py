@@ -52,6 +52,8 @@ class Services:
     cluster: Any = None
     # Files, vector stores and assistants (gateway.resources.Resources).
     resources: Any = None
+    # Organizations, per-key settings and budgets (gateway.orgs.service.Orgs).
+    orgs: Any = None
 
     @property
     def config(self) -> Config:
