@@ -22,9 +22,10 @@ from tui.accounts import AccountsView
 from tui.client import ControlClient
 from tui.keys import KeysView
 from tui.live import LiveView
+from tui.orgs import OrgsView
 from tui.providers import ProvidersView
 
-TABS = ("live", "providers", "accounts", "keys")
+TABS = ("live", "providers", "accounts", "keys", "orgs")
 
 
 class PrismApp(App):
@@ -37,6 +38,7 @@ class PrismApp(App):
         Binding("2", "show('providers')", "Providers", show=False),
         Binding("3", "show('accounts')", "Accounts", show=False),
         Binding("4", "show('keys')", "Keys", show=False),
+        Binding("5", "show('orgs')", "Orgs", show=False),
         Binding("q", "quit", "Quit"),
     ]
     ENABLE_COMMAND_PALETTE = False
@@ -64,6 +66,8 @@ class PrismApp(App):
                 yield AccountsView(id="accounts-view")
             with TabPane("4 Keys", id="keys"):
                 yield KeysView(id="keys-view")
+            with TabPane("5 Orgs", id="orgs"):
+                yield OrgsView(id="orgs-view")
         yield Static("", id="status")
         yield Footer(show_command_palette=False)
 
@@ -94,7 +98,9 @@ class PrismApp(App):
             live = self.query_one(LiveView)
         except NoMatches:
             return  # the app is closing; the connection goes with it
-        if isinstance(msg, wire.Event):
+        if isinstance(msg, wire.Event) and msg.record.get("event") == "org_budget_alert":
+            self.query_one(OrgsView).add_alert(msg.record)
+        elif isinstance(msg, wire.Event):
             live.add_event(msg.record)
         elif isinstance(msg, wire.Dropped):
             live.add_dropped(msg.count)
@@ -133,12 +139,13 @@ class PrismApp(App):
         await self.query_one(KeysView).reload()
         await self.query_one(ProvidersView).reload()
         await self.query_one(AccountsView).reload()
+        await self.query_one(OrgsView).reload()
 
     def _refresh_visible(self) -> None:
         if self.client is None:
             return
         view = {"providers": ProvidersView, "accounts": AccountsView,
-                "keys": KeysView}.get(self.query_one(TabbedContent).active)
+                "keys": KeysView, "orgs": OrgsView}.get(self.query_one(TabbedContent).active)
         if view is not None:
             self.run_worker(self.query_one(view).reload(), group="refresh", exclusive=True)
 

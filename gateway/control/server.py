@@ -158,6 +158,9 @@ class _Connection:
                 return ops.models(s)
             case wire.ListAccounts():
                 return await ops.accounts(s)
+            case wire.ListOrgs():
+                from gateway.orgs.ops import orgs as list_orgs
+                return await list_orgs(s)
             case wire.ListKeys():
                 return await ops.keys(s, m.account_id)
             case wire.ListHolds():
