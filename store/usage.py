@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from store.db import read_tx
+from store.pg import is_postgres
 
 COLUMNS = ("request_id", "created_at", "key_id", "route", "dialect", "model", "mode",
            "provider", "status", "error_type", "latency_ms", "tokens_in", "tokens_out",
@@ -78,6 +79,9 @@ def usage_summary(db, account_id: str, *, start: float | None = None, end: float
     where, params = _where(account_id, start, end, mode, model)
     groups = {"by_model": "model", "by_mode": "mode",
               "by_day": "strftime('%Y-%m-%d', created_at, 'unixepoch')"}
+    if is_postgres(db):
+        groups["by_day"] = ("to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', "
+                            "'YYYY-MM-DD')")
     out: dict[str, Any] = {}
     with read_tx(db):
         out["totals"] = dict(zip(_SUM_NAMES, db.execute_sql(

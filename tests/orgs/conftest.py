@@ -19,12 +19,24 @@ def org_sim():
     sim.stop()
 
 
+def _store(tmp, request) -> dict:
+    """SQLite unless PRISM_TEST_STORE=postgresql (the CI's second pass)."""
+    if os.environ.get("PRISM_TEST_STORE", "sqlite") != "postgresql":
+        return {}
+    import pgtest
+    database = request.getfixturevalue("pg_database")
+    schema, url = pgtest.fresh_schema(database)
+    request.addfinalizer(lambda: pgtest.drop_schema(database, schema))
+    return {"url": url}
+
+
 @pytest.fixture(scope="module")
-def org_gw(org_sim, tmp_path_factory):
+def org_gw(org_sim, tmp_path_factory, request):
     os.environ["PRISM_ORG_SECRETS_KEY"] = SECRETS_KEY
     tmp = tmp_path_factory.mktemp("orgs")
     gw = harness.start_gateway(tmp, org_sim, markups=MARKUPS,
-                               media={"allow_private_hosts": True})
+                               media={"allow_private_hosts": True},
+                               store=_store(tmp, request))
     yield gw
     gw.stop()
 
