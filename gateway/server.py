@@ -134,7 +134,8 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     keys = KeyCache(lookup, ttl=config.store.key_cache_ttl)
     # MCP, A2A and realtime (issue 15): their non-chat calls are held and closed through
     # the same ledger admission (CallMoney); local agents' chat goes through the pipeline.
-    callmoney = CallMoney(ledger, admission.plan_for)
+    callmoney = CallMoney(ledger, admission.plan_for, budgets_for=admission.budgets_for,
+                          on_alerts=orgs.alert)
     mcp = _build_mcp(config, writer, keys, admission, callmoney)
     a2a = _build_a2a(config, writer, admission, pipeline, mcp, callmoney)
     resources = Resources(config, writer, PipelineChat(pipeline, admission))

@@ -371,11 +371,19 @@ class Admission:
         plan = await self.plan_for(ctx.account_id)
         now = self.clock()
         windows = plan_windows(plan, now) if plan is not None else ()
+        budgets = await self.budgets_for(ctx.account_id, ctx.key_id)
         with trio.CancelScope(shield=True):
             admitted = await self.ledger.admit(ctx.account_id, request_id, amount_micros,
                                                  plan=plan, windows=windows, now=now,
-                                                 position=False)
+                                                 position=False, budgets=budgets)
         return admitted.hold_id
+
+    async def budgets_for(self, account_id: str, key_id: str | None = None) -> tuple:
+        """The key and org budgets a hold of this caller counts against."""
+        if self.orgs is None:
+            return ()
+        org = await self.orgs.for_account(account_id)
+        return self.orgs.budgets(org, key_id, await self.orgs.key_settings(key_id))
 
     def job_log(self, ctx: "CallContext", *, model: str, provider: str | None,
                 upstream_model: str | None, error: BaseException | None,
