@@ -6,6 +6,7 @@ an operator never wonders whether the route exists.
 from __future__ import annotations
 
 import hmac
+import time
 
 from quart import Blueprint, g, request
 
@@ -16,6 +17,7 @@ from gateway.billing.pricing import format_usd, usd_to_micros
 from gateway.http import common
 from gateway.orgs.settings import key_settings_json, parse_key_update
 from store import orgs as org_store
+from store.budgets import key_budgets
 
 bp = Blueprint("admin", __name__, url_prefix="/-")
 
@@ -132,7 +134,15 @@ async def list_keys():
 @bp.get("/keys/<key_id>")
 async def get_key(key_id: str):
     key = await _get_key(key_id)
-    return _key_json(key, await _call(store.get_wallet, key.account_id))
+    out = _key_json(key, await _call(store.get_wallet, key.account_id))
+    if key.budget_micros is not None:
+        # This month's standing against the key's budget.
+        for b in await _call(key_budgets, key.account_id, time.time()):
+            if b["key_id"] == key_id:
+                out["budget_spent_micros"] = b["spent_micros"]
+                out["budget_held_micros"] = b["held_micros"]
+                out["budget_remaining_usd"] = format_usd(b["remaining_micros"])
+    return out
 
 
 @bp.put("/keys/<key_id>")

@@ -60,6 +60,8 @@ def test_key_budget_is_enforced_and_shown_in_balance(org_gw):
     [kb] = bal["key_budgets"]
     assert kb["key_id"] == key["id"] and kb["limit_micros"] == 300
     assert 0 < kb["spent_micros"] <= 300 and kb["held_micros"] == 0
+    assert org_gw.admin.get(f"/-/keys/{key['id']}").json()["budget_spent_micros"] \
+        == kb["spent_micros"]
     # The key's own models list narrows routing; the wallet was charged what was spent.
     r = _chat(org_gw, key["key"], {**CHAT, "model": "prism-unpriced"})
     assert r.status_code == 403
