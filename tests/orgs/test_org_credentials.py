@@ -75,9 +75,11 @@ def test_org_credential_is_used_and_never_shown(org_gw, org_sim, caplog):
 
     admin = org_gw.admin
     for path in ("/-/orgs/configs", "/-/orgs/byok/config", "/-/health/providers/byok",
-                 "/-/keys", f"/-/keys/{inside['id']}", "/-/providers", "/-/models",
-                 "/metrics"):
+                 "/-/keys", f"/-/keys/{inside['id']}", "/-/config", "/-/health/providers",
+                 "/-/metrics"):
         responses.append(admin.get(path))
+        assert responses[-1].status_code == 200, (path, responses[-1].text)
+    assert "prism_" in responses[-1].text       # the metrics page, really
     health = responses[-6].json()
     assert {r["credential"] for r in health["routes"]} == {"org"}
     assert responses[-8].json()["data"][-1]["credential_providers"] == ["up"] or any(
