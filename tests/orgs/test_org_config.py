@@ -89,3 +89,23 @@ def test_health_of_the_routes_an_org_uses(org_gw):
         == [("prism-mini", "up", "gateway", "closed")]
     assert org_gw.admin.get("/-/health/providers/nobody").status_code == 404
     assert httpx.get(org_gw.url + "/-/orgs/configs").status_code in (401, 403)
+
+
+def test_moving_accounts_and_deleting_an_org(org_gw):
+    put_org(org_gw, "movers", budget_usd=1)
+    key = org_gw.create_key(name="loner")          # joins the default org
+    assert org_gw.admin.put(f"/-/orgs/movers/accounts/{key['account_id']}").status_code == 200
+    assert org_gw.admin.get("/-/orgs/movers/config").json()["accounts"] == 1
+    assert org_gw.admin.put("/-/orgs/movers/accounts/acct_nobody").status_code == 404
+    assert org_gw.admin.put(f"/-/orgs/ghost/accounts/{key['account_id']}").status_code == 404
+    assert _chat(org_gw, key["key"]).status_code == 200
+    spent = org_gw.admin.get("/-/orgs/movers/config").json()["budget"]["spent_micros"]
+    assert spent > 0          # the request counted against its new org's budget
+    org_gw.admin.delete("/-/orgs/movers/config")
+    rows = {o["id"]: o for o in org_gw.admin.get("/-/orgs/configs").json()["data"]}
+    assert "movers" not in rows and rows["org_default"]["accounts"] >= 1
+    # The default org is reset, never removed.
+    r = org_gw.admin.delete("/-/orgs/org_default/config")
+    assert r.status_code == 200 and r.json()["reset"] is True
+    assert org_gw.admin.get("/-/orgs/org_default/config").status_code == 200
+    assert org_gw.admin.put("/-/orgs/bad id!/config", json={}).status_code in (400, 404)
