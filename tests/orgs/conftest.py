@@ -8,8 +8,7 @@ import pytest
 
 import harness
 
-SECRETS_KEY = "test-org-secrets-key-" + os.urandom(8).hex()
-MARKUPS = {"eco": 15.0, "balanced": 20.0, "sport": 30.0}
+from org_helpers import MARKUPS, SECRETS_KEY
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +38,6 @@ def org_gw(org_sim, tmp_path_factory, request):
                                store=_store(tmp, request))
     yield gw
     gw.stop()
-
-
-def put_org(gw, org_id: str, **config) -> dict:
-    r = gw.admin.put(f"/-/orgs/{org_id}/config", json=config)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def member(gw, org_id: str, credits_usd: float = 10.0, name: str = "member") -> dict:
-    r = gw.admin.post("/-/keys", json={"name": name, "credits_usd": credits_usd,
-                                       "org_id": org_id})
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from conftest import member, put_org
+from org_helpers import member, put_org
 
 CHAT = {"model": "prism-mini", "max_tokens": 20,
         "messages": [{"role": "user", "content": "say: hi"}]}

@@ -13,7 +13,7 @@ import httpx
 
 import store
 
-from conftest import member, put_org
+from org_helpers import member, put_org
 from gateway.control import wire
 
 SECRET = "sk-org-own-" + os.urandom(12).hex()

@@ -18,7 +18,7 @@ from hypercorn.trio import serve
 
 import harness
 import store
-from conftest import member, put_org
+from org_helpers import member, put_org
 from gateway.control import wire
 
 CHAT = {"model": "prism-mini", "max_tokens": 30,
