@@ -119,6 +119,8 @@ def update_key(db, key_id: str, *, name: str | None = None, **settings) -> ApiKe
     with write_tx(db):
         if values:
             ApiKey.update(**values).where(ApiKey.id == key_id).execute(db)
+            if settings:
+                post_event(db, "key.changed", {"key_id": key_id})
         return ApiKey.select().where(ApiKey.id == key_id).first(db)
 
 

@@ -139,6 +139,13 @@ def put_orgs(db, rows: list[dict[str, Any]], *, now: float | None = None) -> Non
         for r in rows:
             _put(db, r["id"], r["name"], r["config"], r["secrets_blob"],
                  r["budget_micros"], r["budget_hard"], now)
+        _announce(db, [r["id"] for r in rows], now)
+
+
+def _announce(db, org_ids: list[str], now: float) -> None:
+    """Other gateway processes on this store drop their cached view (store.cluster)."""
+    from store.cluster import post_event
+    post_event(db, "org.changed", {"org_ids": org_ids}, now=now)
 
 
 def delete_org(db, org_id: str) -> bool:
@@ -153,6 +160,8 @@ def delete_org(db, org_id: str) -> bool:
             return cur.rowcount == 1
         cur = db.execute_sql("DELETE FROM organization WHERE id = ?", (org_id,))
         db.execute_sql("UPDATE account SET org_id = ? WHERE org_id = ?", (DEFAULT_ORG, org_id))
+        if cur.rowcount == 1:
+            _announce(db, [org_id], now)
         return cur.rowcount == 1
 
 
@@ -161,6 +170,8 @@ def set_account_org(db, account_id: str, org_id: str) -> bool:
         if db.execute_sql("SELECT 1 FROM organization WHERE id = ?", (org_id,)).fetchone() is None:
             return False
         cur = db.execute_sql("UPDATE account SET org_id = ? WHERE id = ?", (org_id, account_id))
+        if cur.rowcount == 1:
+            _announce(db, [org_id], time.time())
         return cur.rowcount == 1
 
 
