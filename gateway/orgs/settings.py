@@ -9,6 +9,7 @@ anywhere) turns them back into JSON for a response.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,7 +179,6 @@ def parse_key_update(body: dict, config: Config) -> dict[str, Any]:
         out["budget_micros"] = None if v is None or not number(v) else round(v * 1_000_000)
     if "metadata" in body:
         v = body["metadata"]
-        import json
         if v is not None and (not isinstance(v, dict)
                               or len(json.dumps(v)) > MAX_METADATA_BYTES):
             problems.append(f"metadata: must be an object of at most {MAX_METADATA_BYTES} bytes")
@@ -189,7 +189,6 @@ def parse_key_update(body: dict, config: Config) -> dict[str, Any]:
 
 def key_settings_json(key: Any) -> dict[str, Any]:
     """A key row's settings as the admin API shows them."""
-    import json
     budget = getattr(key, "budget_micros", None)
     return {"expires_at": getattr(key, "expires_at", None),
             "allowed_models": json.loads(key.allowed_models) if getattr(key, "allowed_models", None) else None,
