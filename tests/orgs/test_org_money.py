@@ -123,7 +123,9 @@ def test_markup_zero_and_config_validation(tmp_path):
 
 
 def test_org_hard_budget_under_500_concurrent_requests(org_gw):
-    put_org(org_gw, "crowd", budget_usd=0.02, budget_mode="hard")
+    # Small enough that the requests admitted at once (~70) fit the provider's pool of
+    # 100 connections: a loaded machine then never turns pool waits into timeouts.
+    put_org(org_gw, "crowd", budget_usd=0.006, budget_mode="hard")
     keys = [member(org_gw, "crowd", credits_usd=1.0, name=f"crowd-{i}") for i in range(10)]
     statuses: list[int] = []
     codes: list[str] = []
@@ -144,7 +146,7 @@ def test_org_hard_budget_under_500_concurrent_requests(org_gw):
 
     trio.run(main)
     assert len(statuses) == 500
-    assert set(statuses) <= {200, 402}, set(statuses)
+    assert set(statuses) <= {200, 402}, {s: statuses.count(s) for s in set(statuses)}
     assert statuses.count(200) > 0 and statuses.count(402) > 0
     assert set(codes) == {"org_budget_exceeded"}
     accounts = {k["account_id"] for k in keys}
@@ -162,7 +164,7 @@ def test_org_hard_budget_under_500_concurrent_requests(org_gw):
 
     spent, held, charged, logged, problems = _db(org_gw, books)
     assert held == 0
-    assert spent <= 20_000       # never past the hard limit (the guard is in the hold)
+    assert spent <= 6_000        # never past the hard limit (the guard is in the hold)
     assert spent == charged == logged
     assert problems == []
     org = org_gw.admin.get("/-/orgs/crowd/config").json()
