@@ -285,6 +285,18 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True)
+class MarkupConfig:
+    """Percent added to the model price of a request routed by mode (model "any" or
+    "auto" with X-Prism-Mode); 0 means none. Part of the hold and of the settled cost."""
+    eco: float = 0.0
+    balanced: float = 0.0
+    sport: float = 0.0
+
+    def basis_points(self, mode: str | None) -> int:
+        return round(getattr(self, mode) * 100) if mode in MODES else 0
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -304,6 +316,7 @@ class Config:
     a2a: A2AConfig = field(default_factory=A2AConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    markups: MarkupConfig = field(default_factory=MarkupConfig)
     base_dir: str = "."   # relative paths in the file resolve against the file's folder
 
     def provider(self, provider_id: str) -> ProviderConfig:
@@ -509,6 +522,8 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
                     problems)
     if cfg.bootstrap.dev_key_credits_usd < 0:
         problems.append("bootstrap.dev_key_credits_usd: must not be negative")
+    problems += [f"markups.{m}: must be between 0 and 1000 (percent)" for m in MODES
+                 if not 0 <= getattr(cfg.markups, m) <= 1000]
     check_protocols(cfg, set(public), problems)
 
 

@@ -40,6 +40,7 @@ from gateway.http.app import create_app
 from gateway.inference.clients import InferenceClients
 from gateway.media.images import Images, MediaRoutes
 from gateway.media.videos import Videos
+from gateway.orgs.service import Orgs
 from gateway.providers import build_providers
 from gateway.resources import Resources
 from gateway.resources.account import AccountRecords
@@ -126,9 +127,11 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     observers = Observers(metrics.observe, finished)
     ledger = Ledger(writer, hold_ttl_seconds=config.store.hold_ttl_seconds,
                     close_fault=close_fault)
-    admission = Admission(live, writer, ledger, observers, limiter=limiter)
+    # Organizations (issue 16): org configs, per-key settings, budgets, own credentials.
+    orgs = Orgs(writer, live, ttl=config.store.key_cache_ttl)
+    admission = Admission(live, writer, ledger, observers, limiter=limiter, orgs=orgs)
     media = MediaService(live, writer, admission, observers)
-    dispatcher = Dispatcher(live, media)
+    dispatcher = Dispatcher(live, media, orgs=orgs)
     router = Router(live, writer)
     sessions = Sessions(live, writer, clock)
     pipeline = Pipeline(router, sessions, admission, dispatcher)
@@ -174,7 +177,7 @@ def build_services(config: Config, writer, admin_token: str | None, *,
                         config_path=config_path, clock=clock, mcp=mcp,
                         a2a=a2a, cluster=cluster, resources=resources, responses=responses,
                         idempotency=idempotency, accounts=accounts, images=images,
-                        videos=videos, jobs=jobs)
+                        videos=videos, jobs=jobs, orgs=orgs)
     return services
 
 
@@ -286,6 +289,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
             await nursery.start(services.a2a.run)     # A2A background tasks
             await nursery.start(services.resources.run)   # files, vector stores, runs
             await nursery.start(services.jobs.run)        # async, scheduled, batch jobs
+            await nursery.start(services.orgs.run)        # org webhooks, org providers
             binds = await nursery.start(serve_then_stop)
             task_status.started(binds[0])
     finally:

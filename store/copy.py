@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from store.db import StoreError, read_tx, write_tx
 from store.ledger import check_invariants
 from store.models import MODELS, SchemaVersion
+from store.orgs import DEFAULT_ORG
 from store.pg import is_postgres
 
 BATCH = 2000
@@ -74,15 +75,24 @@ def _copy_table(src, dst, model) -> int:
     return copied
 
 
+def _only_default_org(db) -> bool:
+    with read_tx(db):
+        row = db.execute_sql("SELECT id FROM organization").fetchone()
+    return row is not None and row[0] == DEFAULT_ORG
+
+
 def copy_store(src, dst) -> CopyReport:
     """Copy every row of `src` into the empty `dst` (both opened with open_database),
     then verify; raises TargetNotEmpty or CopyMismatch."""
     busy = {t: n for t, n in _counts(dst).items() if n}
+    if busy.get("organization") == 1 and _only_default_org(dst):
+        del busy["organization"]     # what opening any store makes (store.orgs)
     if busy:
         raise TargetNotEmpty("the target store is not empty: " +
                              ", ".join(f"{t} has {n} rows" for t, n in sorted(busy.items())))
     rows: dict[str, int] = {}
     with read_tx(src), write_tx(dst):
+        dst.execute_sql("DELETE FROM organization WHERE id = ?", (DEFAULT_ORG,))
         for model in _tables():
             rows[model._meta.table_name] = _copy_table(src, dst, model)
     source, target = _counts(src), _counts(dst)

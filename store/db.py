@@ -242,6 +242,8 @@ def migrate(db: pw.SqliteDatabase) -> None:
             _add_missing_columns(db, model)
         for statement in (APPEND_ONLY_TRIGGERS if is_postgres(db) else _APPEND_ONLY_TRIGGERS):
             db.execute_sql(statement)
+        from store.orgs import ensure_default_org   # accounts from before orgs
+        ensure_default_org(db)
         if found is None:
             SchemaVersion.insert(id=1, version=SCHEMA_VERSION).execute(db)
             return

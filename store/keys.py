@@ -8,6 +8,7 @@ into memory by the gateway.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 
@@ -17,6 +18,7 @@ from store.cluster import post_event
 from store.db import AccountNotFound, read_tx, write_tx
 from store.ledger import check_micros, post_topup
 from store.models import Account, ApiKey, Wallet, new_id
+from store.orgs import DEFAULT_ORG
 
 KEY_PREFIX = "sk-prism-"
 DISPLAY_PREFIX_CHARS = 12
@@ -28,9 +30,9 @@ def hash_key(plaintext: str) -> str:
 
 
 def _insert_account(db, name: str, plan: str | None, default_mode: str | None,
-                    now: float) -> Account:
+                    now: float, org_id: str | None = None) -> Account:
     account = Account(id=new_id("acct_"), name=name, created_at=now, plan=plan,
-                      default_mode=default_mode)
+                      default_mode=default_mode, org_id=org_id or DEFAULT_ORG)
     Account.insert(**account.__data__).execute(db)
     Wallet.insert(account=account.id, balance_micros=0, held_micros=0,
                   updated_at=now).execute(db)
@@ -67,13 +69,14 @@ def create_key(db, account_id: str, name: str, *,
 
 
 def create_account_with_key(db, name: str, credits_micros: int = 0,
-                            plan: str | None = None, *,
+                            plan: str | None = None, *, org_id: str | None = None,
                             now: float | None = None) -> tuple[Account, ApiKey, str]:
-    """Account, wallet, key and opening top-up in one transaction: all or nothing."""
+    """Account, wallet, key and opening top-up in one transaction: all or nothing.
+    The account joins `org_id` (the default org when None)."""
     check_micros(credits_micros, "opening credits", minimum=0)
     now = time.time() if now is None else now
     with write_tx(db):
-        account = _insert_account(db, name, plan, None, now)
+        account = _insert_account(db, name, plan, None, now, org_id)
         key, plaintext = _insert_key(db, account.id, name, now)
         if credits_micros:
             post_topup(db, account.id, credits_micros, "opening credits", now)
@@ -99,11 +102,25 @@ def list_keys(db, account_id: str | None = None) -> list[ApiKey]:
         return list(query.execute(db))
 
 
-def update_key(db, key_id: str, *, name: str | None = None) -> ApiKey | None:
-    """Rename a key; None if there is no such key."""
+_SETTINGS = ("expires_at", "allowed_models", "rpm", "tpm", "budget_micros", "metadata")
+
+
+def update_key(db, key_id: str, *, name: str | None = None, **settings) -> ApiKey | None:
+    """Rename a key and/or change its settings (a value of None clears one; the lists
+    and metadata are given as Python values and stored as JSON); None if there is no
+    such key."""
+    unknown = settings.keys() - set(_SETTINGS)
+    if unknown:
+        raise TypeError(f"unknown key settings: {sorted(unknown)}")
+    values = {k: (json.dumps(v) if k in ("allowed_models", "metadata") and v is not None
+                  else v) for k, v in settings.items()}
+    if name is not None:
+        values["name"] = name
     with write_tx(db):
-        if name is not None:
-            ApiKey.update(name=name).where(ApiKey.id == key_id).execute(db)
+        if values:
+            ApiKey.update(**values).where(ApiKey.id == key_id).execute(db)
+            if settings:
+                post_event(db, "key.changed", {"key_id": key_id})
         return ApiKey.select().where(ApiKey.id == key_id).first(db)
 
 

@@ -239,6 +239,8 @@ def _expire(db, now: float, cutoff: float) -> int:
         for hold_id, wallet_id, request_id, _ in sorted(rows):
             _post(db, wallet_id, "expire", 0, balances[wallet_id], now,
                   hold_id=hold_id, request_id=request_id)
+        from store.budgets import release   # its holds' budget charges end with them
+        release(db, [r[0] for r in rows], now)
     return len(rows)
 
 
@@ -357,4 +359,6 @@ def check_invariants(db) -> list[str]:
         # Window holds keep books of their own (store.quota); same snapshot.
         from store.quota_audit import quota_problems
         problems.extend(quota_problems(db))
+        from store.budgets import budget_problems
+        problems.extend(budget_problems(db))
     return problems

@@ -43,6 +43,9 @@ class Account(_Base):
     created_at = pw.FloatField()
     plan = pw.CharField(null=True)
     default_mode = pw.CharField(null=True)
+    # The organization it belongs to (store.orgs); migrate puts older accounts in the
+    # default one, so NULL never survives an open.
+    org_id = pw.CharField(null=True, index=True)
 
     class Meta:
         table_name = "account"
@@ -57,6 +60,14 @@ class ApiKey(_Base):
     created_at = pw.FloatField()
     revoked_at = pw.FloatField(null=True)
     last_used_at = pw.FloatField(null=True)
+    # Per-key settings (PUT /-/keys/{id}); NULL means no restriction. JSON text for
+    # the lists and the operator's metadata.
+    expires_at = pw.FloatField(null=True)
+    allowed_models = pw.TextField(null=True)
+    rpm = pw.IntegerField(null=True)
+    tpm = pw.IntegerField(null=True)
+    budget_micros = pw.BigIntegerField(null=True)    # monthly, store.budgets
+    metadata = pw.TextField(null=True)
 
     class Meta:
         table_name = "api_key"
@@ -140,6 +151,7 @@ class RequestLog(_Base):
     failover = pw.BooleanField(default=False)
     stream = pw.BooleanField(default=False)
     mode = pw.CharField(null=True)   # eco | balanced | sport, when routing chose by mode
+    markup_micros = pw.BigIntegerField(null=True)   # the mode's markup, part of cost_micros
 
     class Meta:
         table_name = "request_log"
@@ -397,3 +409,6 @@ MODELS = MODELS + _ASSISTANT_TABLES
 from store.jobs import TABLES as _JOB_TABLES  # noqa: E402
 from store.batch_lines import TABLES as _LINE_TABLES  # noqa: E402
 MODELS = MODELS + _JOB_TABLES + _LINE_TABLES
+# Organizations and budgets (issue 16) live in store.orgs and store.budgets.
+from store.orgs import TABLES as _ORG_TABLES  # noqa: E402
+MODELS = MODELS + _ORG_TABLES

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import peewee as pw
 
+from store import budgets as _budgets
 from store.db import (AccountNotFound, DuplicateRequest, HoldNotFound, InsufficientFunds,
                       read_tx, write_tx)
 from store.ledger import SettleResult, check_micros, post_close, post_reserve
@@ -64,6 +65,8 @@ class Closed:
     result: SettleResult       # balance_after is the wallet's for wallet holds, else 0
     funded_by: str
     position: Position | None
+    # Org budget thresholds this ending crossed for the first time (store.budgets).
+    alerts: tuple = ()
 
 
 def is_quota_hold(hold_id: str) -> bool:
@@ -98,14 +101,16 @@ def _guard(windows: Sequence[Any], account_id: str,
 def admit(db, account_id: str, request_id: str, amount_micros: int, ttl_seconds: float, *,
           plan: str | None = None, windows: Sequence[Any] = (), input_tokens: int = 0,
           output_tokens: int = 0, fallthrough: bool = True, now: float | None = None,
-          position: bool = True) -> Admitted:
+          position: bool = True, budgets: Sequence[Any] = ()) -> Admitted:
     """Hold the worst case of a request: in the plan's windows if they have room,
     else (fallthrough) in the wallet, in one BEGIN IMMEDIATE transaction.
 
     Raises QuotaExceeded when the windows refuse and the plan does not fall through;
     InsufficientFunds (with `.quota` set to the window refusal, if any) when the wallet
-    refuses; AccountNotFound; DuplicateRequest. With `position`, the account's
-    position after the hold is read in the same transaction."""
+    refuses; AccountNotFound; DuplicateRequest; store.budgets.BudgetExceeded when a
+    hard key or org budget (`budgets`, counted in this same transaction) refuses.
+    With `position`, the account's position after the hold is read in the same
+    transaction."""
     check_micros(amount_micros, "hold", minimum=0)
     for n, what in ((input_tokens, "input tokens"), (output_tokens, "output tokens")):
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
@@ -134,6 +139,7 @@ def admit(db, account_id: str, request_id: str, amount_micros: int, ttl_seconds:
             if cur.rowcount == 1:
                 _post(db, account_id, "hold", hold_id, request_id, now)
                 _bump(db, account_id, now, *need)
+                _budgets.post_holds(db, hold_id, budgets, amount_micros, now)
                 pos = _position(db, account_id, windows) if position else None
                 return Admitted(hold_id, "window", amount_micros, pos)
             refusal = _explain(db, account_id, limited, need)
@@ -145,6 +151,7 @@ def admit(db, account_id: str, request_id: str, amount_micros: int, ttl_seconds:
         except InsufficientFunds as exc:
             exc.quota = refusal
             raise
+        _budgets.post_holds(db, hold.id, budgets, amount_micros, now)
         pos = _position(db, account_id, windows, wallet=(balance, held)) if position else None
         return Admitted(hold.id, "wallet", amount_micros, pos)
 
@@ -190,6 +197,7 @@ def close(db, hold_id: str, *, cost_micros: int | None, input_tokens: int = 0,
     tin, tout = (max(input_tokens, 0), max(output_tokens, 0)) if settling else (0, 0)
     with write_tx(db):
         wallet = None
+        alerts: list = []
         if is_quota_hold(hold_id):
             result, _ = _close_quota(db, hold_id, state, kind, cost, tin, tout,
                                      estimated and settling, log, now)
@@ -200,8 +208,11 @@ def close(db, hold_id: str, *, cost_micros: int | None, input_tokens: int = 0,
             funded_by = "wallet"
             if held is not None:
                 wallet = (result.balance_after, held)
+        if not result.already_closed:
+            alerts = _budgets.post_close(db, hold_id, result.charged_micros if settling
+                                         else None, now)
         pos = _position(db, account_id, windows, wallet=wallet) if account_id else None
-    return Closed(result, funded_by, pos)
+    return Closed(result, funded_by, pos, tuple(alerts))
 
 
 def _expire(db, now: float, cutoff: float) -> int:
@@ -210,6 +221,7 @@ def _expire(db, now: float, cutoff: float) -> int:
         for hold_id, account_id, request_id, created, amount, tin, tout in sorted(rows):
             _post(db, account_id, "expire", hold_id, request_id, now)
             _bump(db, account_id, created, -amount, -tin, -tout)
+        _budgets.release(db, [r[0] for r in rows], now)
     return len(rows)
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from store.db import read_tx
+from store.pg import is_postgres
 
 COLUMNS = ("request_id", "created_at", "key_id", "route", "dialect", "model", "mode",
            "provider", "status", "error_type", "latency_ms", "tokens_in", "tokens_out",
-           "cached_tokens", "cost_micros", "estimated", "failover", "stream")
+           "cached_tokens", "cost_micros", "estimated", "failover", "stream", "markup_micros")
 _BOOLS = ("estimated", "failover", "stream")
 
 
@@ -31,6 +32,7 @@ def _row(values: tuple) -> dict[str, Any]:
     row = dict(zip(COLUMNS, values))
     for name in _BOOLS:
         row[name] = bool(row[name])
+    row["markup_micros"] = row["markup_micros"] or 0
     return row
 
 
@@ -65,8 +67,10 @@ def usage_page(db, account_id: str, *, start: float | None = None, end: float | 
 
 _SUMS = ("COUNT(*), COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0), "
          "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cost_micros), 0), "
-         "COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0)")
-_SUM_NAMES = ("requests", "tokens_in", "tokens_out", "cached_tokens", "cost_micros", "errors")
+         "COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0), "
+         "COALESCE(SUM(markup_micros), 0)")
+_SUM_NAMES = ("requests", "tokens_in", "tokens_out", "cached_tokens", "cost_micros", "errors",
+              "markup_micros")
 
 
 def usage_summary(db, account_id: str, *, start: float | None = None, end: float | None = None,
@@ -75,6 +79,9 @@ def usage_summary(db, account_id: str, *, start: float | None = None, end: float
     where, params = _where(account_id, start, end, mode, model)
     groups = {"by_model": "model", "by_mode": "mode",
               "by_day": "strftime('%Y-%m-%d', created_at, 'unixepoch')"}
+    if is_postgres(db):
+        groups["by_day"] = ("to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', "
+                            "'YYYY-MM-DD')")
     out: dict[str, Any] = {}
     with read_tx(db):
         out["totals"] = dict(zip(_SUM_NAMES, db.execute_sql(

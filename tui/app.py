@@ -23,9 +23,10 @@ from tui.client import ControlClient
 from tui.jobs import JobsView
 from tui.keys import KeysView
 from tui.live import LiveView
+from tui.orgs import OrgsView
 from tui.providers import ProvidersView
 
-TABS = ("live", "providers", "accounts", "keys", "jobs")
+TABS = ("live", "providers", "accounts", "keys", "jobs", "orgs")
 
 
 class PrismApp(App):
@@ -39,6 +40,7 @@ class PrismApp(App):
         Binding("3", "show('accounts')", "Accounts", show=False),
         Binding("4", "show('keys')", "Keys", show=False),
         Binding("5", "show('jobs')", "Jobs", show=False),
+        Binding("6", "show('orgs')", "Orgs", show=False),
         Binding("q", "quit", "Quit"),
     ]
     ENABLE_COMMAND_PALETTE = False
@@ -68,6 +70,8 @@ class PrismApp(App):
                 yield KeysView(id="keys-view")
             with TabPane("5 Jobs", id="jobs"):
                 yield JobsView(id="jobs-view")
+            with TabPane("6 Orgs", id="orgs"):
+                yield OrgsView(id="orgs-view")
         yield Static("", id="status")
         yield Footer(show_command_palette=False)
 
@@ -98,7 +102,9 @@ class PrismApp(App):
             live = self.query_one(LiveView)
         except NoMatches:
             return  # the app is closing; the connection goes with it
-        if isinstance(msg, wire.Event):
+        if isinstance(msg, wire.Event) and msg.record.get("event") == "org_budget_alert":
+            self.query_one(OrgsView).add_alert(msg.record)
+        elif isinstance(msg, wire.Event):
             live.add_event(msg.record)
         elif isinstance(msg, wire.Dropped):
             live.add_dropped(msg.count)
@@ -138,12 +144,14 @@ class PrismApp(App):
         await self.query_one(ProvidersView).reload()
         await self.query_one(AccountsView).reload()
         await self.query_one(JobsView).reload()
+        await self.query_one(OrgsView).reload()
 
     def _refresh_visible(self) -> None:
         if self.client is None:
             return
         view = {"providers": ProvidersView, "accounts": AccountsView,
-                "keys": KeysView, "jobs": JobsView}.get(self.query_one(TabbedContent).active)
+                "keys": KeysView, "jobs": JobsView,
+                "orgs": OrgsView}.get(self.query_one(TabbedContent).active)
         if view is not None:
             self.run_worker(self.query_one(view).reload(), group="refresh", exclusive=True)
 

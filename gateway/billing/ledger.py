@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import store
 from gateway import errors
 from gateway.billing.pricing import format_usd
+from store.budgets import BudgetExceeded
 
 _log = logging.getLogger("prism.billing")
 
@@ -104,7 +105,7 @@ class Ledger:
     async def admit(self, account_id: str, request_id: str, amount_micros: int, *,
                     plan: Any = None, windows: Sequence[Any] = (), input_tokens: int = 0,
                     output_tokens: int = 0, now: float | None = None,
-                    position: bool = True) -> "store.Admitted":
+                    position: bool = True, budgets: Sequence[Any] = ()) -> "store.Admitted":
         """Hold the request's worst case: the plan's windows first, then (if the plan
         falls through, or there is no plan) the wallet. With `position`, the account's
         standing after the hold comes back too."""
@@ -115,7 +116,17 @@ class Ledger:
                 plan=None if plan is None else plan.id, windows=windows,
                 input_tokens=input_tokens, output_tokens=output_tokens,
                 fallthrough=True if plan is None else plan.fallthrough_to_wallet, now=now,
-                position=position)
+                position=position, budgets=budgets)
+        except BudgetExceeded as exc:
+            b = exc.budget
+            whose = "this API key's" if b.scope == "key" else "your organization's"
+            left = max(b.limit_micros - exc.spent_micros - exc.held_micros, 0)
+            raise errors.InsufficientBalance(
+                f"Budget exceeded: {whose} monthly budget of ${format_usd(b.limit_micros)} "
+                f"has ${format_usd(left)} left and this request may cost up to "
+                f"${format_usd(exc.needed_micros)}. It resets at the start of next month "
+                f"(UTC), or an operator can raise it.",
+                code=f"{b.scope}_budget_exceeded") from None
         except store.InsufficientFunds as exc:
             raise self._insufficient(exc, now) from None
         except store.QuotaExceeded as q:

@@ -51,6 +51,12 @@ def worst_case_micros(price: TokenPrice, prompt_tokens: int, max_output_tokens: 
     return cost_micros(price, Usage(input_tokens=prompt_tokens, output_tokens=max_output_tokens))
 
 
+def markup_micros(base_micros: int, basis_points: int) -> int:
+    """A mode's markup on a price (basis points: 1500 is 15%), rounded up like every
+    price; monotone, so the markup of a hold covers the markup of any cost under it."""
+    return _ceil_div(base_micros * basis_points, 10_000) if basis_points > 0 else 0
+
+
 def usd_to_micros(usd: float) -> int:
     return round(usd * MICROS_PER_USD)
 

@@ -158,6 +158,9 @@ class _Connection:
                 return ops.models(s)
             case wire.ListAccounts():
                 return await ops.accounts(s)
+            case wire.ListOrgs():
+                from gateway.orgs.ops import orgs as list_orgs
+                return await list_orgs(s)
             case wire.ListKeys():
                 return await ops.keys(s, m.account_id)
             case wire.ListHolds():
@@ -316,6 +319,8 @@ async def serve_control(services: "Services", *, path: str | None = None,
     feed = services.cluster.feed if services.cluster is not None else None
     if feed is not None:
         feed.attach(hub)      # the other processes' requests, tagged with their node
+    if services.orgs is not None:
+        services.orgs.alerts.append(hub.publish)    # budget alerts (gateway.orgs)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, handle, [trio.SocketListener(sock)])
@@ -325,6 +330,8 @@ async def serve_control(services: "Services", *, path: str | None = None,
         services.observers.remove(hub.publish)
         if feed is not None:
             feed.detach()
+        if services.orgs is not None:
+            services.orgs.alerts.remove(hub.publish)
         try:
             if os.stat(path).st_ino == inode:
                 os.unlink(path)

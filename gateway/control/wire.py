@@ -148,6 +148,11 @@ class ListAccounts(Request):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ListOrgs(Request):
+    TYPE: ClassVar[str] = "list_orgs"
+
+
+@dataclass(frozen=True, kw_only=True)
 class _PerAccount(Request):
     account_id: str | None = None
 
@@ -299,7 +304,8 @@ class Dropped(Message):
 
 REQUESTS: tuple[type[Request], ...] = (
     Subscribe, Unsubscribe, ListProviders, ListModels, ListAccounts, ListKeys, ListHolds,
-    ListWindows, SetProviderFlags, AdjustWallet, CreateKey, RevokeKey, ListJobs, CancelJob)
+    ListWindows, SetProviderFlags, AdjustWallet, CreateKey, RevokeKey, ListJobs, CancelJob,
+    ListOrgs)
 REPLIES: tuple[type[Message], ...] = (Result, Error, Event, Dropped)
 TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in REQUESTS + REPLIES}
 

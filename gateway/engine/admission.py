@@ -30,9 +30,9 @@ import trio
 import store
 from gateway import canonical as c
 from gateway import errors
-from gateway.billing.plans import (AccountPlans, allowed_models, check_request, find_plan,
-                                   rate_limits, session_messages)
-from gateway.billing.pricing import cost_micros, format_usd, worst_case_micros
+from gateway.billing.plans import (AccountPlans, _burst, allowed_models, check_request,
+                                   find_plan, rate_limits, session_messages)
+from gateway.billing.pricing import cost_micros, format_usd, markup_micros, worst_case_micros
 from gateway.billing.ratelimit import GCRA, Decision, Limit
 from gateway.shared.limiter import LocalLimiter
 from gateway.billing.windows import plan_windows
@@ -58,6 +58,7 @@ class _Live:
     plan: PlanConfig | None
     tokens: list[tuple[Any, Limit, int]]   # token-limit charges to correct at close
     headers: dict[str, str]
+    markup_bp: int = 0                     # the mode's markup, fixed at admission
 
 
 def _status(error: BaseException | None) -> int:
@@ -120,7 +121,7 @@ class Admission:
                  notify: Callable[[dict[str, Any]], None], *,
                  clock: Callable[[], float] = time.time,
                  monotonic_ns: Callable[[], int] = time.monotonic_ns,
-                 limiter: Any = None) -> None:
+                 limiter: Any = None, orgs: Any = None) -> None:
         self.live = live
         self.writer = writer
         self.ledger = ledger
@@ -129,6 +130,8 @@ class Admission:
         # Injected when several processes share limits (gateway.shared.limiter).
         self.limiter = limiter or LocalLimiter(GCRA(monotonic_ns))
         self.plans = AccountPlans(self._lookup_plan, ttl=live.config.store.key_cache_ttl)
+        # Organizations and per-key settings (gateway.orgs.service.Orgs), or None.
+        self.orgs = orgs
         self._live: dict[str, _Live] = {}
 
     async def _lookup_plan(self, account_id: str) -> str | None:
@@ -138,13 +141,17 @@ class Admission:
     async def plan_for(self, account_id: str) -> PlanConfig | None:
         return find_plan(self.live.config, await self.plans.plan_id(account_id))
 
-    async def allowed_models(self, account_id: str) -> frozenset[str] | None:
+    async def allowed_models(self, account_id: str, key_id: str | None = None
+                             ) -> frozenset[str] | None:
         """The model ids the account's plan allows (None: any), for routing's
-        CallContext.allowed_models, so smart routing never picks outside the plan."""
+        CallContext.allowed_models, so smart routing never picks outside the plan;
+        narrowed by the org's and the key's lists (and an expired key refused)."""
         plan = await self.plan_for(account_id)
-        if plan is None or not plan.models:
-            return None
-        return allowed_models(self.live.config, plan)
+        models = (None if plan is None or not plan.models
+                  else allowed_models(self.live.config, plan))
+        if self.orgs is None:
+            return models
+        return await self.orgs.allowed(account_id, key_id, models)
 
     async def position(self, account_id: str) -> tuple[PlanConfig | None, "store.Position",
                                                        float]:
@@ -161,12 +168,31 @@ class Admission:
         live = self._live.get(request_id)
         return dict(live.headers) if live is not None else {}
 
-    async def _rate_check(self, prep: "Prepared", plan: PlanConfig | None, tokens: int | None
+    def _limits(self, plan: PlanConfig | None, org: Any, ks: Any) -> dict[str, Limit]:
+        """The plan's (or [limits]'s) rate limits, overridden by the org's and then by
+        the key's own rpm/tpm."""
+        out = rate_limits(self.live.config, plan)
+        overrides: dict[str, int | None] = {}
+        if org is not None:
+            for name in ("key_rpm", "key_tpm", "account_rpm", "account_tpm"):
+                overrides[name] = org.limit(name)
+        if ks is not None:
+            overrides["key_rpm"] = ks.rpm or overrides.get("key_rpm")
+            overrides["key_tpm"] = ks.tpm or overrides.get("key_tpm")
+        for field_name, rate in overrides.items():
+            if rate:
+                name = field_name.replace("_", "-")
+                out[name] = Limit(name, rate, _burst(rate, self.live.config.limits), 60,
+                                  "tokens" if field_name.endswith("tpm") else "requests")
+        return out
+
+    async def _rate_check(self, prep: "Prepared", plan: PlanConfig | None, tokens: int | None,
+                          org: Any = None, ks: Any = None
                           ) -> tuple[Decision | None, list[tuple[Any, Limit, int]]]:
         """``tokens`` None: the operation has no tokens to count, only requests."""
         ctx = prep.ctx
         items = []
-        for name, limit in rate_limits(self.live.config, plan).items():
+        for name, limit in self._limits(plan, org, ks).items():
             if tokens is None and limit.unit != "requests":
                 continue
             who = ("key", ctx.key_id) if name.startswith("key") else ("account", ctx.account_id)
@@ -194,6 +220,12 @@ class Admission:
         entry = prep.entry
         by_tokens = prep.op is None or prep.op.pricing.basis == "tokens"
         plan = await self.plan_for(ctx.account_id)
+        org = ks = None
+        if self.orgs is not None:
+            org = await self.orgs.for_account(ctx.account_id)
+            ks = await self.orgs.key_settings(ctx.key_id)
+            self.orgs.check_mode(org, prep.selection.mode if prep.selection else None)
+            ctx.org = org        # dispatch uses the org's own credentials
         # A call with no catalog model (an MCP tool, a remote agent) has its own allow
         # lists; the plan's model, mode and token caps do not apply to it.
         if plan is not None and entry is not None:
@@ -206,16 +238,21 @@ class Admission:
                 # The cap is also the default, so the upstream never runs past it.
                 prep.req = dataclasses.replace(
                     prep.req, max_tokens=min(plan.max_tokens, entry.model.max_output_tokens))
+        markup_bp = 0
         if by_tokens:
             max_out = prep.req.max_tokens or entry.model.max_output_tokens
             hold = worst_case_micros(entry.price, prep.prompt_tokens, max_out)
+            if prep.selection.by_mode:
+                markup_bp = self.live.config.markups.basis_points(prep.selection.mode)
+                hold += markup_micros(hold, markup_bp)
             decision, token_items = await self._rate_check(prep, plan,
-                                                           prep.prompt_tokens + max_out)
+                                                           prep.prompt_tokens + max_out, org, ks)
         else:
             max_out = 0
             hold = prep.op.hold_micros(entry, prep.req)
             decision, token_items = await self._rate_check(prep, plan,
-                                                           prep.op.rate_tokens(prep.req))
+                                                           prep.op.rate_tokens(prep.req), org, ks)
+        budgets = self.orgs.budgets(org, ctx.key_id, ks) if self.orgs is not None else ()
         now = self.clock()
         windows = plan_windows(plan, now) if plan is not None else ()
         # Shielded: a reserve that completes after its caller stopped waiting would leave
@@ -228,7 +265,7 @@ class Admission:
                 admitted = await self.ledger.admit(
                     ctx.account_id, ctx.request_id, hold, plan=plan, windows=windows,
                     input_tokens=prep.prompt_tokens, output_tokens=max_out, now=now,
-                    position=prep.stream)
+                    position=prep.stream, budgets=budgets)
             except BaseException:
                 for key, limit, cost in token_items:
                     await self.limiter.refund(key, limit, cost)
@@ -237,10 +274,10 @@ class Admission:
         if decision is not None:
             prep.headers.update(rate_headers(decision))
         prep.headers.update(position_headers(admitted.position, admitted.funded_by))
-        self._live[ctx.request_id] = _Live(plan, token_items, prep.headers)
+        self._live[ctx.request_id] = _Live(plan, token_items, prep.headers, markup_bp)
 
     def _log(self, prep: "Prepared", error: BaseException | None, usage: c.Usage | None,
-             cost: int) -> dict[str, Any]:
+             cost: int, markup: int = 0) -> dict[str, Any]:
         ctx = prep.ctx
         model, provider, upstream_model = prep.billed
         return dict(
@@ -252,11 +289,16 @@ class Admission:
             tokens_out=usage.output_tokens if usage else 0,
             cached_tokens=usage.cached_input_tokens if usage else 0,
             cost_micros=cost, estimated=bool(usage and usage.estimated), failover=prep.failover,
-            stream=prep.stream, mode=prep.selection.mode if prep.selection else None)
+            stream=prep.stream, mode=prep.selection.mode if prep.selection else None,
+            markup_micros=markup)
 
-    def _cost(self, prep: "Prepared", usage: c.Usage | None, units: int | None) -> int | None:
+    def _cost(self, prep: "Prepared", usage: c.Usage | None, units: int | None,
+              markup_bp: int = 0) -> int | None:
         if prep.op is None or prep.op.pricing.basis == "tokens":
-            return None if usage is None else cost_micros(prep.selection.entry.price, usage)
+            if usage is None:
+                return None
+            base = cost_micros(prep.selection.entry.price, usage)
+            return base + markup_micros(base, markup_bp)
         entry = prep.entry
         return (prep.op.pricing.cost_micros(entry.model if entry else None, units)
                 if units else None)
@@ -272,8 +314,10 @@ class Admission:
         detail = operator_detail(prep.ctx.request_id, error)
         with trio.CancelScope(shield=True):
             with trio.move_on_after(_SETTLE_DEADLINE):
-                cost = self._cost(prep, usage, units)
-                log = self._log(prep, error, usage, cost or 0)
+                bp = live.markup_bp if live is not None else 0
+                cost = self._cost(prep, usage, units, bp)
+                base = self._cost(prep, usage, units) if bp else cost
+                log = self._log(prep, error, usage, cost or 0, (cost or 0) - (base or 0))
                 plan = live.plan if live is not None else None
                 windows = (plan_windows(plan, self.clock())
                            if plan is not None and not prep.stream else ())
@@ -291,6 +335,8 @@ class Admission:
                     self.notify(dict(failed.log or log))
                     raise
                 result = closed.result
+                if closed.alerts and self.orgs is not None:
+                    await self.orgs.alert(closed.alerts)
                 await self._refund(live, usage)
                 if not result.already_closed:
                     self.notify({**log, "cost_micros": result.charged_micros, **detail})
@@ -331,11 +377,19 @@ class Admission:
         plan = await self.plan_for(ctx.account_id)
         now = self.clock()
         windows = plan_windows(plan, now) if plan is not None else ()
+        budgets = await self.budgets_for(ctx.account_id, ctx.key_id)
         with trio.CancelScope(shield=True):
             admitted = await self.ledger.admit(ctx.account_id, request_id, amount_micros,
                                                  plan=plan, windows=windows, now=now,
-                                                 position=False)
+                                                 position=False, budgets=budgets)
         return admitted.hold_id
+
+    async def budgets_for(self, account_id: str, key_id: str | None = None) -> tuple:
+        """The key and org budgets a hold of this caller counts against."""
+        if self.orgs is None:
+            return ()
+        org = await self.orgs.for_account(account_id)
+        return self.orgs.budgets(org, key_id, await self.orgs.key_settings(key_id))
 
     def job_log(self, ctx: "CallContext", *, model: str, provider: str | None,
                 upstream_model: str | None, error: BaseException | None,

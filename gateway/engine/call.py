@@ -40,6 +40,9 @@ class CallContext:
     # The model ids the caller's plan allows (None: any); routing never picks outside
     # it and refuses pins outside it (403).
     allowed_models: frozenset[str] | None = None
+    # The caller's organization (gateway.orgs.service.OrgView), set by admission;
+    # dispatch calls the org's own provider instances when it brings credentials.
+    org: Any = None
 
 
 @dataclass(frozen=True)

@@ -47,17 +47,19 @@ def _route_key(route: RouteConfig) -> str:
 
 class Dispatcher:
     def __init__(self, live: "Live", media: Any,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """``media`` gives a provider's media client (engine.jobs.MediaService)."""
+                 clock: Callable[[], float] = time.monotonic, orgs: Any = None) -> None:
+        """``media`` gives a provider's media client (engine.jobs.MediaService);
+        ``orgs`` (gateway.orgs.service.Orgs) an org's own provider instances."""
         self.live = live
+        self.orgs = orgs
         self.media = media
         self._clock = clock
         self._breakers: dict[str, Breaker] = {}
 
     # ------------------------------------------------------------ breakers
 
-    def breaker(self, route: RouteConfig) -> Breaker:
-        key = _route_key(route)
+    def breaker(self, route: RouteConfig, org_id: str | None = None) -> Breaker:
+        key = _route_key(route) if org_id is None else f"{org_id}:{_route_key(route)}"
         b = self._breakers.get(key)
         if b is None:
             r = self.live.config.routing
@@ -80,6 +82,14 @@ class Dispatcher:
                     "failures": 0, "successes": 0}
                 out[key] = {"provider": r.provider, "upstream_model": r.model, **snap}
         return out
+
+    def breaker_snapshot(self, route: RouteConfig, org_id: str | None = None) -> dict[str, Any]:
+        """One route's breaker (an org's own when ``org_id``), closed if never called."""
+        key = _route_key(route) if org_id is None else f"{org_id}:{_route_key(route)}"
+        b = self._breakers.get(key)
+        return b.snapshot() if b is not None else {
+            "state": "closed", "consecutive_failures": 0, "retry_in_seconds": 0.0,
+            "failures": 0, "successes": 0}
 
     def provider_breaker_states(self) -> dict[str, str]:
         """One state per provider for gauges that are per provider: the worst of its
@@ -105,11 +115,15 @@ class Dispatcher:
         """Run ``attempt(provider, route)`` on each usable route until one succeeds."""
         failures: list[BaseException] = []
         paused: float | None = None
+        org = prep.ctx.org
         for i, route in enumerate(prep.selection.routes):
             provider = self.live.providers.get(route.provider)
-            breaker = self.breaker(route)
             if provider is None:       # removed by a reload while this request was queued
                 continue
+            own = self.orgs.provider(org, route.provider) if org is not None and self.orgs else None
+            # An org's own credential is a route of its own: its breaker is separate.
+            breaker = self.breaker(route, org.id if own is not None else None)
+            provider = own or provider
             if not breaker.allow():
                 wait = breaker.retry_in()
                 paused = wait if paused is None else min(paused, wait)
@@ -140,7 +154,8 @@ class Dispatcher:
         """Every upstream failure passes here on its way to a client: its words go to
         the operator (redacted), the client keeps the status class and the request id."""
         pc = self.live.config.provider(route.provider)
-        scrub(exc, route.provider, (api_key(pc),), prep.ctx.request_id)
+        org_secrets = prep.ctx.org.secret_values if prep.ctx.org is not None else ()
+        scrub(exc, route.provider, (api_key(pc), *org_secrets), prep.ctx.request_id)
 
     async def complete(self, prep: "Prepared") -> c.Response:
         return await self.unary(prep, lambda up, route: up.provider.complete(prep.req, route.model))
@@ -188,7 +203,10 @@ class Dispatcher:
                      route: RouteConfig) -> AsyncIterator[c.StreamEvent]:
         """Relay the rest of a stream, telling the route's breaker if it breaks mid-way
         (too late to fail over, but the next request should know)."""
-        breaker = self.breaker(route)
+        org = prep.ctx.org
+        own = org is not None and self.orgs is not None and \
+            self.orgs.provider(org, route.provider) is not None
+        breaker = self.breaker(route, org.id if own else None)
         try:
             async for ev in events:
                 yield ev

@@ -62,6 +62,8 @@ class Services:
     videos: Any = None
     # Async, scheduled and batch completions on the durable runner (gateway.jobs.Jobs).
     jobs: Any = None
+    # Organizations, per-key settings and budgets (gateway.orgs.service.Orgs).
+    orgs: Any = None
 
     @property
     def config(self) -> Config:

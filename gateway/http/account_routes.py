@@ -16,6 +16,8 @@ given both as USD numbers (display) and integer micro-USD (exact).
 """
 from __future__ import annotations
 
+import time
+
 import csv
 import io
 import math
@@ -108,6 +110,7 @@ def _row_json(row: dict[str, Any]) -> dict[str, Any]:
     out["created"] = row["created_at"]
     out["created_at"] = iso_utc(row["created_at"])
     out["cost_usd"] = usd(row["cost_micros"])
+    out["markup_usd"] = usd(row["markup_micros"])
     return out
 
 
@@ -154,7 +157,17 @@ async def balance():
     plan, pos, _ = await common.services().admission.position(account_id)
     return {"object": "balance", "account_id": account_id, **_wallet_json(pos),
             "currency": "usd", "tier": "payg" if plan is None else plan.id,
-            "plan": None if plan is None else plan.id, "auto_topup": False}
+            "plan": None if plan is None else plan.id, "auto_topup": False,
+            "key_budgets": await _key_budgets(account_id)}
+
+
+async def _key_budgets(account_id: str) -> list[dict[str, Any]]:
+    """This account's keys that carry a monthly budget, with this month's standing."""
+    from store.budgets import key_budgets
+    rows = await _call(key_budgets, account_id, time.time())
+    return [{**r, "limit_usd": usd(r["limit_micros"]), "spent_usd": usd(r["spent_micros"]),
+             "held_usd": usd(r["held_micros"]), "remaining_usd": usd(r["remaining_micros"])}
+            for r in rows]
 
 
 # ---------------------------------------------------------------- usage
@@ -201,7 +214,7 @@ async def usage_summary():
     out = await _records().usage_summary(account_id, **filters)
 
     def money(d: dict[str, Any]) -> dict[str, Any]:
-        return {**d, "cost_usd": usd(d["cost_micros"])}
+        return {**d, "cost_usd": usd(d["cost_micros"]), "markup_usd": usd(d["markup_micros"])}
 
     return {"object": "usage.summary",
             "from": None if filters["start"] is None else iso_utc(filters["start"]),

@@ -6,6 +6,7 @@ an operator never wonders whether the route exists.
 from __future__ import annotations
 
 import hmac
+import time
 
 from quart import Blueprint, g, request
 
@@ -14,6 +15,9 @@ from gateway import errors
 from gateway.runtime.keys import KeyInfo
 from gateway.billing.pricing import format_usd, usd_to_micros
 from gateway.http import common
+from gateway.orgs.settings import key_settings_json, parse_key_update
+from store import orgs as org_store
+from store.budgets import key_budgets
 
 bp = Blueprint("admin", __name__, url_prefix="/-")
 
@@ -70,7 +74,7 @@ def _usd(body: dict, name: str, *, required: bool, allow_negative: bool) -> int 
 def _key_json(key, wallet=None) -> dict:
     out = {"id": key.id, "name": key.name, "account_id": key.account_id, "prefix": key.prefix,
            "created_at": key.created_at, "revoked": key.revoked_at is not None,
-           "revoked_at": key.revoked_at}
+           "revoked_at": key.revoked_at, **key_settings_json(key)}
     if wallet is not None:
         out["balance_usd"] = format_usd(wallet.balance_micros)
         out["held_usd"] = format_usd(wallet.held_micros)
@@ -96,11 +100,14 @@ async def create_key():
     plan = _field(body, "plan", str)
     if plan is not None and plan not in {p.id for p in common.services().config.plans}:
         raise errors.InvalidRequest(f"unknown plan {plan!r}", field="plan")
+    org_id = _field(body, "org_id", str)
+    if org_id is not None and await _call(org_store.get_org, org_id) is None:
+        raise errors.InvalidRequest(f"unknown organization {org_id!r}", field="org_id")
     account_id = _field(body, "account_id", str)
     if account_id is not None:
         # Credits and plan belong to a new account; taking them here and dropping them
         # would lose money the caller thinks it added.
-        for extra, given in (("credits_usd", credits), ("plan", plan)):
+        for extra, given in (("credits_usd", credits), ("plan", plan), ("org_id", org_id)):
             if given:
                 raise errors.InvalidRequest(
                     f"{extra} cannot be combined with account_id: it applies to a new "
@@ -111,7 +118,8 @@ async def create_key():
             raise errors.InvalidRequest(f"No account with id {account_id!r}",
                                         field="account_id") from None
     else:
-        _, key, plaintext = await _call(store.create_account_with_key, name, credits, plan=plan)
+        _, key, plaintext = await _call(store.create_account_with_key, name, credits, plan=plan,
+                                        org_id=org_id)
     common.services().keys.put(KeyInfo(key.id, key.account_id, key.name, key.key_hash))
     wallet = await _call(store.get_wallet, key.account_id)
     return {**_key_json(key, wallet), "key": plaintext}, 201
@@ -126,16 +134,26 @@ async def list_keys():
 @bp.get("/keys/<key_id>")
 async def get_key(key_id: str):
     key = await _get_key(key_id)
-    return _key_json(key, await _call(store.get_wallet, key.account_id))
+    out = _key_json(key, await _call(store.get_wallet, key.account_id))
+    if key.budget_micros is not None:
+        # This month's standing against the key's budget.
+        for b in await _call(key_budgets, key.account_id, time.time()):
+            if b["key_id"] == key_id:
+                out["budget_spent_micros"] = b["spent_micros"]
+                out["budget_held_micros"] = b["held_micros"]
+                out["budget_remaining_usd"] = format_usd(b["remaining_micros"])
+    return out
 
 
 @bp.put("/keys/<key_id>")
 async def update_key(key_id: str):
     body = await common.read_json_object()
-    name = _name(body, required=False)
     await _get_key(key_id)
-    key = await _call(store.update_key, key_id, name=name)
+    changes = parse_key_update(body, common.services().config)
+    key = await _call(store.update_key, key_id, **changes)
     common.services().keys.invalidate_key(key_id)
+    if common.services().orgs is not None:
+        common.services().orgs.invalidate(key_id=key_id)
     return _key_json(key, await _call(store.get_wallet, key.account_id))
 
 

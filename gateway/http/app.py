@@ -21,6 +21,7 @@ from gateway.http import sessions_routes
 from gateway.http import media_routes
 from gateway.http import inference_routes, uploads
 from gateway.http import a2a_routes, mcp_routes, realtime_routes
+from gateway.http import org_routes
 from gateway.http import assistants_routes, files_routes, vector_store_routes
 from gateway.http import jobs_routes
 from gateway.http.lean import LeanChat
@@ -117,6 +118,7 @@ def create_app(services: Services) -> QuartTrio:
     caps = uploads.body_caps(services.config)
     app.request_class = uploads.request_class(app.request_class, caps)
     app.register_blueprint(mcp_routes.bp)
+    app.register_blueprint(org_routes.bp)     # organizations (issue 16)
     app.register_blueprint(a2a_routes.bp)
     # Files, vector stores and assistants (issue 13).
     for module in (files_routes, vector_store_routes, assistants_routes):

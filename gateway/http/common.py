@@ -117,7 +117,7 @@ async def verify_caller(s: Any, ctx: CallContext, token: str | None,
     ctx.account_id = info.account_id
     ctx.key_id = info.key_id
     # The plan's model list, so routing never picks a model the plan refuses (cached).
-    ctx.allowed_models = await s.admission.allowed_models(info.account_id)
+    ctx.allowed_models = await s.admission.allowed_models(info.account_id, info.key_id)
     # X-Prism-Mode / -Model-Prefer / -Session for routing, whatever the dialect.
     ctx.hints = hints.from_headers(header)
     return ctx

@@ -191,6 +191,10 @@ def make_client(config: ProviderConfig, headers: dict[str, str],
 
 
 def api_key(config: ProviderConfig) -> str:
+    # An org's own credential (gateway.orgs.service.OrgProviderConfig) comes first.
+    secret = getattr(config, "secret", "")
+    if secret:
+        return secret
     return os.environ.get(config.api_key_env, "") if config.api_key_env else ""
 
 

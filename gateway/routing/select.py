@@ -42,6 +42,7 @@ class Selection:
     pinned: bool = False                 # chosen by X-Prism-Model-Prefer
     reason: str = ""                     # why this model, for logs and the dashboard
     signals: tuple[str, ...] = ()        # what the classifier saw
+    by_mode: bool = False                # model "any"/"auto": the mode's markup applies
 
     def __post_init__(self) -> None:
         if not self.routes:
@@ -136,4 +137,4 @@ def select(catalog: Catalog, req: c.Request, capability: str = "chat", *,
             f"{model.max_output_tokens}", field="max_tokens")
     return Selection(entry, catalog.routes(model), task_type=task.label,
                      headers={"X-Prism-Task-Type": task.label}, mode=mode,
-                     pinned=bool(prefer), reason=reason, signals=task.signals)
+                     pinned=bool(prefer), reason=reason, signals=task.signals, by_mode=auto)

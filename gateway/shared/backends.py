@@ -59,6 +59,11 @@ def event_handler(services_of: Callable[[], "Services"]):
             services.keys.invalidate_key(payload["key_id"])
         elif kind == "flags.changed":
             await services.flags.load()
+        elif kind in ("org.changed", "key.changed") and services.orgs is not None:
+            # Organizations (gateway.orgs): drop the cached view; the next request reads it.
+            for org_id in payload.get("org_ids", ()):
+                services.orgs.invalidate(org_id=org_id)
+            services.orgs.invalidate(key_id=payload.get("key_id"), accounts=kind == "org.changed")
         elif kind == "config.reloaded":
             if services.cluster is not None and origin == services.cluster.node_id:
                 return

@@ -18,6 +18,7 @@ SAMPLES: list[wire.Message] = [
     wire.ListProviders(id=3),
     wire.ListModels(id=4),
     wire.ListAccounts(id=5),
+    wire.ListOrgs(id=55),
     wire.ListKeys(id=6),
     wire.ListKeys(id=7, account_id="acct_1"),
     wire.ListHolds(id=8, account_id="acct_1"),

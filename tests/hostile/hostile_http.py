@@ -87,6 +87,15 @@ ROUTES = [
           {"amount_usd": 0.01, "reason": "fuzz"}, admin=True),
     Route("admin-flags", "openai", "PUT", "/-/providers/sim-noflag/flags", {"images": False},
           admin=True),
+    Route("admin-org", "openai", "PUT", "/-/orgs/fuzz-org/config",
+          {"name": "Fuzz", "models": ["prism-mini"], "modes": ["eco"], "budget_usd": 1.5,
+           "budget_mode": "soft", "key_rpm": 100}, admin=True),
+    Route("admin-org-bulk", "openai", "POST", "/-/orgs/configs/bulk",
+          {"orgs": [{"id": "fuzz-a", "budget_usd": 2}, {"id": "fuzz-b", "modes": ["sport"]}]},
+          admin=True),
+    Route("admin-key-settings", "openai", "PUT", "/-/keys/{key_id}",
+          {"rpm": 100000, "metadata": {"team": "fuzz"}, "expires_at": 4102444800},
+          admin=True),
 ]
 BY_NAME = {r.name: r for r in ROUTES}
 

@@ -68,6 +68,15 @@ JOBS = [
      "progress": "2 run(s)", "cost_micros": 186, "created_at": NOW - 7200,
      "cancel_requested": False},
 ]
+ORGS = [
+    {"id": "org_default", "name": "Default", "accounts": 1, "models": [], "modes": [],
+     "credential_providers": [], "budget_micros": None, "budget_mode": "hard",
+     "spent_micros": 0, "held_micros": 0, "webhook": False},
+    {"id": "acme", "name": "Acme Corp", "accounts": 1, "models": ["prism-mini"],
+     "modes": ["eco"], "credential_providers": ["openai"], "budget_micros": 100_000_000,
+     "budget_mode": "soft", "spent_micros": 82_500_000, "held_micros": 120_000,
+     "webhook": True},
+]
 EVENTS = [
     {"at": NOW - 3 + i, "request_id": f"req_{i}", "key_id": KEYS[i % 2]["id"],
      "account_id": ACCOUNTS[i % 2]["id"], "route": "/v1/chat/completions",
@@ -105,6 +114,7 @@ class FakeClient:
             wire.ListJobs: {"items": JOBS, "truncated": False},
             wire.ListWindows: {"items": [], "truncated": False,
                                "note": "quota windows arrive with plan billing"},
+            wire.ListOrgs: {"items": ORGS, "period": "2026-01"},
         }
         if kind in answers:
             return answers[kind]
@@ -153,7 +163,7 @@ def _compare(name: str, text: str) -> None:
 
 SCREENS = [("live", "1", "#requests"), ("providers", "2", "#providers-table"),
            ("accounts", "3", "#accounts-table"), ("keys", "4", "#keys-table"),
-           ("jobs", "5", "#jobs-table")]
+           ("jobs", "5", "#jobs-table"), ("orgs", "6", "#orgs-table")]
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
