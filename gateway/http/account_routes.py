@@ -163,8 +163,7 @@ async def balance():
 
 async def _key_budgets(account_id: str) -> list[dict[str, Any]]:
     """This account's keys that carry a monthly budget, with this month's standing."""
-    from store.budgets import key_budgets
-    rows = await _call(key_budgets, account_id, time.time())
+    rows = await _records().key_budgets(account_id, time.time())
     return [{**r, "limit_usd": usd(r["limit_micros"]), "spent_usd": usd(r["spent_micros"]),
              "held_usd": usd(r["held_micros"]), "remaining_usd": usd(r["remaining_micros"])}
             for r in rows]

@@ -36,6 +36,11 @@ class AccountRecords:
     async def request_record(self, account_id: str, request_id: str) -> dict[str, Any] | None:
         return await self.writer.call(store.request_record, account_id, request_id)
 
+    async def key_budgets(self, account_id: str, now: float) -> list[dict[str, Any]]:
+        """This account's keys that carry a monthly budget, with the month's standing."""
+        from store.budgets import key_budgets
+        return await self.writer.call(key_budgets, account_id, now)
+
     async def create_key(self, account_id: str, name: str) -> tuple[Any, str]:
         """A new key and its only plaintext copy."""
         key, plaintext = await self.writer.call(store.create_key, account_id, name)

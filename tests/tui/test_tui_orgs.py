@@ -37,7 +37,7 @@ def test_orgs_screen_shows_budget_standing_and_alerts(gw, run, until, text):
         app.animation_level = "none"
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: app.client is not None, what="connected")
-            await pilot.press("5")
+            await pilot.press("6")
             table = app.query_one("#orgs-table", DataTable)
             await until(pilot, lambda: table.row_count == 2, what="orgs loaded")
             assert app.focused is table
