@@ -3,10 +3,10 @@
 Two counters. `bound_*` is what admission holds and rate limits use: a safe upper bound
 that needs no tables (every token of a byte-level BPE, and of a sentencepiece vocabulary
 with byte fallback, covers at least one UTF-8 byte, so a text never has more tokens than
-bytes). `count_*` is exact for o200k_base, the current OpenAI vocabulary; its tables cost
-~140 MB of resident memory, so they load on first use only: when a stream cut short
-without upstream usage is billed by estimate, for Anthropic's count_tokens route, and
-in the simulator. Both follow OpenAI's chat accounting (a few tokens of framing per
+bytes). `count_*` is exact for o200k_base, the current OpenAI vocabulary, counted by
+gateway.bpe (the same tokens as tiktoken in ~8 MB; bpe-openai's own tables cost ~140 MB);
+its tables load on first use only: when a stream cut short without upstream usage is
+billed by estimate, for Anthropic's count_tokens route, and in the simulator. Both follow OpenAI's chat accounting (a few tokens of framing per
 message). For non-OpenAI models exact counts are estimates, marked as such where billed.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import functools
 import json
 from typing import Callable
 
+from gateway import bpe
 from gateway import canonical as c
 
 # OpenAI's chat format spends ~3 tokens framing each message and 3 priming the reply.
@@ -25,9 +26,8 @@ _IMAGE_TOKENS = 85
 
 
 @functools.lru_cache(maxsize=1)
-def _encoding():
-    import bpe_openai
-    return bpe_openai.get_encoding("o200k_base")
+def _encoding() -> bpe.Encoder:
+    return bpe.Encoder(bpe.Vocabulary(bpe.ranks_file("o200k_base")))
 
 
 def encoding():
@@ -42,7 +42,7 @@ def bound_text(text: str) -> int:
 def count_text(text: str) -> int:
     if not text:
         return 0
-    return len(_encoding().encode(text))
+    return _encoding().count(text)
 
 
 def decode(tokens: list[int]) -> str:
