@@ -4,7 +4,7 @@ any text, held in about 8 MB instead of ~140 MB.
 Pure Python over the o200k rank file that the bpe-openai wheel ships (read as data; its
 74 MB Rust extension is never loaded). The vocabulary lives in flat arrays rather than a
 dict of 200k bytes objects: one blob of every token's bytes in rank order, an offset
-table, and an open-addressing hash table of rank + 1 with each slot's hash beside it.
+table, and an open-addressing hash table of rank + 1 with the low bits of each slot's hash beside it.
 Pre-tokenisation is tiktoken's o200k pattern run by the `regex` module (the standard
 `re` has no \\p{..} classes). Merging follows tiktoken exactly: repeatedly join the
 adjacent pair whose concatenation has the lowest rank, the leftmost on a tie; pieces
@@ -69,7 +69,7 @@ class Vocabulary:
         bits = max(16, (self.size * 2).bit_length())   # load factor <= 1/2
         self._mask = mask = (1 << bits) - 1
         slots = array("i", bytes(4 << bits))
-        hashes = array("q", bytes(8 << bits))
+        hashes = array("I", bytes(4 << bits))   # the low 32 bits: a cheap first check
         view = self._blob
         for r in range(self.size):
             h = hash(view[offs[r]:offs[r + 1]])
@@ -77,7 +77,7 @@ class Vocabulary:
             while slots[i]:
                 i = (i + 1) & mask
             slots[i] = r + 1
-            hashes[i] = h
+            hashes[i] = h & 0xFFFFFFFF
         self._slots, self._hashes = slots, hashes
 
     def rank(self, b: bytes) -> int:
@@ -85,6 +85,7 @@ class Vocabulary:
         h = hash(b)
         mask, slots, hashes = self._mask, self._slots, self._hashes
         i = h & mask
+        h &= 0xFFFFFFFF
         while True:
             r = slots[i]
             if not r:
