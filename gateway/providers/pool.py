@@ -28,6 +28,8 @@ import trio
 # catching httpx.HTTPError exactly as with the default transport.
 from httpx._transports.default import map_httpcore_exceptions
 
+from gateway.providers.netstream import LeanBackend
+
 
 class _Idle:
     __slots__ = ("conn", "since")
@@ -42,7 +44,7 @@ class LifoPool(httpx.AsyncBaseTransport):
         self._slots = trio.Semaphore(max_connections)
         self._keepalive = keepalive_expiry
         self._ssl = ssl_context
-        self._backend = httpcore.TrioBackend()
+        self._backend = LeanBackend()
         self._idle: dict[tuple, list[_Idle]] = {}
         self._stale: list[httpcore.AsyncHTTPConnection] = []
         self._closed = False
