@@ -8,7 +8,8 @@ issue 18). This stream keeps httpcore's contract (the same httpcore exceptions f
 same trio failures, the same per-operation timeouts) with one bare cancel scope per
 operation, and holds written bytes until the next read, so the head and body of a
 request leave in one send. A request is always followed by a read of its response, so
-nothing waits in the buffer; a failed send raises httpcore.WriteError from that read.
+nothing waits in the buffer; a send that fails is treated as httpcore treats a failed
+request write (ignored, the read reports the broken connection).
 """
 from __future__ import annotations
 
@@ -45,8 +46,12 @@ class LeanStream(TrioStream):
             with trio.CancelScope(deadline=trio.current_time() + timeout):
                 await self._stream.send_all(data)
                 return
-        except _BROKEN as exc:
-            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+        except _BROKEN:
+            # httpcore itself swallows a WriteError while sending a request and reads
+            # on (a server may answer and hang up early); the read then tells what
+            # happened, e.g. "Server disconnected without sending a response", which
+            # is what marks a stale pooled connection as safe to retry.
+            return
         raise httpcore.WriteTimeout("timed out sending the request")
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
