@@ -11,8 +11,8 @@ message). For non-OpenAI models exact counts are estimates, marked as such where
 """
 from __future__ import annotations
 
-import functools
 import json
+import threading
 from typing import Callable
 
 from gateway import bpe
@@ -25,9 +25,27 @@ _PER_REPLY = 3
 _IMAGE_TOKENS = 85
 
 
-@functools.lru_cache(maxsize=1)
-def _encoding() -> bpe.Encoder:
-    return bpe.Encoder(bpe.Vocabulary(bpe.ranks_file("o200k_base")))
+class _Once:
+    """Builds the encoder on first use, once: streams cut together bill by estimate
+    together, each on a worker thread, and without the lock every one of them would
+    build its own tables (seconds of CPU and megabytes apiece) before one was kept."""
+
+    def __init__(self, build: Callable[[], bpe.Encoder]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._value: bpe.Encoder | None = None
+
+    def __call__(self) -> bpe.Encoder:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+                value = self._value
+        return value
+
+
+_encoding = _Once(lambda: bpe.Encoder(bpe.Vocabulary(bpe.ranks_file("o200k_base"))))
 
 
 def encoding():

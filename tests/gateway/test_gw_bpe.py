@@ -115,3 +115,24 @@ def test_tables_cost_a_fraction_of_the_memory():
                          text=True, timeout=60, check=True).stdout.split()
     assert int(out[0]) < 30_000, out
     assert out[1] == "False"
+
+
+def test_threads_asking_together_build_the_tables_once():
+    """Streams cut together are billed together, each from a worker thread."""
+    import threading
+    import time
+    built = []
+
+    def build():
+        built.append(1)
+        time.sleep(0.05)   # long enough for every thread to arrive while it runs
+        return object()
+
+    once = tokenizer._Once(build)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(once())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and len({id(g) for g in got}) == 1 and len(got) == 8
