@@ -15,7 +15,7 @@ delivered stream counts as the ordinary tokens it is made of, never raises.
 """
 from __future__ import annotations
 
-import base64
+import binascii
 import gzip
 import heapq
 import importlib.util
@@ -56,12 +56,16 @@ class Vocabulary:
     def __init__(self, path: Path) -> None:
         blob = bytearray()
         offs = array("I", [0])
+        token_hashes = array("q")
+        decode = binascii.a2b_base64
         with gzip.open(path, "rb") as f:
             for n, line in enumerate(f):
-                tok, rank = line.split()
+                b64, rank = line.split()
                 if int(rank) != n:
                     raise ValueError(f"{path}: ranks are not contiguous at line {n + 1}")
-                blob += base64.b64decode(tok)
+                tok = decode(b64)
+                token_hashes.append(hash(tok))
+                blob += tok
                 offs.append(len(blob))
         self.size = len(offs) - 1
         self._blob = bytes(blob)
@@ -70,9 +74,7 @@ class Vocabulary:
         self._mask = mask = (1 << bits) - 1
         slots = array("i", bytes(4 << bits))
         hashes = array("I", bytes(4 << bits))   # the low 32 bits: a cheap first check
-        view = self._blob
-        for r in range(self.size):
-            h = hash(view[offs[r]:offs[r + 1]])
+        for r, h in enumerate(token_hashes):
             i = h & mask
             while slots[i]:
                 i = (i + 1) & mask
