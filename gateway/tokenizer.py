@@ -4,7 +4,7 @@ Two counters. `bound_*` is what admission holds and rate limits use: a safe uppe
 that needs no tables (every token of a byte-level BPE, and of a sentencepiece vocabulary
 with byte fallback, covers at least one UTF-8 byte, so a text never has more tokens than
 bytes). `count_*` is exact for o200k_base, the current OpenAI vocabulary, counted by
-gateway.bpe (the same tokens as tiktoken in ~8 MB; bpe-openai's own tables cost ~140 MB);
+gateway.bpe (the same tokens as tiktoken in ~6 MB; bpe-openai's own tables cost ~140 MB);
 its tables load on first use only: when a stream cut short without upstream usage is
 billed by estimate, for Anthropic's count_tokens route, and in the simulator. Both follow OpenAI's chat accounting (a few tokens of framing per
 message). For non-OpenAI models exact counts are estimates, marked as such where billed.
