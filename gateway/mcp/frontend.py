@@ -16,13 +16,13 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import mcp_types as types
 import trio
 
 from gateway import errors
 from gateway.mcp.hub import Caller, McpHub
 
 if TYPE_CHECKING:
+    import mcp_types as types
     from mcp.server.lowlevel.server import Server
     from mcp.shared.exceptions import MCPError
 
@@ -74,6 +74,7 @@ class McpFrontend:
         self._starting = trio.Lock()
 
     def _build_server(self) -> Server:
+        import mcp_types as types
         from mcp.server.lowlevel.server import Server
         hub = self.hub
 

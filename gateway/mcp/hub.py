@@ -15,15 +15,17 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import mcp_types as types
 import trio
 
 from gateway import errors
 from gateway.billing.pricing import usd_to_micros
 from gateway.config_protocols import McpServerConfig
 from gateway.mcp.upstream import Upstream
+
+if TYPE_CHECKING:   # the SDK's types (~7 MB with pydantic) load with the SDK
+    import mcp_types as types
 
 log = logging.getLogger("prism.mcp")
 SEP = "__"

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import httpx2
-import mcp_types as types
 import trio
 
-if TYPE_CHECKING:   # the SDK (~23 MB resident) loads when an upstream is first connected
+if TYPE_CHECKING:   # the SDK (~30 MB resident with its types) loads on first connect
+    import mcp_types as types
     from mcp import Client
 
 from gateway import errors
