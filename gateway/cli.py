@@ -38,10 +38,24 @@ def _print_dev_key(key: str) -> None:
     print("=" * 72, flush=True)
 
 
+def _raise_fd_limit() -> None:
+    """Every open stream holds two sockets (client and upstream); a soft limit of 1024,
+    still common, would refuse connections at ~500 streams. Raise it to the hard limit."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass   # not POSIX, or not allowed: serve with what we have
+
+
 def cmd_serve(args) -> int:
     import trio
 
     from gateway.server import admin_token_from_env, run_gateway, signal_trigger
+    _raise_fd_limit()
     config = _load(args.config)
     workers = args.workers or config.server.workers
     worker = args.worker_fd is not None

@@ -3,18 +3,19 @@
 Two counters. `bound_*` is what admission holds and rate limits use: a safe upper bound
 that needs no tables (every token of a byte-level BPE, and of a sentencepiece vocabulary
 with byte fallback, covers at least one UTF-8 byte, so a text never has more tokens than
-bytes). `count_*` is exact for o200k_base, the current OpenAI vocabulary; its tables cost
-~140 MB of resident memory, so they load on first use only: when a stream cut short
-without upstream usage is billed by estimate, for Anthropic's count_tokens route, and
-in the simulator. Both follow OpenAI's chat accounting (a few tokens of framing per
+bytes). `count_*` is exact for o200k_base, the current OpenAI vocabulary, counted by
+gateway.bpe (the same tokens as tiktoken in ~6 MB; bpe-openai's own tables cost ~140 MB);
+its tables load on first use only: when a stream cut short without upstream usage is
+billed by estimate, for Anthropic's count_tokens route, and in the simulator. Both follow OpenAI's chat accounting (a few tokens of framing per
 message). For non-OpenAI models exact counts are estimates, marked as such where billed.
 """
 from __future__ import annotations
 
-import functools
 import json
+import threading
 from typing import Callable
 
+from gateway import bpe
 from gateway import canonical as c
 
 # OpenAI's chat format spends ~3 tokens framing each message and 3 priming the reply.
@@ -24,10 +25,27 @@ _PER_REPLY = 3
 _IMAGE_TOKENS = 85
 
 
-@functools.lru_cache(maxsize=1)
-def _encoding():
-    import bpe_openai
-    return bpe_openai.get_encoding("o200k_base")
+class _Once:
+    """Builds the encoder on first use, once: streams cut together bill by estimate
+    together, each on a worker thread, and without the lock every one of them would
+    build its own tables (seconds of CPU and megabytes apiece) before one was kept."""
+
+    def __init__(self, build: Callable[[], bpe.Encoder]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._value: bpe.Encoder | None = None
+
+    def __call__(self) -> bpe.Encoder:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+                value = self._value
+        return value
+
+
+_encoding = _Once(lambda: bpe.Encoder(bpe.Vocabulary(bpe.ranks_file("o200k_base"))))
 
 
 def encoding():
@@ -42,7 +60,7 @@ def bound_text(text: str) -> int:
 def count_text(text: str) -> int:
     if not text:
         return 0
-    return len(_encoding().encode(text))
+    return _encoding().count(text)
 
 
 def decode(tokens: list[int]) -> str:

@@ -27,8 +27,10 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:   # imported where used: numpy costs ~11 MB resident in every gateway
+    import numpy as np
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
@@ -89,6 +91,7 @@ class _Matrix:
         wanted = [i for i, name in enumerate(self.names) if name in allowed]
         if len(wanted) == len(self.names):
             return None
+        import numpy as np
         keep = np.zeros(len(self.names), dtype=bool)
         keep[wanted] = True
         return keep
@@ -179,6 +182,7 @@ class VectorIndex:
         """Chunks `start`.. of a file being ingested (replacing any there from an earlier
         attempt). They are kept as each embedding batch is paid for, so an ingestion cut
         short resumes after them; search ignores them until the file is completed."""
+        import numpy as np
         conn = self._writable(store_id)
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -232,6 +236,7 @@ class VectorIndex:
                    if os.path.exists(self.path(store_id) + s))
 
     def _matrix(self, conn: sqlite3.Connection, store_id: str) -> _Matrix:
+        import numpy as np
         gen = conn.execute("SELECT v FROM meta WHERE k = 'generation'").fetchone()[0]
         with self._lock:
             cached = self._cache.get(store_id)
@@ -263,6 +268,7 @@ class VectorIndex:
         each) over chunks of `allowed` files (all when None), and the chunks they name."""
         if not os.path.exists(self.path(store_id)):
             return [], [], {}
+        import numpy as np
         conn = _connect(self.path(store_id))
         try:
             m = self._matrix(conn, store_id)

@@ -294,3 +294,17 @@ def test_dev_key_off_prints_no_key(first_run_dir):
     finally:
         code, _, err = server.interrupt()
     assert code == 0, err
+
+
+def test_serve_raises_a_low_open_file_limit_to_the_hard_limit():
+    """Each open stream holds two sockets; `prism serve` starts by lifting the soft
+    RLIMIT_NOFILE (1024 on many systems) to the hard limit."""
+    code = ("import resource\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
+            "from gateway.cli import _raise_fd_limit\n"
+            "_raise_fd_limit()\n"
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard) or hard == -1)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True, cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.stdout.strip() == "True"

@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any
-
-from a2a.compat.v0_3 import types as v03
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from gateway import errors
+
+if TYPE_CHECKING:   # the SDK's models load on first use: ~9 MB resident otherwise
+    from a2a.compat.v0_3 import types as v03
 
 PROTOCOL_VERSION = "0.3.0"
 FINAL = frozenset({"completed", "canceled", "failed", "rejected"})
@@ -61,6 +61,8 @@ def parse_envelope(body: Any) -> tuple[Any, str, dict[str, Any]]:
 
 
 def send_params(params: dict[str, Any]) -> v03.MessageSendParams:
+    from a2a.compat.v0_3 import types as v03
+    from pydantic import ValidationError
     try:
         parsed = v03.MessageSendParams.model_validate(params)
     except ValidationError as exc:
@@ -151,5 +153,6 @@ def card(*, name: str, description: str, url: str, version: str,
         "defaultInputModes": ["text/plain"], "defaultOutputModes": ["text/plain"],
         "skills": skills,
     }
+    from a2a.compat.v0_3 import types as v03
     v03.AgentCard.model_validate(body)      # a card we would refuse to read is a bug here
     return body

@@ -312,40 +312,40 @@ class Admission:
         live = self._live.pop(prep.ctx.request_id, None)
         model = prep.billed[0]
         detail = operator_detail(prep.ctx.request_id, error)
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(_SETTLE_DEADLINE):
-                bp = live.markup_bp if live is not None else 0
-                cost = self._cost(prep, usage, units, bp)
-                base = self._cost(prep, usage, units) if bp else cost
-                log = self._log(prep, error, usage, cost or 0, (cost or 0) - (base or 0))
-                plan = live.plan if live is not None else None
-                windows = (plan_windows(plan, self.clock())
-                           if plan is not None and not prep.stream else ())
-                try:
-                    closed = await self.ledger.close(
-                        prep.hold_id, cost, input_tokens=usage.input_tokens if usage else 0,
-                        output_tokens=usage.output_tokens if usage else 0,
-                        estimated=bool(usage and usage.estimated), log=log,
-                        account_id=None if prep.stream else prep.ctx.account_id,
-                        windows=windows)
-                except errors.SettleFailed as failed:
-                    # Voided instead: the rate limiter gets its tokens back, the
-                    # dashboard sees the row that was written, the client an error.
-                    await self._refund(live, None)
-                    self.notify(dict(failed.log or log))
-                    raise
-                result = closed.result
-                if closed.alerts and self.orgs is not None:
-                    await self.orgs.alert(closed.alerts)
-                await self._refund(live, usage)
-                if not result.already_closed:
-                    self.notify({**log, "cost_micros": result.charged_micros, **detail})
-                prep.headers.update(position_headers(closed.position, closed.funded_by))
-                if usage is None:
-                    return Outcome(model, result.charged_micros, 0, 0, failover=prep.failover,
-                                   headers=prep.headers)
-                return Outcome(model, result.charged_micros, usage.input_tokens,
-                               usage.output_tokens, usage.estimated, prep.failover, prep.headers)
+        # Shielded from the caller, bounded by its own deadline: one scope for both.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _SETTLE_DEADLINE):
+            bp = live.markup_bp if live is not None else 0
+            cost = self._cost(prep, usage, units, bp)
+            base = self._cost(prep, usage, units) if bp else cost
+            log = self._log(prep, error, usage, cost or 0, (cost or 0) - (base or 0))
+            plan = live.plan if live is not None else None
+            windows = (plan_windows(plan, self.clock())
+                       if plan is not None and not prep.stream else ())
+            try:
+                closed = await self.ledger.close(
+                    prep.hold_id, cost, input_tokens=usage.input_tokens if usage else 0,
+                    output_tokens=usage.output_tokens if usage else 0,
+                    estimated=bool(usage and usage.estimated), log=log,
+                    account_id=None if prep.stream else prep.ctx.account_id,
+                    windows=windows)
+            except errors.SettleFailed as failed:
+                # Voided instead: the rate limiter gets its tokens back, the
+                # dashboard sees the row that was written, the client an error.
+                await self._refund(live, None)
+                self.notify(dict(failed.log or log))
+                raise
+            result = closed.result
+            if closed.alerts and self.orgs is not None:
+                await self.orgs.alert(closed.alerts)
+            await self._refund(live, usage)
+            if not result.already_closed:
+                self.notify({**log, "cost_micros": result.charged_micros, **detail})
+            prep.headers.update(position_headers(closed.position, closed.funded_by))
+            if usage is None:
+                return Outcome(model, result.charged_micros, 0, 0, failover=prep.failover,
+                               headers=prep.headers)
+            return Outcome(model, result.charged_micros, usage.input_tokens,
+                           usage.output_tokens, usage.estimated, prep.failover, prep.headers)
         # Deadline passed: the hold stays open for the sweeper to expire.
         return Outcome(model, 0, 0, 0, failover=prep.failover, headers=prep.headers)
 

@@ -166,19 +166,25 @@ class Dispatcher:
         route's deadline and the whole under the request's."""
         media = prep.op is not None and prep.op.kind in ("image", "video")
 
+        # Bare cancel scopes rather than trio.fail_after: the same deadlines without a
+        # generator-based context manager on every request (issue 18's profile).
         async def attempt(provider: Any, route: RouteConfig) -> T:
             up = Upstream(provider, self.media.client(route.provider) if media else None)
             try:
-                with trio.fail_after(self._attempt_deadline(route)):
+                with trio.CancelScope(
+                        deadline=trio.current_time() + self._attempt_deadline(route)):
                     return await call(up, route)
-            except trio.TooSlowError as exc:
+            except trio.TooSlowError as exc:   # a deadline of the call's own
                 raise upstream_timeout(exc) from None
+            raise upstream_timeout(trio.TooSlowError())
 
         try:
-            with trio.fail_after(self.live.config.server.max_request_seconds):
+            with trio.CancelScope(
+                    deadline=trio.current_time() + self.live.config.server.max_request_seconds):
                 return await self._each_route(prep, attempt)
         except trio.TooSlowError as exc:
             raise upstream_timeout(exc) from None
+        raise upstream_timeout(trio.TooSlowError())
 
     async def open(self, prep: "Prepared") -> tuple[AsyncIterator[c.StreamEvent], c.StreamEvent]:
         async def attempt(provider: Any, route: RouteConfig):

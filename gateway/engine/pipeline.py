@@ -281,11 +281,14 @@ class Pipeline:
                 if st.prep.turn is not None:
                     st.prep.turn.observe(ev)
                 # The deadline wraps only the read: a cancel scope must never span a yield.
-                with trio.fail_after(idle):
+                # A bare scope, not trio.fail_after: this runs once per relayed event.
+                with trio.CancelScope(deadline=trio.current_time() + idle) as quiet:
                     try:
                         ev = await st.events.__anext__()
                     except StopAsyncIteration:
                         break
+                if quiet.cancelled_caught:
+                    raise trio.TooSlowError
         except (errors.PrismError, trio.TooSlowError) as exc:
             # Mid-stream upstream failure: headers are gone, so say it in-band.
             error = exc if isinstance(exc, errors.PrismError) else errors.UpstreamTimeout(

@@ -8,8 +8,9 @@ from the ASGI messages, through the same framework-free core the Quart route use
 drift. Everything else (every other route, and chat requests with an Idempotency-Key,
 whose replay machinery lives in Quart) passes through untouched.
 
-Per request there is one cancel scope: the whole request's deadline
-(server.max_request_seconds), which the client hanging up also cancels. A client that
+Per request there is one cancel scope: first the body's deadline (server.read_timeout),
+then the whole request's (server.max_request_seconds), which the client hanging up
+also cancels. A client that
 leaves mid-answer therefore stops the upstream read at once and is billed for what it
 received, as on the Quart path; the pipeline's close is shielded either way.
 """
@@ -52,17 +53,30 @@ class LeanChat:
         request_id = common.new_request_id()
         ctx = CallContext(request_id=request_id, route=_PATH, dialect="openai")
         exchange = _Exchange()
-        with trio.CancelScope(deadline=trio.current_time() + self.deadline) as request_scope:
+        # One scope bounds the body read (server.read_timeout) and then, moved on, the
+        # whole request: hypercorn hands even a small body over in several messages, so
+        # a scope of its own for the body would be entered on every request.
+        start = trio.current_time()
+        with trio.CancelScope(deadline=start + min(self.body_timeout, self.deadline)
+                              ) as request_scope:
             async with trio.open_nursery() as nursery:
+                def body_read() -> None:
+                    exchange.body_read = True
+                    request_scope.deadline = start + self.deadline
+                    nursery.start_soon(_watch_disconnect, receive, request_scope, exchange)
+
                 try:
-                    await self._serve(ctx, headers, receive, send, exchange,
-                                      lambda: nursery.start_soon(
-                                          _watch_disconnect, receive, request_scope, exchange))
+                    await self._serve(ctx, headers, receive, send, exchange, body_read)
                 finally:
                     nursery.cancel_scope.cancel()
         if request_scope.cancelled_caught and not exchange.gone and not exchange.started:
-            await self._refuse(ctx, errors.UpstreamTimeout(
-                f"The request did not finish within {self.deadline:g} s"), send)
+            if exchange.body_read:
+                err = errors.UpstreamTimeout(
+                    f"The request did not finish within {self.deadline:g} s")
+            else:
+                err = errors.InvalidRequest("Timed out reading the request body")
+                err.status = 408
+            await self._refuse(ctx, err, send)
 
     async def _serve(self, ctx: CallContext, headers: dict[str, str], receive: Any, send: Any,
                      exchange: "_Exchange", watch: Any) -> None:
@@ -114,24 +128,21 @@ class LeanChat:
         if msg["type"] == "http.disconnect":
             raise _ClientGone()
         if not msg.get("more_body", False):
-            return body   # the usual case: one message, no timer needed
+            return body
         parts = [body]
         size = len(body)
-        with trio.move_on_after(self.body_timeout):
-            while msg["type"] == "http.request" and msg.get("more_body", False):
-                msg = await receive()
-                chunk = msg.get("body", b"")
-                size += len(chunk)
-                if size > self.max_body:
-                    raise errors.BodyTooLarge(
-                        f"Request body exceeds the {self.max_body} byte limit")
-                parts.append(chunk)
-            if msg["type"] == "http.disconnect":
-                raise _ClientGone()
-            return b"".join(parts)
-        err = errors.InvalidRequest("Timed out reading the request body")
-        err.status = 408
-        raise err
+        # Bounded by the request scope's first deadline (server.read_timeout).
+        while msg["type"] == "http.request" and msg.get("more_body", False):
+            msg = await receive()
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise errors.BodyTooLarge(
+                    f"Request body exceeds the {self.max_body} byte limit")
+            parts.append(chunk)
+        if msg["type"] == "http.disconnect":
+            raise _ClientGone()
+        return b"".join(parts)
 
     async def _refuse(self, ctx: CallContext, err: errors.PrismError, send: Any) -> None:
         if not ctx.logged:
@@ -155,11 +166,12 @@ def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 class _Exchange:
-    __slots__ = ("started", "gone")
+    __slots__ = ("started", "gone", "body_read")
 
     def __init__(self) -> None:
-        self.started = False   # the response's headers have left
-        self.gone = False      # the client hung up
+        self.started = False    # the response's headers have left
+        self.gone = False       # the client hung up
+        self.body_read = False  # the request body is in
 
 
 async def _watch_disconnect(receive: Any, scope: trio.CancelScope, exchange: _Exchange) -> None:

@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import mcp_types as types
 import trio
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
-from mcp.server.lowlevel.server import NotificationOptions, Server
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.shared.exceptions import MCPError
 
 from gateway import errors
 from gateway.mcp.hub import Caller, McpHub
+
+if TYPE_CHECKING:
+    import mcp_types as types
+    from mcp.server.lowlevel.server import Server
+    from mcp.shared.exceptions import MCPError
 
 log = logging.getLogger("prism.mcp")
 SCOPE_KEY = "prism.caller"
@@ -38,6 +37,7 @@ _CODES = {404: -32602, 403: -32003, 402: -32004, 401: -32001}
 
 
 def _mcp_error(err: errors.PrismError) -> MCPError:
+    from mcp.shared.exceptions import MCPError
     return MCPError(_CODES.get(err.status, -32000), str(err),
                     {"type": err.type_name, "status": err.status})
 
@@ -54,19 +54,28 @@ def _caller(ctx: Any) -> Caller:
     request = ctx.request
     caller = None if request is None else request.scope.get(SCOPE_KEY)
     if caller is None:     # every request passes McpFrontend.asgi first; never expected
+        from mcp.shared.exceptions import MCPError
         raise MCPError(-32001, "Not authenticated")
     return caller
 
 
 class McpFrontend:
+    """The SDK (~23 MB resident) is imported, and its server and session manager built
+    and started, on the first request to /mcp: a gateway nobody asks for MCP never
+    pays for it."""
+
     def __init__(self, hub: McpHub, authenticate: Authenticate) -> None:
         self.hub = hub
         self._authenticate = authenticate
         self._listeners: dict[int, Any] = {}
-        self.server = self._build_server()
-        self.manager = StreamableHTTPSessionManager(self.server, session_idle_timeout=1800)
+        self.server: Any = None
+        self.manager: Any = None
+        self._nursery: trio.Nursery | None = None
+        self._starting = trio.Lock()
 
     def _build_server(self) -> Server:
+        import mcp_types as types
+        from mcp.server.lowlevel.server import Server
         hub = self.hub
 
         async def list_tools(ctx, params) -> types.ListToolsResult:
@@ -101,16 +110,30 @@ class McpFrontend:
             on_list_prompts=list_prompts, on_get_prompt=get_prompt)
         return server
 
-    def capabilities(self) -> types.ServerCapabilities:
-        return self.server.get_capabilities(NotificationOptions(tools_changed=True), {})
-
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """The session manager's task group and the list_changed notifier, for the
-        gateway's lifetime."""
-        async with self.manager.run():
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._notify_changes)
-                task_status.started()
+        """The list_changed notifier, and (from the first /mcp request) the session
+        manager's task group, for the gateway's lifetime."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._notify_changes)
+            task_status.started()
+
+    async def _started_manager(self) -> Any:
+        async with self._starting:
+            if self.manager is None:
+                if self._nursery is None:
+                    raise errors.UpstreamError("The MCP endpoint is not running")
+                await self._nursery.start(self._run_manager)
+        return self.manager
+
+    async def _run_manager(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+        server = self._build_server()
+        manager = StreamableHTTPSessionManager(server, session_idle_timeout=1800)
+        async with manager.run():
+            self.server, self.manager = server, manager
+            task_status.started()
+            await trio.sleep_forever()
 
     async def _notify_changes(self) -> None:
         while True:
@@ -129,15 +152,18 @@ class McpFrontend:
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
         try:
             caller = await self._authenticate(token)
+            manager = await self._started_manager()
         except errors.PrismError as err:
             await _reject(send, err)
             return
+        from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+        from mcp.server.auth.provider import AccessToken
         scope = dict(scope)
         scope[SCOPE_KEY] = caller
         # The SDK binds a session to the credential that opened it.
         scope["user"] = AuthenticatedUser(AccessToken(token=f"prism:{caller.key_id}",
                                                       client_id=caller.key_id, scopes=[]))
-        await self.manager.handle_request(scope, receive, send)
+        await manager.handle_request(scope, receive, send)
 
 
 async def _reject(send: Callable, err: errors.PrismError) -> None:

@@ -17,9 +17,8 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import mcp_types as types
 import trio
 
 from gateway import errors
@@ -28,6 +27,9 @@ from gateway.config_protocols import McpServerConfig
 from gateway.engine.call import CallContext, Target
 from gateway.engine.operations import Operation, Pricing
 from gateway.mcp.upstream import Upstream
+
+if TYPE_CHECKING:   # the SDK's types (~7 MB with pydantic) load with the SDK
+    import mcp_types as types
 
 log = logging.getLogger("prism.mcp")
 SEP = "__"

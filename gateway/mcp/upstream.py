@@ -16,13 +16,14 @@ import re
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import httpx2
-import mcp_types as types
 import trio
-from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
+
+if TYPE_CHECKING:   # the SDK (~30 MB resident with its types) loads on first connect
+    import mcp_types as types
+    from mcp import Client
 
 from gateway import errors
 from gateway.config_protocols import McpServerConfig
@@ -65,6 +66,8 @@ class Upstream:
     # ------------------------------------------------------------ supervision
 
     def _transport(self, stack: AsyncExitStack) -> Any:
+        from mcp import StdioServerParameters
+        from mcp.client.streamable_http import streamable_http_client
         cfg = self.cfg
         if cfg.transport == "stdio":
             return StdioServerParameters(
@@ -78,6 +81,7 @@ class Upstream:
         return streamable_http_client(cfg.url, http_client=http)
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        from mcp import Client
         task_status.started()
         delay = self.cfg.backoff_initial
         while True:

@@ -28,6 +28,8 @@ import trio
 # catching httpx.HTTPError exactly as with the default transport.
 from httpx._transports.default import map_httpcore_exceptions
 
+from gateway.providers.netstream import LeanBackend
+
 
 class _Idle:
     __slots__ = ("conn", "since")
@@ -42,7 +44,7 @@ class LifoPool(httpx.AsyncBaseTransport):
         self._slots = trio.Semaphore(max_connections)
         self._keepalive = keepalive_expiry
         self._ssl = ssl_context
-        self._backend = httpcore.TrioBackend()
+        self._backend = LeanBackend()
         self._idle: dict[tuple, list[_Idle]] = {}
         self._stale: list[httpcore.AsyncHTTPConnection] = []
         self._closed = False
@@ -82,7 +84,7 @@ class LifoPool(httpx.AsyncBaseTransport):
             self._stale.append(stack.pop(0).conn)   # closed by the next request
         stack.append(_Idle(conn, now))
 
-    async def _acquire_slot(self, request: httpx.Request) -> None:
+    async def _acquire_slot(self, request: httpx.Request | httpcore.Request) -> None:
         try:
             self._slots.acquire_nowait()
             return
@@ -92,13 +94,11 @@ class LifoPool(httpx.AsyncBaseTransport):
         with trio.move_on_after(float("inf") if timeout is None else timeout):
             await self._slots.acquire()
             return
-        raise httpx.PoolTimeout("no upstream connection became free in time", request=request)
+        raise httpx.PoolTimeout("no upstream connection became free in time")
 
     # ------------------------------------------------------------ httpx transport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._closed:
-            raise httpx.ConnectError("the upstream pool is closed", request=request)
         url = request.url
         origin = httpcore.Origin(url.raw_scheme, url.raw_host,
                                  url.port or (443 if url.raw_scheme == b"https" else 80))
@@ -107,7 +107,14 @@ class LifoPool(httpx.AsyncBaseTransport):
             url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port,
                              target=url.raw_path),
             headers=request.headers.raw, content=request.stream, extensions=request.extensions)
-        await self._acquire_slot(request)
+        return await self.send_core(origin, core_request, request)
+
+    async def send_core(self, origin: httpcore.Origin, core_request: httpcore.Request,
+                        request: httpx.Request | None = None) -> httpx.Response:
+        """One request as httpcore's own object, answered as an httpx response."""
+        if self._closed:
+            raise httpx.ConnectError("the upstream pool is closed", request=request)
+        await self._acquire_slot(core_request)
         conn = None
         try:
             conn = await self._take(origin)
@@ -121,7 +128,7 @@ class LifoPool(httpx.AsyncBaseTransport):
             raise
         return httpx.Response(status_code=core_response.status, headers=core_response.headers,
                               stream=_Body(self, origin, conn, core_response.stream),
-                              extensions=core_response.extensions)
+                              extensions=core_response.extensions, request=request)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -163,38 +170,52 @@ class _Body(httpx.AsyncByteStream):
             self._pool._slots.release()
 
 
+class _Post:
+    """What every POST to one path shares: the origin, httpcore's URL, the raw headers."""
+
+    __slots__ = ("origin", "url", "headers")
+
+    def __init__(self, url: httpx.URL, headers: httpx.Headers) -> None:
+        scheme = url.raw_scheme
+        self.origin = httpcore.Origin(scheme, url.raw_host,
+                                      url.port or (443 if scheme == b"https" else 80))
+        self.url = httpcore.URL(scheme=scheme, host=url.raw_host, port=url.port,
+                                target=url.raw_path)
+        # httpx's own order: Host first, then the client's headers.
+        self.headers = [(b"Host", url.netloc), *headers.raw]
+
+
 class UpstreamClient(httpx.AsyncClient):
     """The provider's httpx client, plus `post` requests built once per provider.
 
     The generic client path re-parses and merges the base URL and default headers, runs
     the auth and redirect machinery and feeds every response to the cookie jar, on each
-    call. A provider posts JSON to a handful of fixed paths with fixed headers, so
-    `fast_post` builds the URL per path once, keeps the merged headers, and hands the
-    request straight to the pool. With another transport (tests pass their own) or
-    query parameters it is plain `client.send`.
+    call; even a bare httpx.Request copies and normalises its headers and is then
+    rebuilt as httpcore's request. A provider posts JSON to a handful of fixed paths with
+    fixed headers, so `fast_post` keeps, per path, httpcore's URL and the raw headers,
+    and hands httpcore's request straight to the pool (its response carries no
+    httpx.Request: nothing of ours reads one). With another transport (tests pass their
+    own) or query parameters it is plain `client.send`.
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._pool = self._transport if isinstance(self._transport, LifoPool) else None
-        self._urls: dict[str, httpx.URL] = {}
+        self._posts: dict[str, _Post] = {}
         self._timeout_ext = {"timeout": self.timeout.as_dict()}
-
-    def _post_request(self, path: str, content: bytes) -> httpx.Request:
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = self._merge_url(path)
-        return httpx.Request("POST", url, headers=self.headers, content=content,
-                             extensions=self._timeout_ext)
 
     async def fast_post(self, path: str, content: bytes, *, params: dict | None = None,
                         stream: bool = False) -> httpx.Response:
         if self._pool is None or params:
             request = self.build_request("POST", path, content=content, params=params)
             return await self.send(request, stream=stream)
-        request = self._post_request(path, content)
-        response = await self._pool.handle_async_request(request)
-        response.request = request
+        post = self._posts.get(path)
+        if post is None:
+            post = self._posts[path] = _Post(self._merge_url(path), self.headers)
+        core_request = httpcore.Request(
+            b"POST", post.url, headers=[*post.headers, (b"Content-Length", b"%d" % len(content))],
+            content=content, extensions=self._timeout_ext)
+        response = await self._pool.send_core(post.origin, core_request)
         if not stream:
             try:
                 await response.aread()

@@ -26,6 +26,8 @@ UPSTREAM_KEY = "sk-upstream-bench"
 PUBLIC_MODEL = "bench-model"
 STREAM_MODEL = "bench-stream"
 SLOW_MODEL = "bench-slow"
+# Streams that end without a usage chunk: billed by estimate, which loads the tokenizer.
+ESTIMATE_MODEL = "bench-estimate"
 UPSTREAM_MODEL = "gpt-4o-mini"   # a name LiteLLM's local cost map knows
 PORTKEY_VERSION = "1.15.2"
 # LiteLLM refuses to start without a master key; with no database it checks only this one.
@@ -51,7 +53,7 @@ def _chunk(delta: dict, finish: str | None = None, usage: dict | None = None) ->
     return "data: " + json.dumps(body, separators=(",", ":")) + "\n\n"
 
 
-def sse_stream(pieces: int = 8, pad: int = 0) -> str:
+def sse_stream(pieces: int = 8, pad: int = 0, usage: bool = True) -> str:
     words = ["The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog."]
     out = [_chunk({"role": "assistant", "content": ""})]
     for i in range(pieces):
@@ -59,8 +61,9 @@ def sse_stream(pieces: int = 8, pad: int = 0) -> str:
         if pad:   # SSE comments: nginx's limit_rate spreads the stream over time
             out.append(":" + " " * pad + "\n\n")
     out.append(_chunk({}, "stop"))
-    out.append(_chunk({}, usage={"prompt_tokens": 24, "completion_tokens": pieces,
-                                 "total_tokens": 24 + pieces}))
+    if usage:
+        out.append(_chunk({}, usage={"prompt_tokens": 24, "completion_tokens": pieces,
+                                     "total_tokens": 24 + pieces}))
     return "".join(out) + "data: [DONE]\n\n"
 
 
@@ -249,6 +252,7 @@ http {{
     listen 127.0.0.1:{port} backlog=4096;
     location = /v1/chat/completions {{ default_type application/json; return 200 {quoted(COMPLETION)}; }}
     location = /sse/v1/chat/completions {{ default_type text/event-stream; return 200 {quoted(sse_stream())}; }}
+    location = /nousage/v1/chat/completions {{ default_type text/event-stream; return 200 {quoted(sse_stream(usage=False))}; }}
     {slow}
   }}
 }}
@@ -263,7 +267,8 @@ http {{
 def prism_toml(tmp: Path, name: str, upstream: str, max_connections: int) -> str:
     providers, models = [], []
     for pid, model, base in (("up", PUBLIC_MODEL, "/v1"), ("ups", STREAM_MODEL, "/sse/v1"),
-                             ("upslow", SLOW_MODEL, "/slow/v1")):
+                             ("upslow", SLOW_MODEL, "/slow/v1"),
+                             ("upest", ESTIMATE_MODEL, "/nousage/v1")):
         providers.append(f'[[providers]]\nid = "{pid}"\nkind = "openai"\nbase_url = '
                          f'"{upstream}{base}"\napi_key_env = "PRISM_BENCH_UPSTREAM_KEY"\n'
                          f'read_timeout = 120\nmax_connections = {max_connections}\n')
@@ -302,6 +307,17 @@ def start_prism(fleet: Fleet, name: str, tree: Path, upstream: str, core: int | 
         "authorization": f"Bearer {ADMIN_TOKEN}", "content-type": "application/json"})
     key = json.loads(urllib.request.urlopen(req, timeout=10).read())["key"]
     return url, {"authorization": f"Bearer {key}"}
+
+
+def estimated_streams(url: str, headers: dict, n: int = 3) -> None:
+    """A few streams whose upstream sends no usage, so Prism bills them by counting the
+    delivered text: RSS after load then includes whatever the exact counter costs."""
+    for _ in range(n):
+        req = urllib.request.Request(url + "/v1/chat/completions", method="POST",
+                                     data=chat_body(ESTIMATE_MODEL, True), headers={
+                                         **headers, "content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
 
 
 def start_portkey(fleet: Fleet, tools: Path, upstream: str, core: int | None) -> tuple[str, dict, dict]:

@@ -8,7 +8,8 @@ forwards to it and is pinned to core 0 with taskset while nginx and wrk share co
 For every gateway, in two interleaved rounds (A B C A B C, so drift hits all alike):
 wrk -t1 -c1 for added latency (gateway p50 minus nginx's own p50), wrk -t1 -c32 for
 requests per second, both for the plain completion and for the stream; the resident
-memory of the gateway's process tree is read after its load. Prints the table, then each
+memory of the gateway's process tree is read after its load and, for Prism, after a few
+streams without upstream usage (billed by counting the delivered text). Prints the table, then each
 gateway's ratios to the first Prism tree and to Portkey. A script, not a test: numbers
 from a shared machine compare only within one run.
 
@@ -81,7 +82,7 @@ def targets(fleet: peers.Fleet, upstream: str, args) -> dict[str, dict]:
     for spec in args.prism or [f"prism={peers.REPO}"]:
         name, _, tree = spec.partition("=")
         url, headers = peers.start_prism(fleet, name, Path(tree).resolve(), upstream, GATEWAY_CORE)
-        out[name] = {"url": url, "headers": headers, "stream_headers": headers,
+        out[name] = {"url": url, "headers": headers, "stream_headers": headers, "prism": True,
                      "body": peers.chat_body(peers.PUBLIC_MODEL),
                      "stream_body": peers.chat_body(peers.STREAM_MODEL, True)}
     if not args.no_portkey:
@@ -184,6 +185,8 @@ def main() -> int:
                     r = measure_nginx(t, args, tmp)
                 else:
                     r = measure(t, args, tmp, lambda n=name: fleet.cpu_s(n))
+                    if t.get("prism"):
+                        peers.estimated_streams(t["url"], t["headers"])
                     rss[name] = fleet.rss_mb(name)
                 results[name].append(r)
                 print(f"round {rnd + 1} {name}: " + ", ".join(
