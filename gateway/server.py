@@ -47,6 +47,10 @@ from gateway.runtime.keys import KeyCache, KeyInfo
 from gateway.runtime.metrics import Metrics
 from gateway.shared import backends
 from gateway.shared.cluster import Cluster
+from gateway.engine.shadow import Shadow
+from gateway.runtime.fleet import ConfigHash, Fleet, version as fleet_version
+from gateway.runtime.rotation import Rotations
+from gateway.runtime.sealing import Sealer
 
 log = logging.getLogger("prism")
 
@@ -123,10 +127,16 @@ def build_services(config: Config, writer, admin_token: str | None, *,
                     close_fault=close_fault)
     admission = Admission(live, writer, ledger, observers, limiter=limiter)
     media = MediaService(live, writer, admission, observers)
-    dispatcher = Dispatcher(live, media)
+    # Key rotation and shadow traffic (issue 16): which credential a call uses, and
+    # the sampled second call after a settled one (gateway.runtime.fleet).
+    rotations = Rotations(writer, lambda: live.config, live.retired.append,
+                          sealer=Sealer.from_env())
+    dispatcher = Dispatcher(live, media, rotations=rotations)
     router = Router(live, writer)
     sessions = Sessions(live, writer, clock)
-    pipeline = Pipeline(router, sessions, admission, dispatcher)
+    pipeline = Pipeline(router, sessions, admission, dispatcher,
+                        settled=lambda *args: shadow.offer(*args))
+    shadow = Shadow(writer, pipeline.complete)
     inference = InferenceClients(config, live.providers)
     keys = KeyCache(lookup, ttl=config.store.key_cache_ttl)
     # MCP, A2A and realtime (issue 15): their non-chat calls are held and closed through
@@ -137,14 +147,21 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     resources = Resources(config, writer, PipelineChat(pipeline, admission))
     # The cluster applies other processes' changes to the parts built here; it reaches
     # them through the Services value built just below (read when an event arrives).
-    cluster = Cluster(writer, backends.event_handler(lambda: services),
-                      info=lambda: backends.node_info(admission, finished)) if shared else None
+    # Every process beats (the cluster view lists them all); only processes that may
+    # share the store with others also follow its event feed.
+    config_hash = ConfigHash()
+    membership = Cluster(writer, backends.event_handler(lambda: services), events=shared,
+                         info=lambda: {**backends.node_info(admission, finished),
+                                       "version": fleet_version(),
+                                       "config_hash": config_hash(live.config)})
+    cluster = membership if shared else None
     services = Services(inference=inference, live=live, writer=writer, ledger=ledger, keys=keys,
                         admission=admission, dispatcher=dispatcher, router=router,
                         sessions=sessions, media=media, pipeline=pipeline, flags=flags,
                         metrics=metrics, observers=observers, admin_token=admin_token,
                         config_path=config_path, clock=clock, callmoney=callmoney, mcp=mcp,
-                        a2a=a2a, cluster=cluster, resources=resources)
+                        a2a=a2a, cluster=cluster, resources=resources,
+                        fleet=Fleet(rotations, shadow, membership, writer))
     return services
 
 
@@ -220,6 +237,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
                                       node_id=services.cluster.node_id,
                                       stale_after=services.cluster.stale_s)
         else:
+            await services.fleet.nodes.join()
             swept = await writer.call(store.startup_sweep)
         orphans = swept.holds
         if orphans:
@@ -230,6 +248,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
         for key_hash, key_id, account_id, name in await writer.call(store.load_active_keys):
             services.keys.put(KeyInfo(key_id, account_id, name, key_hash))
         await services.flags.load()
+        await services.fleet.rotations.load()
         # The BPE tables take ~0.5-2 s and ~140 MB to load. Requests to real upstreams
         # never need them (holds use tokenizer.bound_*); the in-process simulator counts
         # every answer, so with one configured pay it before listening, off the loop.
@@ -246,8 +265,8 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
 
             nursery.start_soon(_sweeper, writer, config.store.sweep_interval)
             nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
-            if services.cluster is not None:
-                await nursery.start(services.cluster.run)
+            await nursery.start(services.fleet.nodes.run)   # == services.cluster if shared
+            await nursery.start(services.fleet.shadow.run)
             await nursery.start(functools.partial(serve_control, services, path=control_path))
             await nursery.start(services.media.run)   # the video poller
             await nursery.start(services.mcp.run)     # MCP upstreams and /mcp
@@ -258,9 +277,9 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
     finally:
         services.ready = False
         with trio.CancelScope(shield=True):
-            if services.cluster is not None:
+            if services.fleet is not None:
                 with trio.move_on_after(2):
-                    await services.cluster.leave()
+                    await services.fleet.nodes.leave()
             for p in [*services.providers.values(), *services.retired]:
                 await p.aclose()
             await services.inference.aclose()

@@ -391,3 +391,8 @@ from store.vector_stores import TABLES as _VECTOR_TABLES  # noqa: E402
 MODELS = MODELS + _VECTOR_TABLES
 from store.assistants import TABLES as _ASSISTANT_TABLES  # noqa: E402
 MODELS = MODELS + _ASSISTANT_TABLES
+# Provider credential rotation and shadow traffic (issue 16) live in their own modules.
+from store.rotation import ProviderCredential  # noqa: E402
+MODELS = MODELS + (ProviderCredential,)
+from store.shadow import ShadowRun  # noqa: E402
+MODELS = MODELS + (ShadowRun,)

@@ -52,6 +52,8 @@ class Services:
     cluster: Any = None
     # Files, vector stores and assistants (gateway.resources.Resources).
     resources: Any = None
+    # Key rotation, shadow traffic and the node view (issue 16): runtime.fleet.Fleet.
+    fleet: Any = None
 
     @property
     def config(self) -> Config:

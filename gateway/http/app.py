@@ -21,6 +21,7 @@ from gateway.http import sessions_routes
 from gateway.http import media_routes
 from gateway.http import inference_routes, uploads
 from gateway.http import a2a_routes, mcp_routes, realtime_routes
+from gateway.http import fleet_routes
 from gateway.http import assistants_routes, files_routes, vector_store_routes
 from gateway.http.lean import LeanChat
 from gateway.http.limits import BodyLimit, FinishAfterBody
@@ -117,6 +118,7 @@ def create_app(services: Services) -> QuartTrio:
     app.request_class = uploads.request_class(app.request_class, caps)
     app.register_blueprint(mcp_routes.bp)
     app.register_blueprint(a2a_routes.bp)
+    app.register_blueprint(fleet_routes.bp)   # rotation, shadow, cluster nodes (issue 16)
     # Files, vector stores and assistants (issue 13).
     for module in (files_routes, vector_store_routes, assistants_routes):
         app.register_blueprint(module.bp)

@@ -47,6 +47,8 @@ def event_handler(services_of: Callable[[], "Services"]):
             services.keys.invalidate_key(payload["key_id"])
         elif kind == "flags.changed":
             await services.flags.load()
+        elif kind == "rotation.changed" and services.fleet is not None:
+            await services.fleet.rotations.load()
         elif kind == "config.reloaded":
             if services.cluster is not None and origin == services.cluster.node_id:
                 return
