@@ -1,4 +1,6 @@
-"""Providers: health, breaker state and the runtime flags, toggled with e / i / v.
+"""Providers: health, breaker state and the runtime flags, toggled with e / i / v, and
+each provider's key rotation (state, traffic share and counts per credential, shown by
+label: an environment variable's name or a sealed key's fingerprint).
 
 A toggle is sent to the gateway (which persists, audits and applies it) and the table
 is re-read from the answer, so what is shown is what the gateway now does.
@@ -15,11 +17,37 @@ from textual.widgets import DataTable, Label
 from gateway.control import wire
 from tui.common import fill_table, selected_key
 
-COLUMNS = ("provider", "kind", "enabled", "images", "video", "breaker", "req 5m", "err 5m")
+COLUMNS = ("provider", "kind", "enabled", "images", "video", "breaker", "req 5m", "err 5m",
+           "key")
 
 
 _BREAKER = {"closed": "closed", "half_open": "[yellow]half_open[/yellow]",
             "open": "[b red]open[/b red]"}
+
+
+def _key_cell(rotation: dict[str, Any] | None) -> str:
+    """The provider's credential state in a few characters."""
+    if not rotation:
+        return "-"
+    if rotation["state"] == "rotating":
+        return f"[yellow]rot {rotation['share'] * 100:.0f}%[/yellow]"
+    if rotation["credentials"] and rotation["credentials"][0]["source"] != "config":
+        return "rotated"
+    return "-"
+
+
+def rotation_lines(providers: list[dict[str, Any]]) -> list[str]:
+    """One line per provider whose credential is rotating or was rotated: each
+    credential's label (never the key), traffic share and counts."""
+    lines = []
+    for p in providers:
+        rot = p.get("rotation")
+        if not rot or (rot["state"] == "steady" and rot["generation"] == 0):
+            continue
+        creds = ", ".join(f"{c['slot']} {c['label']} {c['share'] * 100:.0f}% "
+                          f"req {c['requests']} err {c['errors']}" for c in rot["credentials"])
+        lines.append(f"{p['id']}: {rot['state']} - {creds}")
+    return lines
 
 
 def _flag(on: bool) -> str:
@@ -43,6 +71,7 @@ class ProvidersView(Vertical):
         table.add_columns(*COLUMNS)
         yield table
         yield Label("", id="breaker-note", classes="hint")
+        yield Label("", id="rotation-note", classes="hint")
 
     async def reload(self) -> None:
         table = self.query_one("#providers-table", DataTable)
@@ -54,7 +83,7 @@ class ProvidersView(Vertical):
             (p["id"], (p["id"], p["kind"], _flag(p["enabled"]), _flag(p["images"]),
                        _flag(p["video"]), _BREAKER.get(p["breaker"], p["breaker"]),
                        str(p["recent"]["requests"]),
-                       str(p["recent"]["errors"])))
+                       str(p["recent"]["errors"]), _key_cell(p.get("rotation"))))
             for p in data["items"]))
         tripped = [f"{r['provider']}/{r['upstream_model']} {r['state']}"
                    + (f" (retry in {r['retry_in_seconds']:.0f}s)" if r["state"] == "open" else "")
@@ -62,6 +91,9 @@ class ProvidersView(Vertical):
                    if r["state"] != "closed"]
         self.query_one("#breaker-note", Label).update(
             "breakers: " + ("; ".join(tripped) if tripped else "all routes closed"))
+        rotations = rotation_lines(data["items"])
+        self.query_one("#rotation-note", Label).update(
+            "keys: " + ("; ".join(rotations) if rotations else "no rotation"))
 
     async def action_toggle(self, flag: str) -> None:
         pid = selected_key(self.query_one("#providers-table", DataTable))

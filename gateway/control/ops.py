@@ -58,7 +58,8 @@ def providers(s: "Services") -> dict[str, Any]:
                      "overridden": s.flags.overridden(pc.id),
                      "breaker": worst.get(pc.id, "closed"),
                      "routes": routes.get(pc.id, []),
-                     "recent": s.metrics.recent(pc.id)})
+                     "recent": s.metrics.recent(pc.id),
+                     "rotation": s.fleet.rotations.view(pc.id) if s.fleet is not None else None})
     return _items(rows)
 
 
