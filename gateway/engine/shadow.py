@@ -147,6 +147,12 @@ class Shadow:
                 log.exception("recording a shadow call failed")
 
     async def stats(self, since: float = 0.0) -> dict[str, Any]:
+        """Per model pair, plus the operator account the shadow calls are charged to."""
+        from store import get_wallet
         pairs = await self._writer.call(shadow_stats, since)
-        return {"operator_account": self.account_id, "dropped": self.dropped,
+        account: dict[str, Any] = {"id": self.account_id}
+        if self.account_id is not None:
+            wallet = await self._writer.call(get_wallet, self.account_id)
+            account.update(balance_micros=wallet.balance_micros, held_micros=wallet.held_micros)
+        return {"operator_account": account, "dropped": self.dropped,
                 "queued": self._pending, "pairs": pairs}
