@@ -49,9 +49,16 @@ def test_two_processes_on_one_sqlite_store_list_each_other(sim, tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         configs.append(write_config(tmp_path / name, sim.url, f"sqlite:///{db_path}"))
-    a = Node(configs[0])
-    b = Node(configs[1])
+    started: dict[int, Node] = {}
+    threads = [threading.Thread(target=lambda i=i: started.__setitem__(i, Node(configs[i])))
+               for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     try:
+        assert set(started) == {0, 1}, "a gateway process did not start"
+        a, b = started[0], started[1]
         view = _until(lambda: (v := _nodes(a)) and len(v["nodes"]) == 2 and v)
         by_pid = {n["pid"]: n for n in view["nodes"]}
         assert set(by_pid) == {a.proc.pid, b.proc.pid}
@@ -69,7 +76,7 @@ def test_two_processes_on_one_sqlite_store_list_each_other(sim, tmp_path):
         slow = threading.Thread(target=lambda: httpx.post(
             b.url + "/v1/chat/completions", timeout=30, headers={"authorization": f"Bearer {key}"},
             json={"model": "prism-mini",
-                  "messages": [{"role": "user", "content": "[[sim delay_ms=4000]] slow"}]}))
+                  "messages": [{"role": "user", "content": "[[sim delay_ms=3000]] slow"}]}))
         slow.start()
         _until(lambda: any(n["pid"] == b.proc.pid and n["in_flight"] == 1
                            for n in _nodes(a)["nodes"]), timeout=8)
@@ -90,5 +97,5 @@ def test_two_processes_on_one_sqlite_store_list_each_other(sim, tmp_path):
         assert b.stop() == 0
         assert {n["pid"] for n in _nodes(a)["nodes"]} == {a.proc.pid, 4242}
     finally:
-        a.stop()
-        b.stop()
+        for node in started.values():
+            node.stop()
