@@ -147,10 +147,13 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     resources = Resources(config, writer, PipelineChat(pipeline, admission))
     # The cluster applies other processes' changes to the parts built here; it reaches
     # them through the Services value built just below (read when an event arrives).
-    # Every process beats (the cluster view lists them all); only processes that may
-    # share the store with others also follow its event feed.
+    # Every process beats and follows the store's event feed, so the cluster view lists
+    # them all and several `prism serve` on one SQLite file apply each other's changes
+    # (rotations, revocations, flags); a process that is not expected to share polls
+    # less often.
     config_hash = ConfigHash()
-    membership = Cluster(writer, backends.event_handler(lambda: services), events=shared,
+    membership = Cluster(writer, backends.event_handler(lambda: services),
+                         poll_s=0.2 if shared else 1.0,
                          info=lambda: {**backends.node_info(admission, finished),
                                        "version": fleet_version(),
                                        "config_hash": config_hash(live.config)})

@@ -16,6 +16,8 @@ import os
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from gateway.config import ConfigError
+
 SECRET_KEY_ENV = "PRISM_SECRET_KEY"
 _MIN_PASSPHRASE = 32
 
@@ -46,8 +48,15 @@ class Sealer:
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Sealer | None":
+        """The environment's sealer, None when the key is unset; a key that is set but
+        unusable stops start-up with a message (as a bad prism.toml does)."""
         raw = environ.get(SECRET_KEY_ENV, "")
-        return cls(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            return cls(raw)
+        except SealingUnavailable as exc:
+            raise ConfigError([str(exc)], "environment") from None
 
     def seal(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode("ascii")

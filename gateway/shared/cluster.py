@@ -33,11 +33,8 @@ def new_node_id() -> str:
 class Cluster:
     def __init__(self, writer: Any, on_event: Handler, *, node_id: str | None = None,
                  info: Callable[[], dict[str, Any]] = dict, beat_s: float = 2.0,
-                 poll_s: float = 0.2, stale_s: float = 10.0, events: bool = True) -> None:
-        """With `events` False the process only beats (one process on its store: the
-        cluster view still lists it, and any other `prism serve` on the same file)."""
+                 poll_s: float = 0.2, stale_s: float = 10.0) -> None:
         self.node_id = node_id or new_node_id()
-        self._events = events
         self.stale_s = stale_s
         self._writer = writer
         self._on_event = on_event
@@ -61,8 +58,7 @@ class Cluster:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._beat_forever)
             task_status.started()
-            if self._events:
-                await self._poll_forever()
+            await self._poll_forever()
 
     async def _beat_forever(self) -> None:
         while True:

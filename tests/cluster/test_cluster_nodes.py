@@ -42,7 +42,8 @@ def _until(fn, timeout: float = 10.0):
         time.sleep(0.1)
 
 
-def test_two_processes_on_one_sqlite_store_list_each_other(sim, tmp_path):
+def test_two_processes_on_one_sqlite_store_list_each_other(sim, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRISM_TEST_ROTATION_KEY", "sk-upstream-rotated-cluster")
     db_path = tmp_path / "shared.db"
     # Two config files (each process needs its own control socket), one store.
     configs = []
@@ -70,6 +71,13 @@ def test_two_processes_on_one_sqlite_store_list_each_other(sim, tmp_path):
         assert me["config_hash"] != other["config_hash"]   # the socket paths differ
         assert all(len(n["config_hash"]) == 16 for n in (me, other))
         assert {n["id"] for n in _nodes(b)["nodes"]} == {me["id"], other["id"]}
+
+        # A key rotation started through a reaches b through the store's event feed.
+        r = a.admin.post("/-/admin/providers/up/rotate",
+                         json={"api_key_env": "PRISM_TEST_ROTATION_KEY", "share": 0.25})
+        assert r.status_code == 201, r.text
+        _until(lambda: b.admin.get("/-/admin/providers/up/rotation").json()["state"]
+               == "rotating", timeout=5)
 
         # A request in flight on b shows on a's view at b's next heartbeat.
         key = b.create_key()["key"]
