@@ -211,6 +211,8 @@ def test_rotation_survives_restart_and_sealed_value_is_never_plain(sim, env, tmp
         assert _chat(gw, key, 10) == [200] * 10
         assert _stats(sim) == {secret[-12:]: 10}
         seen.append(gw.admin.get("/-/admin/providers/up/rotation").text)
+        for path in ("/-/metrics", "/-/health/providers", "/-/config", "/-/cluster/nodes"):
+            seen.append(gw.admin.get(path).text)
     finally:
         gw.stop()
 
