@@ -1,6 +1,7 @@
 """Providers: health, breaker state and the runtime flags, toggled with e / i / v, and
 each provider's key rotation (state, traffic share and counts per credential, shown by
-label: an environment variable's name or a sealed key's fingerprint).
+label: an environment variable's name or a sealed key's fingerprint); p promotes the
+selected provider's new key, b rolls it back (each after a confirmation).
 
 A toggle is sent to the gateway (which persists, audits and applies it) and the table
 is re-read from the answer, so what is shown is what the gateway now does.
@@ -16,6 +17,7 @@ from textual.widgets import DataTable, Label
 
 from gateway.control import wire
 from tui.common import fill_table, selected_key
+from tui.dialogs import ConfirmDialog
 
 COLUMNS = ("provider", "kind", "enabled", "images", "video", "breaker", "req 5m", "err 5m",
            "key")
@@ -59,6 +61,8 @@ class ProvidersView(Vertical):
         Binding("e", "toggle('enabled')", "Enabled"),
         Binding("i", "toggle('images')", "Images"),
         Binding("v", "toggle('video')", "Video"),
+        Binding("p", "rotation('promote')", "Promote"),
+        Binding("b", "rotation('rollback')", "Rollback"),
         Binding("r", "reload", "Refresh"),
     ]
 
@@ -105,6 +109,25 @@ class ProvidersView(Vertical):
         if result is not None:
             self.app.notify(f"{pid}: {flag} {'on' if value else 'off'}")
         await self.reload()
+
+    def action_rotation(self, step: str) -> None:
+        pid = selected_key(self.query_one("#providers-table", DataTable))
+        rotation = self.providers.get(pid or "", {}).get("rotation")
+        if pid is None or not rotation or rotation["state"] != "rotating":
+            self.app.notify("No rotating provider selected", severity="warning")
+            return
+        new = next((c["label"] for c in rotation["credentials"] if c["slot"] == "new"), "?")
+        question = (f"Promote {new} to be {pid}'s only key?" if step == "promote" else
+                    f"Roll back {pid}'s rotation and drop {new}?")
+
+        async def answer(yes: bool | None) -> None:
+            if not yes:
+                return
+            if await self.app.call(wire.RotationStep, provider_id=pid, step=step) is not None:
+                self.app.notify(f"{pid}: rotation {'promoted' if step == 'promote' else 'rolled back'}")
+            await self.reload()
+
+        self.app.push_screen(ConfirmDialog(question), answer)
 
     async def action_reload(self) -> None:
         await self.reload()

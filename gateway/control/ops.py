@@ -211,3 +211,12 @@ async def revoke_key(s: "Services", key_id: str, *, actor: str) -> dict[str, Any
                                   describe=lambda r: {"changed": r})
     s.keys.invalidate_key(key_id)
     return {"id": key_id, "revoked": True, "changed": changed}
+
+
+async def rotation_step(s: "Services", provider_id: str, step: str, *,
+                        actor: str) -> dict[str, Any]:
+    """Promote or roll back a provider's key rotation; the provider's new state."""
+    rotations = s.fleet.rotations
+    if step == "promote":
+        return await rotations.promote(provider_id, actor=actor)
+    return await rotations.rollback(provider_id, actor=actor)

@@ -176,6 +176,8 @@ class _Connection:
                                             account_id=m.account_id)
             case wire.RevokeKey():
                 return await ops.revoke_key(s, m.key_id, actor=actor)
+            case wire.RotationStep():
+                return await ops.rotation_step(s, m.provider_id, m.step, actor=actor)
         raise errors.InvalidRequest(f"{m.TYPE} has no handler", code="unknown_type")
 
     async def _answer(self, msg: wire.Request) -> Any:
