@@ -151,11 +151,11 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     # them all and several `prism serve` on one SQLite file apply each other's changes
     # (rotations, revocations, flags); a process that is not expected to share polls
     # less often.
-    config_hash = ConfigHash()
+    config_hash, running_version = ConfigHash(), fleet_version()
     membership = Cluster(writer, backends.event_handler(lambda: services),
                          poll_s=0.2 if shared else 1.0,
                          info=lambda: {**backends.node_info(admission, finished),
-                                       "version": fleet_version(),
+                                       "version": running_version,
                                        "config_hash": config_hash(live.config)})
     cluster = membership if shared else None
     services = Services(inference=inference, live=live, writer=writer, ledger=ledger, keys=keys,

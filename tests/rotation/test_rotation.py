@@ -117,6 +117,11 @@ def test_promote_and_rollback_under_load_fail_no_request(sim, env, tmp_path):
         r = gw.admin.post("/-/admin/providers/up/rotate",
                           json={"api_key_env": "PRISM_TEST_UPSTREAM_KEY", "share": 0.5})
         assert r.status_code == 201, r.text
+        r = gw.admin.post("/-/admin/providers/up/rotate/share", json={"share": 0.25})
+        assert r.status_code == 200 and r.json()["share"] == 0.25
+        assert [c["share"] for c in r.json()["credentials"]] == [0.75, 0.25]
+        assert gw.admin.post("/-/admin/providers/up/rotate/share",
+                             json={"share": 2}).status_code == 400
         _reset(sim)
 
         async def rollback(admin) -> None:
@@ -128,8 +133,9 @@ def test_promote_and_rollback_under_load_fail_no_request(sim, env, tmp_path):
         assert view["state"] == "steady"
         assert [c["label"] for c in view["credentials"]] == [f"env:{NEW_ENV}"]
         actions = [h["action"] for h in view["history"]]
-        assert actions == ["provider.rotation.rollback", "provider.rotation.start",
-                           "provider.rotation.promote", "provider.rotation.start"]
+        assert actions == ["provider.rotation.rollback", "provider.rotation.share",
+                           "provider.rotation.start", "provider.rotation.promote",
+                           "provider.rotation.start"]
         # Steps that do not fit the state are refused, not guessed at.
         assert gw.admin.post("/-/admin/providers/up/rotate/promote").status_code == 409
         assert gw.admin.post("/-/admin/providers/nope/rotate/promote").status_code == 404
