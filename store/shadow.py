@@ -25,7 +25,7 @@ class ShadowRun(_Base):
     at = pw.FloatField(index=True)
     model = pw.CharField()
     shadow_model = pw.CharField()
-    ok = pw.BooleanField()
+    ok = pw.IntegerField()                   # 1 answered, 0 failed (plain SQL reads it)
     error = pw.CharField(null=True)           # the error's type name, never its text
     primary_ms = pw.FloatField()
     shadow_ms = pw.FloatField()
@@ -45,26 +45,27 @@ def ensure_operator_account(db, now: float | None = None) -> str:
     """The account shadow calls are charged to (one per store, created on first use)."""
     from store.models import Account, Wallet
     now = time.time() if now is None else now
+    # Conflicts ignored: several processes starting at once all make sure of it.
     with write_tx(db):
-        if Account.get_or_none(Account.id == OPERATOR_ACCOUNT_ID) is None:
-            Account.insert(id=OPERATOR_ACCOUNT_ID, name=OPERATOR_ACCOUNT_NAME,
-                           created_at=now).execute(db)
-            Wallet.insert(account=OPERATOR_ACCOUNT_ID, balance_micros=0, held_micros=0,
-                          updated_at=now).execute(db)
+        Account.insert(id=OPERATOR_ACCOUNT_ID, name=OPERATOR_ACCOUNT_NAME,
+                       created_at=now).on_conflict_ignore().execute(db)
+        Wallet.insert(account=OPERATOR_ACCOUNT_ID, balance_micros=0, held_micros=0,
+                      updated_at=now).on_conflict_ignore().execute(db)
     return OPERATOR_ACCOUNT_ID
 
 
 def record_shadow_run(db, **values: Any) -> None:
     with write_tx(db):
+        values["ok"] = int(bool(values["ok"]))
         ShadowRun.insert(at=values.pop("at", time.time()), **values).execute(db)
 
 
-_STATS = """SELECT model, shadow_model, COUNT(*), SUM(CASE WHEN ok THEN 0 ELSE 1 END),
- AVG(primary_ms), AVG(CASE WHEN ok THEN shadow_ms END),
- SUM(CASE WHEN ok THEN shadow_tokens_in - primary_tokens_in ELSE 0 END),
- SUM(CASE WHEN ok THEN shadow_tokens_out - primary_tokens_out ELSE 0 END),
+_STATS = """SELECT model, shadow_model, COUNT(*), SUM(1 - ok),
+ AVG(primary_ms), AVG(CASE WHEN ok = 1 THEN shadow_ms END),
+ SUM(CASE WHEN ok = 1 THEN shadow_tokens_in - primary_tokens_in ELSE 0 END),
+ SUM(CASE WHEN ok = 1 THEN shadow_tokens_out - primary_tokens_out ELSE 0 END),
  SUM(primary_cost_micros), SUM(shadow_cost_micros), AVG(similarity), COUNT(similarity),
- SUM(CASE WHEN ok THEN shadow_cost_micros - primary_cost_micros ELSE 0 END)
+ SUM(CASE WHEN ok = 1 THEN shadow_cost_micros - primary_cost_micros ELSE 0 END)
  FROM shadow_run WHERE at >= ? GROUP BY model, shadow_model ORDER BY model, shadow_model"""
 
 

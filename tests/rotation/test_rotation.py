@@ -13,6 +13,7 @@ import pytest
 import trio
 
 import harness
+from conftest import gateway_store
 
 OLD_KEY = "sk-upstream-test"          # harness default for PRISM_TEST_UPSTREAM_KEY
 NEW_ENV = "PRISM_TEST_ROTATION_KEY"
@@ -87,8 +88,8 @@ def _chat(gw, key: str, n: int, *, during=None, stream_every: int = 0) -> list[i
     return statuses
 
 
-def test_promote_and_rollback_under_load_fail_no_request(sim, env, tmp_path):
-    gw = harness.start_gateway(tmp_path, sim.url)
+def test_promote_and_rollback_under_load_fail_no_request(sim, env, tmp_path, request):
+    gw = harness.start_gateway(tmp_path, sim.url, store=gateway_store(tmp_path, request))
     try:
         key = gw.create_key(credits_usd=100.0)["key"]
         r = gw.admin.post("/-/admin/providers/up/rotate", json={"api_key_env": NEW_ENV,
@@ -145,8 +146,8 @@ def test_promote_and_rollback_under_load_fail_no_request(sim, env, tmp_path):
         gw.stop()
 
 
-def test_refused_new_credential_rolls_back_and_no_call_fails(sim, env, tmp_path):
-    gw = harness.start_gateway(tmp_path, sim.url)
+def test_refused_new_credential_rolls_back_and_no_call_fails(sim, env, tmp_path, request):
+    gw = harness.start_gateway(tmp_path, sim.url, store=gateway_store(tmp_path, request))
     try:
         key = gw.create_key(credits_usd=100.0)["key"]
         bad = "sk-sim-revoked-" + secrets.token_hex(8)
@@ -167,11 +168,13 @@ def test_refused_new_credential_rolls_back_and_no_call_fails(sim, env, tmp_path)
         gw.stop()
 
 
-def test_rotation_survives_restart_and_sealed_value_is_never_plain(sim, env, tmp_path, caplog):
+def test_rotation_survives_restart_and_sealed_value_is_never_plain(sim, env, tmp_path, caplog,
+                                                                  request):
     caplog.set_level(logging.DEBUG)
+    where = gateway_store(tmp_path, request)   # one store for the three runs
     secret = "sk-upstream-sealed-" + secrets.token_hex(12)
     seen: list[str] = []
-    gw = harness.start_gateway(tmp_path, sim.url)
+    gw = harness.start_gateway(tmp_path, sim.url, store=where)
     try:
         key = gw.create_key(credits_usd=100.0)["key"]
         r = gw.admin.post("/-/admin/providers/up/rotate", json={"api_key": secret, "share": 0.5})
@@ -184,7 +187,7 @@ def test_rotation_survives_restart_and_sealed_value_is_never_plain(sim, env, tmp
     finally:
         gw.stop()
 
-    gw = harness.start_gateway(tmp_path, sim.url)   # same store
+    gw = harness.start_gateway(tmp_path, sim.url, store=where)   # same store
     try:
         r = gw.admin.get("/-/admin/providers/up/rotation")
         seen.append(r.text)
@@ -208,7 +211,7 @@ def test_rotation_survives_restart_and_sealed_value_is_never_plain(sim, env, tmp
     finally:
         gw.stop()
 
-    gw = harness.start_gateway(tmp_path, sim.url)
+    gw = harness.start_gateway(tmp_path, sim.url, store=where)
     try:
         view = gw.admin.get("/-/admin/providers/up/rotation").json()
         assert view["state"] == "steady"
@@ -217,6 +220,16 @@ def test_rotation_survives_restart_and_sealed_value_is_never_plain(sim, env, tmp
         assert _chat(gw, key, 10) == [200] * 10
         assert _stats(sim) == {secret[-12:]: 10}
         seen.append(gw.admin.get("/-/admin/providers/up/rotation").text)
+        db = gw.db()
+        try:   # every column of every table that could hold it, on either engine
+            for table in ("provider_credential", "audit_log", "cluster_event", "request_log"):
+                rows = db.execute_sql(f"SELECT * FROM {table}").fetchall()
+                assert rows or table == "request_log"
+                assert secret not in repr(rows), table
+            sealed = db.execute_sql("SELECT current_sealed FROM provider_credential").fetchone()
+            assert sealed[0] and secret[-12:] not in sealed[0]
+        finally:
+            db.close()
         for path in ("/-/metrics", "/-/health/providers", "/-/config", "/-/cluster/nodes"):
             seen.append(gw.admin.get(path).text)
     finally:

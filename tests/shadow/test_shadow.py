@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 import harness
+from conftest import gateway_store
 
 OPERATOR = "acct_shadow_operator"
 
@@ -92,9 +93,9 @@ def _ask(gw, key: str, text: str, stream: bool = False) -> tuple[httpx.Response,
     return r, time.monotonic() - started, text_out
 
 
-def test_failing_shadow_changes_nothing_for_the_client(sim, black_hole, tmp_path):
+def test_failing_shadow_changes_nothing_for_the_client(sim, black_hole, tmp_path, request):
     gw = harness.start_gateway(tmp_path, sim.url, providers=_providers(sim.url, black_hole),
-                               models=_models("prism-hang"))
+                               models=_models("prism-hang"), store=gateway_store(tmp_path, request))
     try:
         r = gw.admin.post(f"/-/accounts/{OPERATOR}/wallet",
                           json={"amount_usd": 5.0, "reason": "shadow budget"})
@@ -133,9 +134,9 @@ def test_failing_shadow_changes_nothing_for_the_client(sim, black_hole, tmp_path
 
 
 def test_shadow_stats_report_deltas_and_similarity_on_the_operator_account(sim, black_hole,
-                                                                          tmp_path):
+                                                                          tmp_path, request):
     gw = harness.start_gateway(tmp_path, sim.url, providers=_providers(sim.url, black_hole),
-                               models=_models("prism-big"))
+                               models=_models("prism-big"), store=gateway_store(tmp_path, request))
     try:
         gw.admin.post(f"/-/accounts/{OPERATOR}/wallet", json={"amount_usd": 5.0, "reason": "t"})
         key = gw.create_key(credits_usd=10.0)["key"]
