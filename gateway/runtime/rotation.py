@@ -78,6 +78,8 @@ class Rotations:
         # provider id -> slot -> (provider, secret); current is absent for prism.toml's.
         self._built: dict[str, dict[str, tuple[Any, str]]] = {}
         self._counts: dict[str, dict[str, _Counts]] = {}
+        # The provider config each one's clients were built from (see _follow_config).
+        self._built_for: dict[str, ProviderConfig] = {}
         self._lock = trio.Lock()
 
     # ------------------------------------------------------------ the request path
@@ -88,11 +90,35 @@ class Rotations:
         row = self._rows.get(provider_id)
         if row is None:
             return None
+        self._follow_config(provider_id)
         built = self._built.get(provider_id, {})
         if row["state"] == "rotating" and "new" in built and self._rng() < row["share"]:
             return "new", built["new"][0]
         current = built.get("current")
         return "current", current[0] if current else None
+
+    def _follow_config(self, pid: str) -> None:
+        """Rebuild the provider's credentialed clients when a reload changed its config
+        (base URL, timeouts): they must call where prism.toml now says."""
+        try:
+            pc = self._config_of().provider(pid)
+        except KeyError:
+            return   # removed by a reload: the dispatcher has no provider for it either
+        built_for = self._built_for.get(pid)
+        if pc is built_for or built_for is None:
+            return
+        if pc == built_for:
+            self._built_for[pid] = pc   # an equal config from a reload: nothing to redo
+            return
+        row, old = self._rows[pid], self._built.get(pid, {})
+        self._rows.pop(pid)
+        self._built.pop(pid, None)
+        counts = self._counts.get(pid)
+        self._apply(pid, row)
+        for provider, _ in old.values():
+            self._retire(provider)
+        if counts is not None:
+            self._counts[pid] = counts
 
     def current(self, provider_id: str) -> Any | None:
         current = self._built.get(provider_id, {}).get("current")
@@ -160,6 +186,10 @@ class Rotations:
             self._built.pop(pid, None)
         else:
             self._rows[pid], self._built[pid] = row, built
+            try:
+                self._built_for[pid] = self._config_of().provider(pid)
+            except KeyError:
+                pass
         if row is None or old_row is None or row.get("started_at") != old_row.get("started_at"):
             self._counts[pid] = {s: _Counts() for s in SLOTS}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import httpx
@@ -241,3 +242,37 @@ def test_rotation_survives_restart_and_sealed_value_is_never_plain(sim, env, tmp
     for path in Path(tmp_path).glob("prism.db*"):
         assert secret.encode() not in path.read_bytes(), path
     assert os.environ.get(SEALED_KEY_ENV)
+
+
+def test_rotated_credentials_follow_a_config_reload(env, tmp_path):
+    """A reload that moves the provider (here to another upstream) moves the rotated
+    credential's calls with it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scale"))
+    from nodes import to_toml
+    first, second = harness.start_simulator(), harness.start_simulator()
+    gw = None
+    try:
+        cfg = harness.gateway_config(tmp_path, first.url)
+        path = tmp_path / "prism.toml"
+        path.write_text(to_toml(cfg), encoding="utf-8")
+        gw = harness.start_gateway(tmp_path, None, config_path=str(path))
+        key = gw.create_key(credits_usd=10.0)["key"]
+        r = gw.admin.post("/-/admin/providers/up/rotate", json={"api_key_env": NEW_ENV,
+                                                                "share": 1.0})
+        assert r.status_code == 201, r.text
+        assert _chat(gw, key, 3) == [200] * 3
+        assert _stats(first) == {NEW_KEY[-12:]: 3}
+        cfg["providers"][0]["base_url"] = second.url + "/v1"
+        path.write_text(to_toml(cfg), encoding="utf-8")
+        assert gw.admin.post("/-/reload").status_code == 200
+        assert _chat(gw, key, 3) == [200] * 3
+        assert _stats(second) == {NEW_KEY[-12:]: 3}
+        assert _stats(first) == {NEW_KEY[-12:]: 3}
+        view = gw.admin.get("/-/admin/providers/up/rotation").json()
+        assert view["state"] == "rotating"
+        assert {c["slot"]: c["requests"] for c in view["credentials"]} == {"current": 0, "new": 6}
+    finally:
+        if gw is not None:
+            gw.stop()
+        first.stop()
+        second.stop()
