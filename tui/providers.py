@@ -124,7 +124,8 @@ class ProvidersView(Vertical):
             if not yes:
                 return
             if await self.app.call(wire.RotationStep, provider_id=pid, step=step) is not None:
-                self.app.notify(f"{pid}: rotation {'promoted' if step == 'promote' else 'rolled back'}")
+                done = "promoted" if step == "promote" else "rolled back"
+                self.app.notify(f"{pid}: rotation {done}")
             await self.reload()
 
         self.app.push_screen(ConfirmDialog(question), answer)

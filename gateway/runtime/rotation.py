@@ -64,7 +64,8 @@ class _Counts:
 
 class Rotations:
     def __init__(self, writer: Any, config_of: Callable[[], Any], retire: Callable[[Any], None],
-                 *, sealer: Sealer | None = None, build: Callable[[ProviderConfig], Any] = build_provider,
+                 *, sealer: Sealer | None = None,
+                 build: Callable[[ProviderConfig], Any] = build_provider,
                  rng: Callable[[], float] = random.random) -> None:
         """`config_of` gives the live config; `retire` takes a provider that in-flight
         calls may still use (closed at shutdown)."""

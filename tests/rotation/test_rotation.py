@@ -14,7 +14,6 @@ import pytest
 import trio
 
 import harness
-from conftest import gateway_store
 
 OLD_KEY = "sk-upstream-test"          # harness default for PRISM_TEST_UPSTREAM_KEY
 NEW_ENV = "PRISM_TEST_ROTATION_KEY"
@@ -89,8 +88,9 @@ def _chat(gw, key: str, n: int, *, during=None, stream_every: int = 0) -> list[i
     return statuses
 
 
-def test_promote_and_rollback_under_load_fail_no_request(sim, env, tmp_path, request):
-    gw = harness.start_gateway(tmp_path, sim.url, store=gateway_store(tmp_path, request))
+def test_promote_and_rollback_under_load_fail_no_request(sim, env, tmp_path,
+                                                           store_overrides):
+    gw = harness.start_gateway(tmp_path, sim.url, store=store_overrides)
     try:
         key = gw.create_key(credits_usd=100.0)["key"]
         r = gw.admin.post("/-/admin/providers/up/rotate", json={"api_key_env": NEW_ENV,
@@ -147,8 +147,9 @@ def test_promote_and_rollback_under_load_fail_no_request(sim, env, tmp_path, req
         gw.stop()
 
 
-def test_refused_new_credential_rolls_back_and_no_call_fails(sim, env, tmp_path, request):
-    gw = harness.start_gateway(tmp_path, sim.url, store=gateway_store(tmp_path, request))
+def test_refused_new_credential_rolls_back_and_no_call_fails(sim, env, tmp_path,
+                                                              store_overrides):
+    gw = harness.start_gateway(tmp_path, sim.url, store=store_overrides)
     try:
         key = gw.create_key(credits_usd=100.0)["key"]
         bad = "sk-sim-revoked-" + secrets.token_hex(8)
@@ -170,9 +171,9 @@ def test_refused_new_credential_rolls_back_and_no_call_fails(sim, env, tmp_path,
 
 
 def test_rotation_survives_restart_and_sealed_value_is_never_plain(sim, env, tmp_path, caplog,
-                                                                  request):
+                                                                  store_overrides):
     caplog.set_level(logging.DEBUG)
-    where = gateway_store(tmp_path, request)   # one store for the three runs
+    where = store_overrides   # one store for the three runs
     secret = "sk-upstream-sealed-" + secrets.token_hex(12)
     seen: list[str] = []
     gw = harness.start_gateway(tmp_path, sim.url, store=where)

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 import harness
-from conftest import gateway_store
 
 OPERATOR = "acct_shadow_operator"
 
@@ -93,9 +92,10 @@ def _ask(gw, key: str, text: str, stream: bool = False) -> tuple[httpx.Response,
     return r, time.monotonic() - started, text_out
 
 
-def test_failing_shadow_changes_nothing_for_the_client(sim, black_hole, tmp_path, request):
+def test_failing_shadow_changes_nothing_for_the_client(sim, black_hole, tmp_path,
+                                                       store_overrides):
     gw = harness.start_gateway(tmp_path, sim.url, providers=_providers(sim.url, black_hole),
-                               models=_models("prism-hang"), store=gateway_store(tmp_path, request))
+                               models=_models("prism-hang"), store=store_overrides)
     try:
         r = gw.admin.post(f"/-/accounts/{OPERATOR}/wallet",
                           json={"amount_usd": 5.0, "reason": "shadow budget"})
@@ -133,10 +133,11 @@ def test_failing_shadow_changes_nothing_for_the_client(sim, black_hole, tmp_path
         gw.stop()
 
 
-def test_shadow_stats_report_deltas_and_similarity_on_the_operator_account(sim, black_hole,
-                                                                          tmp_path, request):
+def test_shadow_stats_report_deltas_and_similarity_on_the_operator_account(
+        sim, black_hole, tmp_path, store_overrides):
     gw = harness.start_gateway(tmp_path, sim.url, providers=_providers(sim.url, black_hole),
-                               models=_models("prism-big"), store=gateway_store(tmp_path, request))
+                               models=_models("prism-big"),
+                               store=store_overrides)
     try:
         gw.admin.post(f"/-/accounts/{OPERATOR}/wallet", json={"amount_usd": 5.0, "reason": "t"})
         key = gw.create_key(credits_usd=10.0)["key"]

@@ -30,12 +30,14 @@ def gw(sim, tmp_path, monkeypatch):
 
 def test_providers_screen_shows_rotation_and_its_promotion(gw, run, until):
     key = gw.create_key(credits_usd=10.0)["key"]
-    r = gw.admin.post("/-/admin/providers/up/rotate", json={"api_key_env": NEW_ENV, "share": 0.5})
+    r = gw.admin.post("/-/admin/providers/up/rotate",
+                      json={"api_key_env": NEW_ENV, "share": 0.5})
     assert r.status_code == 201, r.text
     for i in range(6):
         r = httpx.post(gw.url + "/v1/chat/completions", timeout=30,
                        headers={"authorization": f"Bearer {key}"},
-                       json={"model": "prism-mini", "messages": [{"role": "user", "content": f"hi {i}"}]})
+                       json={"model": "prism-mini",
+                             "messages": [{"role": "user", "content": f"hi {i}"}]})
         assert r.status_code == 200
 
     def cell(table: DataTable) -> str:
@@ -51,7 +53,8 @@ def test_providers_screen_shows_rotation_and_its_promotion(gw, run, until):
             note = app.query_one("#rotation-note", Label)
             await until(pilot, lambda: "rot 50%" in cell(table), what="rotating cell")
             text = str(note.render())
-            assert f"new env:{NEW_ENV} 50%" in text and "current env:PRISM_TEST_UPSTREAM_KEY" in text
+            assert f"new env:{NEW_ENV} 50%" in text
+            assert "current env:PRISM_TEST_UPSTREAM_KEY" in text
             assert "req" in text and "sk-upstream" not in text
             # Promote from the dashboard: p, then confirm.
             await pilot.press("p")
@@ -85,5 +88,6 @@ def test_providers_screen_shows_rotation_and_its_promotion(gw, run, until):
             await until(pilot, lambda: cell(table) == "rotated", what="rolled back")
     run(rollback())
     view = gw.admin.get("/-/admin/providers/up/rotation").json()
-    assert view["state"] == "steady" and view["history"][0]["action"] == "provider.rotation.rollback"
+    assert view["state"] == "steady"
+    assert view["history"][0]["action"] == "provider.rotation.rollback"
     assert [c["label"] for c in view["credentials"]] == [f"env:{NEW_ENV}"]
