@@ -112,6 +112,15 @@ class RouteConfig:
     model: str
 
 
+@dataclass(frozen=True)
+class ShadowConfig:
+    """A model's shadow (engine.shadow): another model entry that a sample of this
+    model's requests is sent to as well, after the client's answer, billed to the
+    operator account."""
+    model: str
+    sample_rate: float = 0.0
+
+
 DROPPABLE_PARAMS = ("temperature", "top_p", "top_k", "seed", "stop", "presence_penalty",
                     "frequency_penalty", "parallel_tool_calls", "user")
 
@@ -150,6 +159,7 @@ class ModelConfig:
     # "fold" moves system messages given mid-conversation to the front, in order, for
     # upstream models that refuse them where they stand; "in_place" keeps them there.
     system_messages: str = "in_place"
+    shadow: ShadowConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -473,6 +483,11 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
             if v is not None and v < 0:
                 problems.append(f"{where}.{price}: must not be negative")
         _check_positive(m, where, ("max_output_tokens", "context_window"), problems)
+    for i, m in enumerate(cfg.models):
+        if m.shadow is not None and (m.shadow.model not in public or public[m.shadow.model] == m.id):
+            problems.append(f"models[{i}].shadow.model: {m.shadow.model!r} is not another model")
+        if m.shadow is not None and not 0.0 <= m.shadow.sample_rate <= 1.0:
+            problems.append(f"models[{i}].shadow.sample_rate: must be between 0 and 1")
     plan_ids = set()
     for i, pl in enumerate(cfg.plans):
         if pl.id in plan_ids:

@@ -24,6 +24,7 @@
     │   └── UpstreamClientError     400     invalid_request    (upstream refused our request)
     ├── SettleFailed                500     internal_error     (settling failed; the hold was voided)
     └── UpstreamError               502     provider_error     (upstream failed us)
+        ├── UpstreamAuthFailed      502     provider_error     (upstream refused our credential)
         ├── UpstreamTimeout         502     provider_error
         └── UpstreamProtocolError   502     provider_error     (upstream spoke nonsense)
 
@@ -208,3 +209,8 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     pass
+
+
+class UpstreamAuthFailed(UpstreamError):
+    """The upstream answered 401/403: the gateway's own credential is wrong. The client
+    sees a plain provider_error; a credential rotation rolls back on it."""

@@ -53,6 +53,10 @@ from gateway.runtime.keys import KeyCache, KeyInfo
 from gateway.runtime.metrics import Metrics
 from gateway.shared import backends
 from gateway.shared.cluster import Cluster
+from gateway.engine.shadow import Shadow
+from gateway.runtime.fleet import ConfigHash, Fleet, version as fleet_version
+from gateway.runtime.rotation import Rotations
+from gateway.runtime.sealing import Sealer
 
 log = logging.getLogger("prism")
 
@@ -131,10 +135,16 @@ def build_services(config: Config, writer, admin_token: str | None, *,
     orgs = Orgs(writer, live, ttl=config.store.key_cache_ttl)
     admission = Admission(live, writer, ledger, observers, limiter=limiter, orgs=orgs)
     media = MediaService(live, writer, admission, observers)
-    dispatcher = Dispatcher(live, media, orgs=orgs)
+    # Key rotation and shadow traffic (issue 16): which credential a call uses, and
+    # the sampled second call after a settled one (gateway.runtime.fleet).
+    rotations = Rotations(writer, lambda: live.config, live.retired.append,
+                          sealer=Sealer.from_env())
+    dispatcher = Dispatcher(live, media, orgs=orgs, rotations=rotations)
     router = Router(live, writer)
     sessions = Sessions(live, writer, clock)
-    pipeline = Pipeline(router, sessions, admission, dispatcher)
+    pipeline = Pipeline(router, sessions, admission, dispatcher,
+                        settled=lambda *args: shadow.offer(*args))
+    shadow = Shadow(writer, pipeline.complete)
     inference = InferenceClients(config, live.providers)
     keys = KeyCache(lookup, ttl=config.store.key_cache_ttl)
     # MCP, A2A and realtime (issue 15): every billed call is an engine operation
@@ -158,11 +168,21 @@ def build_services(config: Config, writer, admin_token: str | None, *,
                 render_error=error_body, embed_units=embed_tokens)
     # The cluster applies other processes' changes to the parts built here; it reaches
     # them through the Services value built just below (read when an event arrives).
-    cluster = Cluster(writer, backends.event_handler(lambda: services),
-                      info=lambda: backends.node_info(admission, finished),
-                      feed=backends.live_feed(config)) if shared else None
-    if cluster is not None and cluster.feed is not None:
-        observers.append(cluster.feed.observe)
+    # Every process beats and follows the store's event feed, so the cluster view lists
+    # them all and several `prism serve` on one SQLite file apply each other's changes
+    # (rotations, revocations, flags); a process that is not expected to share polls
+    # less often. Sharing processes also carry each other's live requests to their
+    # dashboards (gateway.shared.feed).
+    config_hash, running_version = ConfigHash(), fleet_version()
+    membership = Cluster(writer, backends.event_handler(lambda: services),
+                         poll_s=0.2 if shared else 1.0,
+                         info=lambda: {**backends.node_info(admission, finished),
+                                       "version": running_version,
+                                       "config_hash": config_hash(live.config)},
+                         feed=backends.live_feed(config) if shared else None)
+    cluster = membership if shared else None
+    if membership.feed is not None:
+        observers.append(membership.feed.observe)
     # The customer routes' own records, so http/ never calls the store itself.
     responses = StoredResponses(writer)
     idempotency = Idempotency(writer, lambda: live.config.server.max_request_seconds + 60.0)
@@ -177,7 +197,8 @@ def build_services(config: Config, writer, admin_token: str | None, *,
                         config_path=config_path, clock=clock, mcp=mcp,
                         a2a=a2a, cluster=cluster, resources=resources, responses=responses,
                         idempotency=idempotency, accounts=accounts, images=images,
-                        videos=videos, jobs=jobs, orgs=orgs)
+                        videos=videos, jobs=jobs, orgs=orgs,
+                        fleet=Fleet(rotations, shadow, membership, writer))
     return services
 
 
@@ -255,6 +276,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
                                       node_id=services.cluster.node_id,
                                       stale_after=services.cluster.stale_s)
         else:
+            await services.fleet.nodes.join()
             swept = await writer.call(store.startup_sweep)
         orphans = swept.holds
         if orphans:
@@ -265,6 +287,7 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
         for key_hash, key_id, account_id, name in await writer.call(store.load_active_keys):
             services.keys.put(KeyInfo(key_id, account_id, name, key_hash))
         await services.flags.load()
+        await services.fleet.rotations.load()
         # The BPE tables take ~0.5-2 s and ~140 MB to load. Requests to real upstreams
         # never need them (holds use tokenizer.bound_*); the in-process simulator counts
         # every answer, so with one configured pay it before listening, off the loop.
@@ -281,8 +304,8 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
 
             nursery.start_soon(_sweeper, writer, config.store.sweep_interval)
             nursery.start_soon(services.sessions.purge_forever, config.store.sweep_interval)
-            if services.cluster is not None:
-                await nursery.start(services.cluster.run)
+            await nursery.start(services.fleet.nodes.run)   # == services.cluster if shared
+            await nursery.start(services.fleet.shadow.run)
             await nursery.start(functools.partial(serve_control, services, path=control_path))
             await nursery.start(services.media.run)   # media clients; videos to the runner
             await nursery.start(services.mcp.run)     # MCP upstreams and /mcp
@@ -295,9 +318,9 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
     finally:
         services.ready = False
         with trio.CancelScope(shield=True):
-            if services.cluster is not None:
+            if services.fleet is not None:
                 with trio.move_on_after(2):
-                    await services.cluster.leave()
+                    await services.fleet.nodes.leave()
             for p in [*services.providers.values(), *services.retired]:
                 await p.aclose()
             await services.inference.aclose()

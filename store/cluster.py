@@ -104,3 +104,12 @@ def save_tats(db, tats: dict[str, tuple[int, float]]) -> None:
         db.execute_sql("INSERT INTO rate_tat (slot, tat, expires_at) VALUES (?, ?, ?) "
                        "ON CONFLICT (slot) DO UPDATE SET tat = excluded.tat, "
                        "expires_at = excluded.expires_at", (slot, str(tat), expires_at))
+
+
+def all_nodes(db) -> list[dict[str, Any]]:
+    """Every heartbeat row, stale ones included (the cluster view marks them)."""
+    with read_tx(db):
+        rows = db.execute_sql("SELECT id, host, pid, started_at, seen_at, info FROM "
+                              "cluster_node ORDER BY started_at, id").fetchall()
+    return [{"id": r[0], "host": r[1], "pid": r[2], "started_at": r[3], "seen_at": r[4],
+             "info": json.loads(r[5])} for r in rows]

@@ -412,3 +412,8 @@ MODELS = MODELS + _JOB_TABLES + _LINE_TABLES
 # Organizations and budgets (issue 16) live in store.orgs and store.budgets.
 from store.orgs import TABLES as _ORG_TABLES  # noqa: E402
 MODELS = MODELS + _ORG_TABLES
+# Provider credential rotation and shadow traffic (issue 16) live in their own modules.
+from store.rotation import ProviderCredential  # noqa: E402
+MODELS = MODELS + (ProviderCredential,)
+from store.shadow import ShadowRun  # noqa: E402
+MODELS = MODELS + (ShadowRun,)

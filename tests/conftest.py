@@ -45,6 +45,12 @@ def gateway_store(tmp_path, request) -> dict:
     return {"url": _target(engine, tmp_path, request)}
 
 
+@pytest.fixture
+def store_overrides(tmp_path, request) -> dict:
+    """gateway_store as a fixture, for tests that start (and restart) their own gateways."""
+    return gateway_store(tmp_path, request)
+
+
 @pytest.fixture(scope="session")
 def sim_url():
     sim = harness.start_simulator()

@@ -147,7 +147,8 @@ class PrismApp(App):
         await self.query_one(OrgsView).reload()
 
     def _refresh_visible(self) -> None:
-        if self.client is None:
+        # Not under a dialog: the app's queries then look at the dialog's screen.
+        if self.client is None or len(self.screen_stack) > 1:
             return
         view = {"providers": ProvidersView, "accounts": AccountsView,
                 "keys": KeysView, "jobs": JobsView,

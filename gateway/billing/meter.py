@@ -43,6 +43,10 @@ class Meter:
         self.upstream_usage = usage
 
     @property
+    def delivered_text(self) -> str:
+        return "".join(self._delivered)
+
+    @property
     def produced_output(self) -> bool:
         return any(self._delivered)
 

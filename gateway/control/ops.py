@@ -58,7 +58,8 @@ def providers(s: "Services") -> dict[str, Any]:
                      "overridden": s.flags.overridden(pc.id),
                      "breaker": worst.get(pc.id, "closed"),
                      "routes": routes.get(pc.id, []),
-                     "recent": s.metrics.recent(pc.id)})
+                     "recent": s.metrics.recent(pc.id),
+                     "rotation": s.fleet.rotations.view(pc.id) if s.fleet is not None else None})
     return _items(rows)
 
 
@@ -242,3 +243,10 @@ async def cancel_job(s: "Services", job_id: str, *, actor: str) -> dict[str, Any
     await s.writer.call(store.append_audit, actor, "cancel_job",
                         {"job_id": job_id, "kind": job.kind, "account_id": job.account_id})
     return job_row(job, {})
+async def rotation_step(s: "Services", provider_id: str, step: str, *,
+                        actor: str) -> dict[str, Any]:
+    """Promote or roll back a provider's key rotation; the provider's new state."""
+    rotations = s.fleet.rotations
+    if step == "promote":
+        return await rotations.promote(provider_id, actor=actor)
+    return await rotations.rollback(provider_id, actor=actor)

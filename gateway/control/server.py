@@ -183,6 +183,8 @@ class _Connection:
                 return await ops.jobs(s, m.account_id)
             case wire.CancelJob():
                 return await ops.cancel_job(s, m.job_id, actor=actor)
+            case wire.RotationStep():
+                return await ops.rotation_step(s, m.provider_id, m.step, actor=actor)
         raise errors.InvalidRequest(f"{m.TYPE} has no handler", code="unknown_type")
 
     async def _answer(self, msg: wire.Request) -> Any:

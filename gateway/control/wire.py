@@ -195,6 +195,20 @@ class SetProviderFlags(Request):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RotationStep(Request):
+    """Promote or roll back a provider's key rotation (runtime.rotation)."""
+    TYPE: ClassVar[str] = "rotation_step"
+    provider_id: str
+    step: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_text(self.provider_id, "provider_id")
+        if self.step not in ("promote", "rollback"):
+            raise _fail("step", "must be promote or rollback")
+
+
+@dataclass(frozen=True, kw_only=True)
 class AdjustWallet(Request):
     """Positive credits the wallet (a top-up), negative corrects it; never below zero."""
     TYPE: ClassVar[str] = "adjust_wallet"
@@ -305,7 +319,7 @@ class Dropped(Message):
 REQUESTS: tuple[type[Request], ...] = (
     Subscribe, Unsubscribe, ListProviders, ListModels, ListAccounts, ListKeys, ListHolds,
     ListWindows, SetProviderFlags, AdjustWallet, CreateKey, RevokeKey, ListJobs, CancelJob,
-    ListOrgs)
+    ListOrgs, RotationStep)
 REPLIES: tuple[type[Message], ...] = (Result, Error, Event, Dropped)
 TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in REQUESTS + REPLIES}
 

@@ -47,12 +47,15 @@ def _route_key(route: RouteConfig) -> str:
 
 class Dispatcher:
     def __init__(self, live: "Live", media: Any,
-                 clock: Callable[[], float] = time.monotonic, orgs: Any = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, orgs: Any = None,
+                 rotations: Any = None) -> None:
         """``media`` gives a provider's media client (engine.jobs.MediaService);
-        ``orgs`` (gateway.orgs.service.Orgs) an org's own provider instances."""
+        ``orgs`` (gateway.orgs.service.Orgs) an org's own provider instances;
+        ``rotations`` (runtime.rotation.Rotations) which credential a call uses."""
         self.live = live
         self.orgs = orgs
         self.media = media
+        self.rotations = rotations
         self._clock = clock
         self._breakers: dict[str, Breaker] = {}
 
@@ -131,7 +134,9 @@ class Dispatcher:
             prep.route = route
             prep.failover = prep.failover or i > 0
             try:
-                result = await attempt(provider, route)
+                # An org's own credential is not the gateway's to rotate.
+                result = await (attempt(provider, route) if own is not None
+                                else self._with_credential(provider, route, attempt))
             except errors.PrismError as exc:
                 self._scrub(exc, prep, route)
                 if not fails_over(exc):
@@ -150,12 +155,38 @@ class Dispatcher:
             return result
         raise exhausted(prep.selection.entry.model.id, failures, paused)
 
+    async def _with_credential(self, provider: Any, route: RouteConfig,
+                               attempt: Callable[[Any, RouteConfig], Awaitable[T]]) -> T:
+        """One attempt on the credential a rotation picks. A refusal (401/403) of a
+        rotation's new credential rolls it back and the call is made again on the
+        current one at once: the client is not the one to pay for a bad new key."""
+        chosen = self.rotations.pick(route.provider) if self.rotations is not None else None
+        if chosen is None:
+            return await attempt(provider, route)
+        slot, rotated = chosen
+        try:
+            result = await attempt(rotated or provider, route)
+        except errors.PrismError as exc:
+            self.rotations.record(route.provider, slot, exc)
+            if slot != "new" or not isinstance(exc, errors.UpstreamAuthFailed):
+                raise
+            await self.rotations.refused(route.provider)
+            slot, current = "current", self.rotations.current(route.provider) or provider
+            try:
+                result = await attempt(current, route)
+            except errors.PrismError as again:
+                self.rotations.record(route.provider, slot, again)
+                raise
+        self.rotations.record(route.provider, slot, None)
+        return result
+
     def _scrub(self, exc: errors.PrismError, prep: "Prepared", route: RouteConfig) -> None:
         """Every upstream failure passes here on its way to a client: its words go to
         the operator (redacted), the client keeps the status class and the request id."""
         pc = self.live.config.provider(route.provider)
         org_secrets = prep.ctx.org.secret_values if prep.ctx.org is not None else ()
-        scrub(exc, route.provider, (api_key(pc), *org_secrets), prep.ctx.request_id)
+        extra = self.rotations.secrets(route.provider) if self.rotations is not None else ()
+        scrub(exc, route.provider, (api_key(pc), *org_secrets, *extra), prep.ctx.request_id)
 
     async def complete(self, prep: "Prepared") -> c.Response:
         return await self.unary(prep, lambda up, route: up.provider.complete(prep.req, route.model))

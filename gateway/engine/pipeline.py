@@ -62,11 +62,15 @@ def _usage_of(resp: c.Response, prep: Prepared) -> c.Usage:
 
 class Pipeline:
     def __init__(self, router: Router, sessions: Sessions, admission: Admission,
-                 dispatcher: Dispatcher) -> None:
+                 dispatcher: Dispatcher,
+                 settled: Callable[[Prepared, str, Outcome], None] | None = None) -> None:
+        """``settled(prep, output_text, outcome)`` hears of each chat call that settled
+        (engine.shadow); it must be quick and must not raise."""
         self.router = router
         self.sessions = sessions
         self.admission = admission
         self.dispatcher = dispatcher
+        self.settled = settled
 
     async def _count_prompt(self, req: c.Request) -> int:
         size = sum(len(p.text) for m in req.messages for p in m.parts if isinstance(p, c.TextPart))
@@ -216,6 +220,8 @@ class Pipeline:
         outcome = await self.admission.close(prep, usage, None)
         if prep.turn is not None:
             await self._save_turn(prep, resp.message)
+        if self.settled is not None:
+            self.settled(prep, resp.message.text, outcome)
         return resp, outcome
 
     def _served(self, prep: Prepared) -> None:
@@ -301,6 +307,8 @@ class Pipeline:
             settle_error = await self._end(st, error)
         if error is None:
             yield trailer(st.outcome) if settle_error is None else error_frame(settle_error)
+            if settle_error is None and self.settled is not None and st.outcome is not None:
+                self.settled(st.prep, st.meter.delivered_text, st.outcome)
 
     async def _end(self, st: OpenStream, error: BaseException | None) -> errors.SettleFailed | None:
         """Close an open stream's upstream and its hold, once; the SettleFailed that

@@ -64,6 +64,8 @@ class Services:
     jobs: Any = None
     # Organizations, per-key settings and budgets (gateway.orgs.service.Orgs).
     orgs: Any = None
+    # Key rotation, shadow traffic and the node view (issue 16): runtime.fleet.Fleet.
+    fleet: Any = None
 
     @property
     def config(self) -> Config:

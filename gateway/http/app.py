@@ -22,6 +22,7 @@ from gateway.http import media_routes
 from gateway.http import inference_routes, uploads
 from gateway.http import a2a_routes, mcp_routes, realtime_routes
 from gateway.http import org_routes
+from gateway.http import fleet_routes
 from gateway.http import assistants_routes, files_routes, vector_store_routes
 from gateway.http import jobs_routes
 from gateway.http.lean import LeanChat
@@ -120,6 +121,7 @@ def create_app(services: Services) -> QuartTrio:
     app.register_blueprint(mcp_routes.bp)
     app.register_blueprint(org_routes.bp)     # organizations (issue 16)
     app.register_blueprint(a2a_routes.bp)
+    app.register_blueprint(fleet_routes.bp)   # rotation, shadow, cluster nodes (issue 16)
     # Files, vector stores and assistants (issue 13).
     for module in (files_routes, vector_store_routes, assistants_routes):
         app.register_blueprint(module.bp)

@@ -19,6 +19,7 @@ failure, including ones the codecs raise mid-stream).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -117,8 +118,8 @@ def status_error(provider_id: str, status: int, body: bytes, headers: httpx.Head
                                   "retry later", retry_after=_retry_after(headers) or 1.0,
                                   detail=detail)
     if status in (401, 403):
-        return errors.UpstreamError(f"The upstream provider refused the gateway's own "
-                                    f"credentials {where}", detail=detail)
+        return errors.UpstreamAuthFailed(f"The upstream provider refused the gateway's own "
+                                         f"credentials {where}", detail=detail)
     if 400 <= status < 500:
         return errors.UpstreamClientError(f"The upstream provider refused the request {where}",
                                           detail=detail)
@@ -190,11 +191,22 @@ def make_client(config: ProviderConfig, headers: dict[str, str],
         transport=transport, trust_env=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class CredentialedConfig(ProviderConfig):
+    """A provider's config with its credential given as a value rather than an
+    environment variable name: how a rotation (gateway.runtime.rotation) builds a
+    provider for an opened sealed credential. Never parsed from prism.toml, and the
+    value is kept out of repr."""
+    api_key_value: str = dataclasses.field(default="", repr=False, compare=False)
+
+
 def api_key(config: ProviderConfig) -> str:
     # An org's own credential (gateway.orgs.service.OrgProviderConfig) comes first.
     secret = getattr(config, "secret", "")
     if secret:
         return secret
+    if isinstance(config, CredentialedConfig) and config.api_key_value:
+        return config.api_key_value
     return os.environ.get(config.api_key_env, "") if config.api_key_env else ""
 
 

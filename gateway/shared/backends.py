@@ -64,6 +64,8 @@ def event_handler(services_of: Callable[[], "Services"]):
             for org_id in payload.get("org_ids", ()):
                 services.orgs.invalidate(org_id=org_id)
             services.orgs.invalidate(key_id=payload.get("key_id"), accounts=kind == "org.changed")
+        elif kind == "rotation.changed" and services.fleet is not None:
+            await services.fleet.rotations.load()
         elif kind == "config.reloaded":
             if services.cluster is not None and origin == services.cluster.node_id:
                 return

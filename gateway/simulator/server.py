@@ -46,6 +46,8 @@ from gateway.simulator.wire import OPENAI, WireAdapter, adapter_for, bearer, rea
 __all__ = ["create_sim_app", "serve_simulator", "main_simulate"]
 
 MAX_BODY = 32 * 1024 * 1024
+# Credentials starting with this are refused with 401 (key-rotation tests).
+REVOKED_KEY_PREFIX = "sk-sim-revoked"
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
@@ -95,6 +97,8 @@ class _SimApp:
         # key (Gemini's {"googleSearch": {}}), so tests can see which hosted tools an
         # upstream was sent.
         self.last_tools: list[str] = []
+        # Chat calls per credential (its last 12 characters), refused ones included.
+        self.by_credential: dict[str, int] = {}
         self.media = MediaSim()   # images and videos (simulator/media.py)
         self.inference = InferenceSim()   # embeddings, rerank, audio, search, OCR
 
@@ -102,6 +106,7 @@ class _SimApp:
         return {"requests": self.requests, "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight, "last_authorization": self.last_authorization,
                 "last_tools": self.last_tools,
+                "by_credential": dict(self.by_credential),
                 **self.media.stats(), "inference": dict(self.inference.calls)}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -126,6 +131,7 @@ class _SimApp:
         if path == "/_sim/reset" and method == "POST":
             self.requests = self.max_in_flight = 0
             self.last_authorization = ""
+            self.by_credential.clear()
             self.media.reset()
             self.inference.reset()
             await _send_json(send, 200, self._stats())
@@ -154,6 +160,12 @@ class _SimApp:
             return
         if method != "POST":
             await _send_error(send, 405, f"Use POST for {path}", code="method_not_allowed", wire=wire)
+            return
+        self.by_credential[credential[-12:]] = self.by_credential.get(credential[-12:], 0) + 1
+        if credential.startswith(REVOKED_KEY_PREFIX):
+            # A credential the upstream does not (or no longer) accept, for key-rotation
+            # tests: any key starting with this prefix is refused like a revoked one.
+            await _send_error(send, 401, "Incorrect API key provided", wire=wire)
             return
         self.requests += 1
         self.in_flight += 1

@@ -29,6 +29,7 @@ SAMPLES: list[wire.Message] = [
     wire.CreateKey(id=13, name="ci", credits_micros=5_000_000),
     wire.CreateKey(id=14, name="second", account_id="acct_1"),
     wire.RevokeKey(id=15, key_id="key_1"),
+    wire.RotationStep(id=19, provider_id="openai", step="promote"),
     wire.Result(id=16, data={"items": [{"id": "a", "n": 1, "x": 1.5, "ok": True,
                                         "none": None, "raw": b"\x00"}], "truncated": False}),
     wire.Result(id=17),

@@ -37,7 +37,15 @@ PROVIDERS = [
      "routes": [{"provider": "openai", "upstream_model": "gpt-4o-mini", "state": "open",
                  "consecutive_failures": 5, "retry_in_seconds": 12.0, "failures": 5,
                  "successes": 0}],
-     "recent": {"requests": 3, "errors": 2, "window_seconds": 300}},
+     "recent": {"requests": 3, "errors": 2, "window_seconds": 300},
+     "rotation": {"provider": "openai", "state": "rotating", "share": 0.1, "generation": 1,
+                  "started_at": NOW - 600, "credentials": [
+                      {"slot": "current", "source": "config", "label": "env:OPENAI_API_KEY",
+                       "share": 0.9, "usable": True, "requests": 27, "errors": 0,
+                       "auth_failures": 0},
+                      {"slot": "new", "source": "sealed", "label": "sha256:3f9c0a1b2d",
+                       "share": 0.1, "usable": True, "requests": 3, "errors": 0,
+                       "auth_failures": 0}]}},
 ]
 ACCOUNTS = [
     {"id": "acct_000000000000000000000001", "name": "development", "plan": None,
