@@ -19,7 +19,6 @@ from quart import Blueprint, request
 
 from gateway import errors
 from gateway.http import admin, common
-from store.rotation import rotation_history
 
 bp = Blueprint("fleet", __name__, url_prefix="/-")
 bp.before_request(admin._guard)
@@ -77,7 +76,7 @@ async def rollback(provider_id: str):
 async def rotation(provider_id: str):
     fleet = _fleet()
     view = fleet.rotations.view(provider_id)
-    view["history"] = await common.services().writer.call(rotation_history, provider_id)
+    view["history"] = await fleet.rotations.history(provider_id)
     return view
 
 

@@ -321,6 +321,11 @@ class Rotations:
 
     # ------------------------------------------------------------ views
 
+    async def history(self, pid: str) -> list[dict[str, Any]]:
+        """The audited steps of this provider's rotations."""
+        from store.rotation import rotation_history
+        return await self._writer.call(rotation_history, pid)
+
     def view(self, pid: str) -> dict[str, Any]:
         """What an operator sees: never a secret, only labels."""
         pc = self._provider_config(pid)
