@@ -1,6 +1,8 @@
 """Org secrets at rest: one Fernet token (AES-128-CBC + HMAC-SHA256, from the
 `cryptography` package, already a dependency through httpx's TLS stack) per org,
-keyed from the PRISM_ORG_SECRETS_KEY environment variable.
+keyed from the PRISM_SECRET_KEY environment variable, the one key the gateway keeps
+every secret at rest with (rotated provider keys too, gateway.runtime.sealing);
+PRISM_ORG_SECRETS_KEY, its earlier name, is still read when it is not set.
 
 The variable may hold a Fernet key or any passphrase (it is stretched with SHA-256).
 Without it, an org config that carries credentials is refused (400) rather than
@@ -18,7 +20,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from gateway import errors
 from gateway.orgs.settings import OrgSecrets
 
-KEY_ENV = "PRISM_ORG_SECRETS_KEY"
+KEY_ENV = "PRISM_SECRET_KEY"
+OLD_KEY_ENV = "PRISM_ORG_SECRETS_KEY"
 
 
 class SecretBox:
@@ -30,7 +33,7 @@ class SecretBox:
 
     @classmethod
     def from_env(cls) -> "SecretBox":
-        return cls(os.environ.get(KEY_ENV) or None)
+        return cls(os.environ.get(KEY_ENV) or os.environ.get(OLD_KEY_ENV) or None)
 
     def __repr__(self) -> str:
         return f"SecretBox(configured={self._fernet is not None})"
