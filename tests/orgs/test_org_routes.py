@@ -33,7 +33,8 @@ def _upstream_models(gw, key_id: str, n: int) -> list[str]:
 def _rows(gw, key_id: str) -> list[str]:
     db = gw.db()
     try:
-        rows = db.execute_sql("SELECT upstream_model FROM request_log WHERE key_id = ?"
+        rows = db.execute_sql("SELECT upstream_model FROM request_log WHERE key_id = ? "
+                              "ORDER BY created_at"
                               .replace("?", "%s" if "Postgres" in type(db).__name__ else "?"),
                               (key_id,)).fetchall()
     finally:
@@ -65,6 +66,9 @@ def test_org_routes_override_only_that_org(org_gw):
     got = org_gw.admin.get("/-/orgs/rerouted/config").json()
     assert "sim-org-upstream" in str(got)
     put_org(org_gw, "plain")
+    health = org_gw.admin.get("/-/health/providers/rerouted").json()["routes"]
+    assert {"model": "prism-mini", "upstream_model": "sim-org-upstream", "routes_from": "org"} \
+        .items() <= next(r for r in health if r["model"] == "prism-mini").items()
     mine = member(org_gw, "rerouted", name="rerouted")
     other = member(org_gw, "plain", name="plain")
     for k in (mine, other):
@@ -89,3 +93,15 @@ def test_custom_threshold_alerts_once(org_gw, caplog):
              if "org custom-th budget alert" in r.getMessage()]
     assert len(lines) == 1, lines
     assert "30%" in lines[0]
+
+
+def test_expired_key_gets_no_idempotent_replay(org_gw):
+    key = member(org_gw, "plain", name="idem")
+    headers = {"authorization": f"Bearer {key['key']}", "Idempotency-Key": "expire-me-1"}
+    first = httpx.post(org_gw.url + "/v1/chat/completions", json=CHAT, headers=headers, timeout=30)
+    assert first.status_code == 200, first.text
+    again = httpx.post(org_gw.url + "/v1/chat/completions", json=CHAT, headers=headers, timeout=30)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]   # a replay
+    assert org_gw.admin.put(f"/-/keys/{key['id']}", json={"expires_at": 1}).status_code == 200
+    r = httpx.post(org_gw.url + "/v1/chat/completions", json=CHAT, headers=headers, timeout=30)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "key_expired", r.text
