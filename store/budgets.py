@@ -36,9 +36,11 @@ class Alert:
     scope: str
     owner: str
     period: str
-    threshold: int        # percent
+    threshold: int        # percent now reached (capped at 100)
     spent_micros: int
     limit_micros: int
+    from_percent: int = 0  # percent reached before: the org's thresholds in
+                           # (from_percent, threshold] are crossed (gateway.orgs)
 
 
 class BudgetExceeded(Exception):
@@ -102,10 +104,13 @@ def _end(db, hold_id: str, state: str, charged: int, now: float) -> list[Alert]:
                                                        period)).fetchone()
         if scope != "org" or not limit or took == 0:
             continue
-        crossed = [t for t in ALERT_THRESHOLDS if t > alerted and spent * 100 >= t * limit]
-        if crossed and db.execute_sql(_ALERTED, (crossed[-1], scope, owner, period,
-                                                 crossed[-1])).fetchone():
-            alerts += [Alert(scope, owner, period, t, spent, limit) for t in crossed]
+        # The percent reached, not fixed thresholds: each org picks its own
+        # (gateway.orgs.settings), and the guarded write hands each percent range out
+        # exactly once.
+        pct = min(spent * 100 // limit, 100)
+        if pct > alerted and db.execute_sql(_ALERTED, (pct, scope, owner, period,
+                                                       pct)).fetchone():
+            alerts.append(Alert(scope, owner, period, pct, spent, limit, alerted))
     return alerts
 
 

@@ -226,6 +226,8 @@ class Admission:
             ks = await self.orgs.key_settings(ctx.key_id)
             self.orgs.check_mode(org, prep.selection.mode if prep.selection else None)
             ctx.org = org        # dispatch uses the org's own credentials
+            if getattr(prep.op, "kind", "chat") == "chat":   # and its own chat routes
+                prep.selection = self.orgs.routed(org, prep.selection)
         # A call with no catalog model (an MCP tool, a remote agent) has its own allow
         # lists; the plan's model, mode and token caps do not apply to it.
         if plan is not None and entry is not None:

@@ -101,6 +101,8 @@ def idempotent(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
         s = common.services()
         try:
             info = await s.keys.verify(_credential())
+            # An expired key (PUT /-/keys/{id}) gets no replay either.
+            await s.admission.allowed_models(info.account_id, info.key_id)
         except errors.AuthenticationError:
             return await handler(*args, **kwargs)   # which refuses it in its own dialect
         raw = await request.get_data(cache=True)

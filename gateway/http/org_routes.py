@@ -21,6 +21,7 @@ from quart import Blueprint
 
 from gateway import errors
 from gateway.billing.pricing import format_usd
+from gateway.config import RouteConfig
 from gateway.http import admin, common
 from gateway.orgs.settings import (OrgConfig, budget_micros, parse_org, raise_problems,
                                    split_secrets)
@@ -188,13 +189,17 @@ async def org_health(org_id: str):
         raise errors.NotFound(f"No organization with id {org_id!r}")
     allowed = view.config.get("models") or []
     own = set(view.secrets.credentials)
+    overrides = {o["model"]: o["routes"] for o in view.config.get("routes") or ()}
     routes = []
     for m in s.config.models:
         if allowed and m.id not in allowed and not set(m.aliases) & set(allowed):
             continue
-        for r in m.routes:
+        given = next((overrides[n] for n in (m.id, *m.aliases) if n in overrides), None)
+        for r in m.routes if given is None else [RouteConfig(g["provider"], g["model"])
+                                                 for g in given]:
             mine = r.provider in own
             routes.append({"model": m.id, "provider": r.provider, "upstream_model": r.model,
+                           "routes_from": "gateway" if given is None else "org",
                            "credential": "org" if mine else "gateway",
                            "provider_enabled": s.flags.enabled(r.provider),
                            **s.dispatcher.breaker_snapshot(r, org_id if mine else None)})

@@ -77,7 +77,8 @@ async def _prepare(scope: dict, services: Any) -> tuple[SessionMoney, meter.Real
     if "realtime" not in model.capabilities:
         raise errors.InvalidRequest(f"The model {model.id!r} does not support realtime sessions",
                                     field="model")
-    allowed = await services.admission.allowed_models(info.account_id)
+    # The plan's, the org's and the key's lists; an expired key is refused here.
+    allowed = await services.admission.allowed_models(info.account_id, info.key_id)
     if allowed is not None and model.id not in allowed:
         raise errors.PlanRestricted(f"Your plan does not include the model {model.id!r}")
     price = meter.RealtimePrice.of(model)

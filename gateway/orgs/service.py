@@ -33,7 +33,8 @@ from gateway.config import ProviderConfig
 from gateway.engine.live import Observers
 from gateway.media.fetch import system_resolver, vet
 from gateway.orgs.crypto import SecretBox
-from gateway.orgs.settings import KeySettings, OrgSecrets
+from gateway.config import RouteConfig
+from gateway.orgs.settings import DEFAULT_THRESHOLDS, KeySettings, OrgSecrets
 from store import orgs as org_store
 from store.budgets import Alert, Budget
 
@@ -196,6 +197,23 @@ class Orgs:
             out.append(Budget("org", org.id, org.budget_micros, org.budget_hard))
         return tuple(out)
 
+    def routed(self, org: OrgView | None, selection: Any) -> Any:
+        """The selection with the org's own routes for its model, when the org config
+        overrides them (providers disabled here are skipped like prism.toml's; none
+        left: the default routes)."""
+        overrides = org.config.get("routes") if org is not None else None
+        if not overrides or selection is None:
+            return selection
+        model = selection.entry.model
+        for o in overrides:
+            if o["model"] == model.id or o["model"] in model.aliases:
+                own = dataclasses.replace(model, routes=tuple(
+                    RouteConfig(r["provider"], r["model"]) for r in o["routes"]))
+                routes = self.live.catalog.routes(own)
+                if routes:
+                    return dataclasses.replace(selection, routes=routes)
+        return selection
+
     def provider(self, org: OrgView, provider_id: str) -> Any | None:
         """The org's own instance of a provider, using its credential; None when the
         org brings no credential for it."""
@@ -218,15 +236,26 @@ class Orgs:
 
     # ------------------------------------------------------------ alerts
 
-    async def alert(self, alerts: tuple[Alert, ...]) -> None:
+    async def _crossed(self, alerts: tuple[Alert, ...]) -> list[tuple[Alert, int]]:
+        """Each (alert, threshold) of the org's thresholds (default 50/80/100) that
+        lies in the percent range the store handed this close."""
+        out = []
         for a in alerts:
             org = await self.view(a.owner)
+            ths = (org.config.get("alert_thresholds") if org is not None else None) \
+                or DEFAULT_THRESHOLDS
+            out += [(a, t) for t in ths if a.from_percent < t <= a.threshold]
+        return out
+
+    async def alert(self, alerts: tuple[Alert, ...]) -> None:
+        for a, t in await self._crossed(alerts):
+            org = await self.view(a.owner)
             record = {"event": "org_budget_alert", "org_id": a.owner, "period": a.period,
-                      "threshold_percent": a.threshold, "spent_micros": a.spent_micros,
+                      "threshold_percent": t, "spent_micros": a.spent_micros,
                       "limit_micros": a.limit_micros,
                       "budget_mode": "hard" if org is None or org.budget_hard else "soft"}
             log.warning("org %s budget alert: %d%% of %d micro-USD reached in %s "
-                        "(spent %d, %s limit)", a.owner, a.threshold, a.limit_micros,
+                        "(spent %d, %s limit)", a.owner, t, a.limit_micros,
                         a.period, a.spent_micros, record["budget_mode"])
             self.alerts(record)
             url = org.config.get("webhook_url") if org is not None else None

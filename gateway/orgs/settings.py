@@ -16,12 +16,22 @@ from typing import Any
 
 from gateway import errors
 from gateway.billing.pricing import format_usd
-from gateway.config import MODES, Config, ConfigError, _build
+from gateway.config import MODES, Config, ConfigError, RouteConfig, _build
 
 BUDGET_MODES = ("hard", "soft")
 MAX_SECRET = 4096
 MAX_NAME = 200
 MAX_METADATA_BYTES = 8192
+MAX_ROUTE_OVERRIDES = 200
+MAX_ROUTES_PER_MODEL = 8
+DEFAULT_THRESHOLDS = (50, 80, 100)
+
+
+@dataclass(frozen=True)
+class OrgRoutes:
+    """An org's own ordered routes for one public model (its id or an alias)."""
+    model: str
+    routes: tuple[RouteConfig, ...]
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,10 @@ class OrgConfig:
     account_tpm: int | None = None
     budget_usd: float | None = None        # per calendar month (UTC)
     budget_mode: str = "hard"              # hard: refuse past it; soft: alert only
+    # Percent of the budget at which an alert fires, ascending, each 1..100.
+    alert_thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
+    # Per model, routes used instead of prism.toml's for this org's chat requests.
+    routes: tuple[OrgRoutes, ...] = ()
     webhook_url: str = ""
     webhook_secret: str = ""
 
@@ -82,6 +96,43 @@ def _org_problems(cfg: OrgConfig, config: Config, where: str) -> list[str]:
         problems.append(f"{where}.webhook_secret: needs webhook_url")
     if len(cfg.name) > MAX_NAME:
         problems.append(f"{where}.name: at most {MAX_NAME} characters")
+    th = cfg.alert_thresholds
+    if not 1 <= len(th) <= 10:
+        problems.append(f"{where}.alert_thresholds: give 1..10 percentages")
+    for i, t in enumerate(th):
+        if not 1 <= t <= 100:
+            problems.append(f"{where}.alert_thresholds[{i}]: must be between 1 and 100")
+        elif i and t <= th[i - 1]:
+            problems.append(f"{where}.alert_thresholds[{i}]: must be above {th[i - 1]} (ascending)")
+    problems += _route_problems(cfg, config, where)
+    return problems
+
+
+def _route_problems(cfg: OrgConfig, config: Config, where: str) -> list[str]:
+    """Each override names a known model once, and 1..8 routes through configured
+    providers, like prism.toml's [[models]] routes."""
+    problems: list[str] = []
+    if len(cfg.routes) > MAX_ROUTE_OVERRIDES:
+        return [f"{where}.routes: at most {MAX_ROUTE_OVERRIDES} models"]
+    canonical = {n: m.id for m in config.models for n in (m.id, *m.aliases)}
+    providers = {p.id for p in config.providers}
+    seen: dict[str, int] = {}
+    for i, o in enumerate(cfg.routes):
+        at = f"{where}.routes[{i}]"
+        model_id = canonical.get(o.model)
+        if model_id is None:
+            problems.append(f"{at}.model: unknown model {o.model!r}")
+        elif model_id in seen:
+            problems.append(f"{at}.model: {o.model!r} already overridden by routes[{seen[model_id]}]")
+        else:
+            seen[model_id] = i
+        if not 1 <= len(o.routes) <= MAX_ROUTES_PER_MODEL:
+            problems.append(f"{at}.routes: give 1..{MAX_ROUTES_PER_MODEL} routes")
+        for j, r in enumerate(o.routes):
+            if r.provider not in providers:
+                problems.append(f"{at}.routes[{j}].provider: unknown provider {r.provider!r}")
+            if not r.model or len(r.model) > MAX_NAME:
+                problems.append(f"{at}.routes[{j}].model: must be 1..{MAX_NAME} characters")
     return problems
 
 
@@ -102,6 +153,9 @@ def split_secrets(cfg: OrgConfig) -> tuple[dict[str, Any], OrgSecrets]:
     plain = {k: v for k, v in dataclasses.asdict(cfg).items()
              if k not in ("credentials", "webhook_secret")}
     plain["models"], plain["modes"] = list(cfg.models), list(cfg.modes)
+    plain["alert_thresholds"] = list(cfg.alert_thresholds)
+    plain["routes"] = [{"model": o.model, "routes": [{"provider": r.provider, "model": r.model}
+                                                     for r in o.routes]} for o in cfg.routes]
     plain["credential_providers"] = sorted(cfg.credentials)
     plain["webhook_signed"] = bool(cfg.webhook_secret)
     return plain, OrgSecrets(dict(cfg.credentials), cfg.webhook_secret)
@@ -198,5 +252,5 @@ def key_settings_json(key: Any) -> dict[str, Any]:
             "metadata": json.loads(key.metadata) if getattr(key, "metadata", None) else None}
 
 
-__all__ = ["OrgConfig", "OrgSecrets", "KeySettings", "parse_org", "split_secrets",
+__all__ = ["OrgConfig", "OrgRoutes", "DEFAULT_THRESHOLDS", "OrgSecrets", "KeySettings", "parse_org", "split_secrets",
            "budget_micros", "raise_problems", "parse_key_update", "ConfigError"]

@@ -138,3 +138,16 @@ async def test_slow_client_holds_the_upstream_back(roomy_gw):
         while len([r for r in store.request_logs(gw.db(), account_id=key["account_id"])
                    if r.route == "/v1/realtime"]) < turns:
             await trio.sleep(0.05)
+
+
+async def test_expired_key_refused_at_handshake(gw):
+    key = gw.create_key()
+    r = await trio.to_thread.run_sync(
+        lambda: gw.admin.put(f"/-/keys/{key['id']}", json={"expires_at": 1}))
+    assert r.status_code == 200, r.text
+    with pytest.raises(HandshakeError) as exc:
+        async with open_websocket_url(_url(gw), extra_headers=[
+                ("Authorization", f"Bearer {key['key']}")]):
+            pass
+    assert exc.value.status_code == 401
+    assert json.loads(exc.value.body)["error"]["code"] == "key_expired"
