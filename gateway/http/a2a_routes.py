@@ -14,9 +14,16 @@ from typing import Any, AsyncIterator
 from quart import Blueprint, Response, request
 
 from gateway import errors
-from gateway.a2a import v1, wire
+from gateway.a2a import wire
 from gateway.codecs.sse import encode_event
 from gateway.http import common
+
+def _v1():
+    """A2A 1.0's shapes (gateway.a2a.v1): loaded on the first A2A call, since the SDK's
+    models it converts with cost tens of MB that most gateways never use."""
+    from gateway.a2a import v1
+    return v1
+
 
 bp = Blueprint("a2a", __name__)
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
@@ -75,18 +82,18 @@ async def rpc(agent_id: str | None = None) -> Response:
         shape = None
         protocol = wire.PROTOCOL_VERSION
         if method == "ListTasks":           # 1.0 only: no 0.3 call to translate to
-            page = v1.list_request(params)
+            page = _v1().list_request(params)
             tasks, total = await service.list_tasks(caller, agent_id, page)
-            return _json(wire.result(rpc_id, v1.list_result(tasks, page, total)))
-        if v1.is_v1(method):
-            shape, protocol = method, v1.PROTOCOL_VERSION
-            method, params = v1.to_v03(method, params)
+            return _json(wire.result(rpc_id, _v1().list_result(tasks, page, total)))
+        if _v1().is_v1(method):
+            shape, protocol = method, _v1().PROTOCOL_VERSION
+            method, params = _v1().to_v03(method, params)
         if method == "message/stream":
             events = service.stream(caller, agent_id, params, protocol)
             first = await anext(events)     # refusals before the stream opens stay plain JSON
             return Response(_sse(rpc_id, first, events, shape is not None), headers=_SSE_HEADERS)
         value = await service.call(caller, agent_id, method, params, protocol)
-        return _json(wire.result(rpc_id, value if shape is None else v1.result(shape, value)))
+        return _json(wire.result(rpc_id, value if shape is None else _v1().result(shape, value)))
     except wire.RpcError as exc:
         return _json(wire.error(rpc_id, exc))
     except errors.ClientError as err:
@@ -99,7 +106,7 @@ async def rpc(agent_id: str | None = None) -> Response:
 
 async def _sse(rpc_id: Any, first: Any, events: AsyncIterator[Any],
                as_v1: bool) -> AsyncIterator[bytes]:
-    shape = v1.stream_event if as_v1 else (lambda event: event)
+    shape = _v1().stream_event if as_v1 else (lambda event: event)
     yield encode_event(common.dumps(wire.result(rpc_id, shape(first))))
     try:
         async for event in events:

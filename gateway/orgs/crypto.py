@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 
-from cryptography.fernet import Fernet, InvalidToken
 
 from gateway import errors
 from gateway.orgs.settings import OrgSecrets
@@ -29,6 +28,7 @@ class SecretBox:
         self._fernet = None
         if key:
             raw = hashlib.sha256(key.encode("utf-8")).digest()
+            from cryptography.fernet import Fernet   # loaded only where a key is set
             self._fernet = Fernet(base64.urlsafe_b64encode(raw))
 
     @classmethod
@@ -55,6 +55,7 @@ class SecretBox:
         (key missing or changed: the org's requests then use the gateway's own)."""
         if not blob or self._fernet is None:
             return OrgSecrets({}, "")
+        from cryptography.fernet import InvalidToken
         try:
             data = json.loads(self._fernet.decrypt(blob.encode("ascii")))
         except (InvalidToken, ValueError):

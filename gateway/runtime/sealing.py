@@ -14,7 +14,6 @@ import binascii
 import hashlib
 import os
 
-from cryptography.fernet import Fernet, InvalidToken
 
 from gateway.config import ConfigError
 
@@ -44,6 +43,7 @@ def _fernet_key(raw: str) -> bytes:
 
 class Sealer:
     def __init__(self, key: str) -> None:
+        from cryptography.fernet import Fernet   # loaded only where a key is set
         self._fernet = Fernet(_fernet_key(key))
 
     @classmethod
@@ -62,6 +62,7 @@ class Sealer:
         return self._fernet.encrypt(secret.encode()).decode("ascii")
 
     def open(self, sealed: str) -> str:
+        from cryptography.fernet import InvalidToken
         try:
             return self._fernet.decrypt(sealed.encode("ascii")).decode()
         except (InvalidToken, ValueError):
