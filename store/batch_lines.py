@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import peewee as pw
 
-from store.jobs import Job, _owned
+from store.jobs import Job, _owned, phase_stamp
 from store.lazy_tx import read_tx, write_tx
 from store.models import _Base, _one_of
 
@@ -48,7 +48,9 @@ TABLES = (BatchLine,)
 def start_batch(db, batch_id: str, owner: str, lines: list[dict]) -> bool:
     """Validation passed: insert the lines and move the batch to in_progress, at once."""
     with write_tx(db):
-        if not Job.update(phase="in_progress", updated_at=time.time()).where(
+        now = time.time()
+        if not Job.update(phase="in_progress", updated_at=now,
+                          **phase_stamp("in_progress", now)).where(
                 _owned(batch_id, owner)).execute(db):
             return False
         for i in range(0, len(lines), 200):

@@ -61,6 +61,11 @@ class Job(_Base):
     updated_at = pw.FloatField()
     finished_at = pw.FloatField(null=True)
     expires_at = pw.FloatField(null=True)            # results are swept after this
+    # Batches: when the state machine first reached each phase (the batch object's
+    # in_progress_at, finalizing_at, cancelling_at; the end phases use finished_at).
+    in_progress_at = pw.FloatField(null=True)
+    finalizing_at = pw.FloatField(null=True)
+    cancelling_at = pw.FloatField(null=True)
 
     class Meta:
         table_name = "job"
@@ -199,6 +204,19 @@ def release_all(db, owner: str, now: float | None = None) -> int:
                 .where(Job.lease_owner == owner, Job.state == "running").execute(db))
 
 
+_STAMPED = {"in_progress": "in_progress_at", "finalizing": "finalizing_at",
+            "cancelling": "cancelling_at"}
+
+
+def phase_stamp(phase: str | None, now: float) -> dict:
+    """The extra field a move to ``phase`` writes: the first time it was reached."""
+    column = _STAMPED.get(phase or "")
+    if column is None:
+        return {}
+    field = getattr(Job, column)
+    return {column: pw.fn.COALESCE(field, now)}
+
+
 def _owned(job_id: str, owner: str):
     return (Job.id == job_id) & (Job.lease_owner == owner) & (Job.state == "running")
 
@@ -211,6 +229,8 @@ def update_owned(db, job_id: str, owner: str, **fields: Any) -> bool:
         fields.setdefault("finished_at", fields["updated_at"])
     if fields.get("state") in ENDED or fields.get("state") == "queued":
         fields.update(lease_owner=None, lease_expires=None)
+    if "phase" in fields:
+        fields.update(phase_stamp(fields["phase"], fields["updated_at"]))
     with write_tx(db):
         return Job.update(**fields).where(_owned(job_id, owner)).execute(db) > 0
 
@@ -243,6 +263,7 @@ def request_cancel(db, job_id: str, account_id: str | None, kinds: Iterable[str]
         started_batch = job.kind == "batch" and job.phase not in (None, "validating")
         if job.state == "queued" and not started_batch:
             Job.update(state="cancelled", phase=_cancel_phase(job), finished_at=now,
+                       **({"cancelling_at": now} if job.kind == "batch" else {}),
                        updated_at=now, cancel_requested=True, expires_at=now + keep_s,
                        webhook_state="pending" if job.callback_url else None,
                        webhook_next_at=0.0).where(Job.id == job_id,
@@ -254,7 +275,8 @@ def request_cancel(db, job_id: str, account_id: str | None, kinds: Iterable[str]
             # Its runner (or, for a batch some of whose lines ran, the next one to claim
             # it) cuts it and writes what ran to the output file.
             Job.update(cancel_requested=True, updated_at=now,
-                       phase="cancelling" if job.kind == "batch" else job.phase
+                       phase="cancelling" if job.kind == "batch" else job.phase,
+                       **(phase_stamp("cancelling", now) if job.kind == "batch" else {})
                        ).where(Job.id == job_id).execute(db)
         return Job.select().where(Job.id == job_id).first(db)
 

@@ -240,7 +240,10 @@ class BatchHandler:
         return self.clock() + max(self.config().result_ttl_seconds, 30 * 86400)
 
     async def _finish(self, job: sj.Job, owner: str, state: str, phase: str) -> None:
-        if not await self.writer.call(sj.update_owned, job.id, owner, phase="finalizing"):
+        # A cancelled batch goes cancelling -> cancelled (OpenAI's machine), the rest
+        # through finalizing; either way this guarded write says the batch is still ours.
+        moving = {} if phase == "cancelled" else {"phase": "finalizing"}
+        if not await self.writer.call(sj.update_owned, job.id, owner, **moving):
             return   # ended already (a cancel that raced the last line), or not ours
         lines = await self.writer.call(sb.all_lines, job.id)
         out, err = [], []
@@ -294,6 +297,10 @@ class BatchHandler:
         return row["id"]
 
 
+def _at(t: float | None) -> int | None:
+    return None if t is None else int(t)
+
+
 def batch_object(job: sj.Job, counts: dict[str, int]) -> dict:
     data = job.data()
     res = job.output() or {}
@@ -306,12 +313,12 @@ def batch_object(job: sj.Job, counts: dict[str, int]) -> dict:
         "input_file_id": data["input_file_id"], "completion_window": data["completion_window"],
         "status": phase, "output_file_id": res.get("output_file_id"),
         "error_file_id": res.get("error_file_id"), "created_at": int(job.created_at),
-        "in_progress_at": None,
+        "in_progress_at": _at(job.in_progress_at),
         "expires_at": int(data.get("deadline") or job.created_at + WINDOWS["24h"]),
-        "finalizing_at": None, "completed_at": done_at if phase == "completed" else None,
+        "finalizing_at": _at(job.finalizing_at), "completed_at": done_at if phase == "completed" else None,
         "failed_at": done_at if phase == "failed" else None,
         "expired_at": done_at if phase == "expired" else None,
-        "cancelling_at": None, "cancelled_at": done_at if phase == "cancelled" else None,
+        "cancelling_at": _at(job.cancelling_at), "cancelled_at": done_at if phase == "cancelled" else None,
         "request_counts": {"total": total, "completed": counts.get("succeeded", 0),
                            "failed": counts.get("failed", 0) + counts.get("cancelled", 0)},
         "metadata": data.get("metadata"),

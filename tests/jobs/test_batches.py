@@ -231,3 +231,39 @@ def test_lines_wait_for_the_account_rate_limit(sim_url, tmp_path, request):
             db.close()
     finally:
         g.stop()
+
+
+def test_batch_objects_carry_the_state_machine_timestamps(gw):
+    """OpenAI's batch object fields, read through the SDK: each phase the batch passed
+    through has its time, in order; phases it never reached stay null."""
+    key = gw.create_key(credits_usd=5.0)
+    oa = _oa(gw, key)
+    lines = [_chat(f"t-{i}", f"line {i} [[sim delay_ms=200]]") for i in range(4)]
+    b = oa.batches.create(input_file_id=_upload(oa, lines), endpoint="/v1/chat/completions",
+                          completion_window="24h")
+    seen = wait(oa, b.id, until=("in_progress", "finalizing", "completed"))
+    assert seen.in_progress_at is not None and seen.in_progress_at >= seen.created_at
+    done = wait(oa, b.id)
+    assert done.status == "completed"
+    assert done.created_at <= done.in_progress_at <= done.finalizing_at <= done.completed_at
+    assert done.in_progress_at == seen.in_progress_at   # the first time, not rewritten
+    assert done.completed_at >= int(time.time()) - 60
+    assert (done.cancelling_at, done.cancelled_at, done.failed_at, done.expired_at) == \
+        (None, None, None, None)
+
+    slow = [_chat(f"c-{i}", f"slow {i} [[sim delay_ms=400]]") for i in range(30)]
+    c = oa.batches.create(input_file_id=_upload(oa, slow), endpoint="/v1/chat/completions",
+                          completion_window="24h")
+    wait(oa, c.id, until=("in_progress",))
+    cancelling = oa.batches.cancel(c.id)
+    assert cancelling.cancelling_at is not None
+    done = wait(oa, c.id)
+    assert done.status == "cancelled"
+    assert done.created_at <= done.in_progress_at <= done.cancelling_at <= done.cancelled_at
+    assert done.finalizing_at is None and done.completed_at is None
+
+    q = oa.batches.create(input_file_id=_upload(oa, [_chat("x", "y"), "{bad"]),
+                          endpoint="/v1/chat/completions", completion_window="24h")
+    failed = wait(oa, q.id)
+    assert failed.status == "failed" and failed.failed_at >= failed.created_at
+    assert failed.in_progress_at is None and failed.finalizing_at is None
