@@ -51,11 +51,24 @@ def _raise_fd_limit() -> None:
         pass   # not POSIX, or not allowed: serve with what we have
 
 
+def _fewer_malloc_arenas() -> None:
+    """glibc gives each thread that allocates its own malloc arena, which keeps its
+    high-water mark resident; the store writer and the worker threads that count tokens
+    would each hold one. Two arenas serve this process's few threads as well."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)     # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass   # not glibc: nothing to tune
+
+
 def cmd_serve(args) -> int:
     import trio
 
     from gateway.server import admin_token_from_env, run_gateway, signal_trigger
     _raise_fd_limit()
+    _fewer_malloc_arenas()
     config = _load(args.config)
     workers = args.workers or config.server.workers
     worker = args.worker_fd is not None
