@@ -77,9 +77,6 @@ class MediaService:
 
     # ------------------------------------------------------------ polling
 
-    def wake(self) -> None:
-        """Kept for callers of the old poller; the job runner now polls (gateway.jobs)."""
-
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Give every unfinished video its runner job (the runner's VideoHandler polls
         each one under a lease), then keep the media clients until shutdown."""

@@ -63,9 +63,12 @@ def _usage_of(resp: c.Response, prep: Prepared) -> c.Usage:
 class Pipeline:
     def __init__(self, router: Router, sessions: Sessions, admission: Admission,
                  dispatcher: Dispatcher,
-                 settled: Callable[[Prepared, str, Outcome], None] | None = None) -> None:
+                 settled: Callable[[Prepared, Callable[[], str], Outcome], None] | None = None
+                 ) -> None:
         """``settled(prep, output_text, outcome)`` hears of each chat call that settled
-        (engine.shadow); it must be quick and must not raise."""
+        (engine.shadow); it must be quick and must not raise. ``output_text`` is called
+        only by a listener that wants the answer's text (a sampled shadow), so a stream's
+        delivered text is not joined for every request."""
         self.router = router
         self.sessions = sessions
         self.admission = admission
@@ -221,7 +224,7 @@ class Pipeline:
         if prep.turn is not None:
             await self._save_turn(prep, resp.message)
         if self.settled is not None:
-            self.settled(prep, resp.message.text, outcome)
+            self.settled(prep, lambda: resp.message.text, outcome)
         return resp, outcome
 
     def _served(self, prep: Prepared) -> None:
@@ -308,7 +311,7 @@ class Pipeline:
         if error is None:
             yield trailer(st.outcome) if settle_error is None else error_frame(settle_error)
             if settle_error is None and self.settled is not None and st.outcome is not None:
-                self.settled(st.prep, st.meter.delivered_text, st.outcome)
+                self.settled(st.prep, lambda: st.meter.delivered_text, st.outcome)
 
     async def _end(self, st: OpenStream, error: BaseException | None) -> errors.SettleFailed | None:
         """Close an open stream's upstream and its hold, once; the SettleFailed that

@@ -70,7 +70,7 @@ class Shadow:
         self._idle = trio.Event()
         self._idle.set()
 
-    def offer(self, prep: Prepared, text: str, outcome: Outcome) -> None:
+    def offer(self, prep: Prepared, text: Callable[[], str], outcome: Outcome) -> None:
         """Called by the pipeline after a chat request settled; never raises, never waits."""
         shadow = getattr(prep.entry.model, "shadow", None)
         if shadow is None or prep.ctx.dialect == DIALECT or self.account_id is None:
@@ -80,7 +80,7 @@ class Shadow:
         req = prep.req
         if not isinstance(req, c.Request):
             return
-        job = _Job(prep.entry.model.id, shadow.model, req, text, outcome,
+        job = _Job(prep.entry.model.id, shadow.model, req, text(), outcome,
                    (time.monotonic() - prep.ctx.started) * 1000.0)
         try:
             self._send.send_nowait(job)

@@ -81,19 +81,20 @@ async def rpc(agent_id: str | None = None) -> Response:
         # 1.0 method names are the same calls as 0.3's, answered in 1.0's shapes.
         shape = None
         protocol = wire.PROTOCOL_VERSION
+        v1 = _v1()
         if method == "ListTasks":           # 1.0 only: no 0.3 call to translate to
-            page = _v1().list_request(params)
+            page = v1.list_request(params)
             tasks, total = await service.list_tasks(caller, agent_id, page)
-            return _json(wire.result(rpc_id, _v1().list_result(tasks, page, total)))
-        if _v1().is_v1(method):
-            shape, protocol = method, _v1().PROTOCOL_VERSION
-            method, params = _v1().to_v03(method, params)
+            return _json(wire.result(rpc_id, v1.list_result(tasks, page, total)))
+        if v1.is_v1(method):
+            shape, protocol = method, v1.PROTOCOL_VERSION
+            method, params = v1.to_v03(method, params)
         if method == "message/stream":
             events = service.stream(caller, agent_id, params, protocol)
             first = await anext(events)     # refusals before the stream opens stay plain JSON
             return Response(_sse(rpc_id, first, events, shape is not None), headers=_SSE_HEADERS)
         value = await service.call(caller, agent_id, method, params, protocol)
-        return _json(wire.result(rpc_id, value if shape is None else _v1().result(shape, value)))
+        return _json(wire.result(rpc_id, value if shape is None else v1.result(shape, value)))
     except wire.RpcError as exc:
         return _json(wire.error(rpc_id, exc))
     except errors.ClientError as err:
