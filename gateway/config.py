@@ -52,6 +52,11 @@ class ServerConfig:
     # hypercorn's 100 resets a burst of a few hundred simultaneous clients; Linux caps
     # the value at net.core.somaxconn (4096 on kernels >= 5.4, 128 before).
     backlog: int = 4096
+    # Connections served at once; more are closed as they are accepted.
+    max_connections: int = 16384
+    # Plain HTTP/1.1 requests through the lean front (gateway/http/front.py); false
+    # leaves every connection to hypercorn's own protocol stack.
+    fast_http1: bool = True
 
 
 @dataclass(frozen=True)
@@ -506,7 +511,8 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
     _check_routing(cfg.routing, problems)
     s = cfg.server
     _check_positive(s, "server", ("max_body_bytes", "read_timeout", "keep_alive_timeout",
-                                  "max_request_seconds", "backlog"), problems)
+                                  "max_request_seconds", "backlog", "max_connections"),
+                    problems)
     if s.shutdown_grace < 0:
         problems.append("server.shutdown_grace: must not be negative")
     if not (0 <= s.port <= 65535):

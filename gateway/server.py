@@ -36,6 +36,7 @@ from gateway.engine.sessions import Sessions
 from gateway.billing.pricing import usd_to_micros
 from gateway.config import Config
 from gateway.control.server import serve_control
+from gateway.http import front
 from gateway.http.app import create_app
 from gateway.inference.clients import InferenceClients
 from gateway.media.images import Images, MediaRoutes
@@ -297,8 +298,13 @@ async def run_gateway(config: Config, *, host: str | None = None, port: int | No
         app = create_app(services)
         async with trio.open_nursery() as nursery:
             async def serve_then_stop(task_status) -> None:
-                await hyper_serve(app, _hyper_config(config, host, port, listen_fd),
-                                  shutdown_trigger=shutdown_trigger, task_status=task_status)
+                hyper = _hyper_config(config, host, port, listen_fd)
+                if config.server.fast_http1:
+                    await front.serve(app, hyper, max_connections=config.server.max_connections,
+                                      shutdown_trigger=shutdown_trigger, task_status=task_status)
+                else:
+                    await hyper_serve(app, hyper, shutdown_trigger=shutdown_trigger,
+                                      task_status=task_status)
                 # The server has drained; the sweeper has nothing left to guard.
                 nursery.cancel_scope.cancel()
 
