@@ -12,8 +12,8 @@ bottom age out instead of being kept alive by round-robin use.
 
 Limits mirror httpx.Limits: at most `max_connections` requests in flight (a request
 waits up to the pool timeout for a slot, then fails with httpx.PoolTimeout), and
-connections idle longer than `keepalive_expiry` are not reused. HTTP/1.1 only, like the
-client factory configured before.
+connections idle longer than `keepalive_expiry` are not reused. HTTP/1.1 only: each
+connection is a gateway.providers.h1.H1Connection over httpcore's network backend.
 """
 from __future__ import annotations
 
@@ -28,13 +28,14 @@ import trio
 # catching httpx.HTTPError exactly as with the default transport.
 from httpx._transports.default import map_httpcore_exceptions
 
+from gateway.providers.h1 import H1Connection
 from gateway.providers.netstream import LeanBackend
 
 
 class _Idle:
     __slots__ = ("conn", "since")
 
-    def __init__(self, conn: httpcore.AsyncHTTPConnection, since: float) -> None:
+    def __init__(self, conn: H1Connection, since: float) -> None:
         self.conn, self.since = conn, since
 
 
@@ -46,12 +47,12 @@ class LifoPool(httpx.AsyncBaseTransport):
         self._ssl = ssl_context
         self._backend = LeanBackend()
         self._idle: dict[tuple, list[_Idle]] = {}
-        self._stale: list[httpcore.AsyncHTTPConnection] = []
+        self._stale: list[H1Connection] = []
         self._closed = False
 
     # ------------------------------------------------------------ check out / in
 
-    async def _take(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
+    async def _take(self, origin: httpcore.Origin) -> H1Connection:
         while self._stale:
             await self._stale.pop().aclose()
         stack = self._idle.get(_key(origin))
@@ -70,11 +71,11 @@ class LifoPool(httpx.AsyncBaseTransport):
             await top.conn.aclose()   # the upstream hung up while it sat idle
         if origin.scheme == b"https" and self._ssl is None:
             self._ssl = httpx.create_ssl_context(trust_env=False)
-        return httpcore.AsyncHTTPConnection(
-            origin, ssl_context=self._ssl, keepalive_expiry=self._keepalive,
-            http1=True, http2=False, network_backend=self._backend)
+            self._ssl.set_alpn_protocols(["http/1.1"])
+        return H1Connection(origin, ssl_context=self._ssl, keepalive_expiry=self._keepalive,
+                            backend=self._backend)
 
-    def _give_back(self, origin: httpcore.Origin, conn: httpcore.AsyncHTTPConnection) -> None:
+    def _give_back(self, origin: httpcore.Origin, conn: H1Connection) -> None:
         if self._closed or not conn.is_available():
             return   # closed by its response (error, Connection: close) or by aclose()
         stack = self._idle.setdefault(_key(origin), [])
@@ -84,13 +85,13 @@ class LifoPool(httpx.AsyncBaseTransport):
             self._stale.append(stack.pop(0).conn)   # closed by the next request
         stack.append(_Idle(conn, now))
 
-    async def _acquire_slot(self, request: httpx.Request | httpcore.Request) -> None:
+    async def _acquire_slot(self, timeouts: dict) -> None:
         try:
             self._slots.acquire_nowait()
             return
         except trio.WouldBlock:
             pass
-        timeout = request.extensions.get("timeout", {}).get("pool")
+        timeout = timeouts.get("pool")
         with trio.move_on_after(float("inf") if timeout is None else timeout):
             await self._slots.acquire()
             return
@@ -102,33 +103,36 @@ class LifoPool(httpx.AsyncBaseTransport):
         url = request.url
         origin = httpcore.Origin(url.raw_scheme, url.raw_host,
                                  url.port or (443 if url.raw_scheme == b"https" else 80))
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port,
-                             target=url.raw_path),
-            headers=request.headers.raw, content=request.stream, extensions=request.extensions)
-        return await self.send_core(origin, core_request, request)
+        body = b"".join([part async for part in request.stream])
+        headers = [(k, v) for k, v in request.headers.raw
+                   if k.lower() not in (b"transfer-encoding", b"content-length")]
+        if body or request.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            headers.append((b"Content-Length", b"%d" % len(body)))
+        head = request_head(request.method.encode("ascii"), url.raw_path, headers)
+        return await self.send(origin, head, body, request.extensions.get("timeout", {}),
+                               request)
 
-    async def send_core(self, origin: httpcore.Origin, core_request: httpcore.Request,
-                        request: httpx.Request | None = None) -> httpx.Response:
-        """One request as httpcore's own object, answered as an httpx response."""
+    async def send(self, origin: httpcore.Origin, head: bytes, body: bytes, timeouts: dict,
+                   request: httpx.Request | None = None) -> httpx.Response:
+        """One request given as bytes (gateway.providers.h1), answered as httpx's response."""
         if self._closed:
             raise httpx.ConnectError("the upstream pool is closed", request=request)
-        await self._acquire_slot(core_request)
+        await self._acquire_slot(timeouts)
         conn = None
         try:
             conn = await self._take(origin)
             with map_httpcore_exceptions():
-                core_response = await conn.handle_async_request(core_request)
+                status, reason, headers, stream = await conn.request(head, body, timeouts)
         except BaseException:
             with trio.CancelScope(shield=True):
                 if conn is not None:
                     await conn.aclose()
             self._slots.release()
             raise
-        return httpx.Response(status_code=core_response.status, headers=core_response.headers,
-                              stream=_Body(self, origin, conn, core_response.stream),
-                              extensions=core_response.extensions, request=request)
+        return httpx.Response(status_code=status, headers=headers,
+                              stream=_Body(self, origin, conn, stream),
+                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+                              request=request)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -143,13 +147,22 @@ def _key(origin: httpcore.Origin) -> tuple:
     return (origin.scheme, origin.host, origin.port)   # Origin itself is unhashable
 
 
+def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """An HTTP/1.1 request head; a CR, LF or NUL in a header refuses the request."""
+    lines = b"".join([b"%s: %s\r\n" % (k, v) for k, v in headers])
+    if lines.count(b"\n") != len(headers) or lines.count(b"\r") != len(headers) \
+            or b"\0" in lines or b" " in target or b"\n" in target:
+        raise httpx.LocalProtocolError("illegal character in a request header or target")
+    return b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, lines)
+
+
 class _Body(httpx.AsyncByteStream):
     """The response body; closing it hands the connection back to the pool exactly once."""
 
     __slots__ = ("_pool", "_origin", "_conn", "_stream", "_done")
 
-    def __init__(self, pool: LifoPool, origin: httpcore.Origin,
-                 conn: httpcore.AsyncHTTPConnection, stream) -> None:
+    def __init__(self, pool: LifoPool, origin: httpcore.Origin, conn: H1Connection,
+                 stream) -> None:
         self._pool, self._origin, self._conn, self._stream = pool, origin, conn, stream
         self._done = False
 
@@ -171,18 +184,17 @@ class _Body(httpx.AsyncByteStream):
 
 
 class _Post:
-    """What every POST to one path shares: the origin, httpcore's URL, the raw headers."""
+    """What every POST to one path shares: the origin and the head without its length."""
 
-    __slots__ = ("origin", "url", "headers")
+    __slots__ = ("origin", "prefix")
 
     def __init__(self, url: httpx.URL, headers: httpx.Headers) -> None:
         scheme = url.raw_scheme
         self.origin = httpcore.Origin(scheme, url.raw_host,
                                       url.port or (443 if scheme == b"https" else 80))
-        self.url = httpcore.URL(scheme=scheme, host=url.raw_host, port=url.port,
-                                target=url.raw_path)
         # httpx's own order: Host first, then the client's headers.
-        self.headers = [(b"Host", url.netloc), *headers.raw]
+        head = request_head(b"POST", url.raw_path, [(b"Host", url.netloc), *headers.raw])
+        self.prefix = head[:-2]   # without the blank line: Content-Length goes there
 
 
 class UpstreamClient(httpx.AsyncClient):
@@ -190,19 +202,18 @@ class UpstreamClient(httpx.AsyncClient):
 
     The generic client path re-parses and merges the base URL and default headers, runs
     the auth and redirect machinery and feeds every response to the cookie jar, on each
-    call; even a bare httpx.Request copies and normalises its headers and is then
-    rebuilt as httpcore's request. A provider posts JSON to a handful of fixed paths with
-    fixed headers, so `fast_post` keeps, per path, httpcore's URL and the raw headers,
-    and hands httpcore's request straight to the pool (its response carries no
-    httpx.Request: nothing of ours reads one). With another transport (tests pass their
-    own) or query parameters it is plain `client.send`.
+    call; even a bare httpx.Request copies and normalises its headers. A provider posts
+    JSON to a handful of fixed paths with fixed headers, so `fast_post` keeps, per path,
+    the request head in bytes and hands it straight to the pool (its response carries
+    no httpx.Request: nothing of ours reads one). With another transport (tests pass
+    their own) or query parameters it is plain `client.send`.
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._pool = self._transport if isinstance(self._transport, LifoPool) else None
         self._posts: dict[str, _Post] = {}
-        self._timeout_ext = {"timeout": self.timeout.as_dict()}
+        self._timeouts = self.timeout.as_dict()
 
     async def fast_post(self, path: str, content: bytes, *, params: dict | None = None,
                         stream: bool = False) -> httpx.Response:
@@ -212,10 +223,8 @@ class UpstreamClient(httpx.AsyncClient):
         post = self._posts.get(path)
         if post is None:
             post = self._posts[path] = _Post(self._merge_url(path), self.headers)
-        core_request = httpcore.Request(
-            b"POST", post.url, headers=[*post.headers, (b"Content-Length", b"%d" % len(content))],
-            content=content, extensions=self._timeout_ext)
-        response = await self._pool.send_core(post.origin, core_request)
+        head = post.prefix + b"Content-Length: %d\r\n\r\n" % len(content)
+        response = await self._pool.send(post.origin, head, content, self._timeouts)
         if not stream:
             try:
                 await response.aread()
