@@ -63,13 +63,27 @@ def _fewer_malloc_arenas() -> None:
         pass   # not glibc: nothing to tune
 
 
+def _skip_unused_modules(config) -> None:
+    """Keep two libraries that other libraries load eagerly out of a serving process
+    that will never use them: peewee imports psycopg whenever it is installed (about
+    9 MB resident; a store on SQLite never touches it), and httpx imports its own
+    command-line tool with click, rich and pygments (about 3 MB). A None entry in
+    sys.modules makes those imports fail as if the package were absent, which both
+    libraries handle."""
+    if not config.store.url.startswith(("postgres://", "postgresql://")):
+        sys.modules.setdefault("psycopg", None)   # type: ignore[arg-type]
+    sys.modules.setdefault("httpx._main", None)   # type: ignore[arg-type]
+
+
 def cmd_serve(args) -> int:
     import trio
 
+    config = _load(args.config)
+    if "peewee" not in sys.modules:
+        _skip_unused_modules(config)
     from gateway.server import admin_token_from_env, run_gateway, signal_trigger
     _raise_fd_limit()
     _fewer_malloc_arenas()
-    config = _load(args.config)
     workers = args.workers or config.server.workers
     worker = args.worker_fd is not None
     if workers > 1 and not worker:

@@ -24,12 +24,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import trio
-from a2a.compat.v0_3 import types as v03
-from pydantic import ValidationError
 
 import store
 from gateway import errors
-from gateway.a2a import v1, wire
+from gateway.a2a import wire
 from gateway.config_protocols import A2AConfig
 from gateway.media.fetch import Resolver, system_resolver, vet
 
@@ -129,6 +127,7 @@ def _wire_config(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parsed(model: Any, params: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
     try:
         return model.model_validate(params)
     except ValidationError as exc:
@@ -171,6 +170,7 @@ class PushConfigs:
 
     async def rpc(self, caller: Any, method: str, params: dict[str, Any], protocol: str) -> Any:
         if method == "tasks/pushNotificationConfig/set":
+            from a2a.compat.v0_3 import types as v03   # the SDK: loaded on first use
             p = _parsed(v03.TaskPushNotificationConfig, params)
             raw = p.push_notification_config.model_dump(mode="json", by_alias=True,
                                                          exclude_none=True)
@@ -211,6 +211,7 @@ class PushConfigs:
         rows = await self._writer.call(store.list_a2a_push_configs, task["id"], account_id)
         if not rows:
             return
+        from gateway.a2a import v1   # the 1.0 SDK (protobuf): loaded on first use
         posts = [(row, json.dumps(task if row["protocol"] != v1.PROTOCOL_VERSION
                                   else v1.stream_event(event)).encode()) for row in rows]
         final = task["status"]["state"] in wire.FINAL

@@ -209,9 +209,13 @@ class Dispatcher:
                 raise upstream_timeout(exc) from None
             raise upstream_timeout(trio.TooSlowError())
 
+        deadline = trio.current_time() + self.live.config.server.max_request_seconds
+        if trio.current_effective_deadline() <= deadline:
+            # An enclosing scope (the lean chat path's request deadline) ends this
+            # request no later than this one would: it would never fire.
+            return await self._each_route(prep, attempt)
         try:
-            with trio.CancelScope(
-                    deadline=trio.current_time() + self.live.config.server.max_request_seconds):
+            with trio.CancelScope(deadline=deadline):
                 return await self._each_route(prep, attempt)
         except trio.TooSlowError as exc:
             raise upstream_timeout(exc) from None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import http
 import logging
+import math
 import re
 import time
 from email.utils import formatdate
@@ -186,6 +187,7 @@ class Connection:
         self.no_body = False
         self.keep_alive = True
         self.pending: tuple[int, list] | None = None
+        self.scope = trio.CancelScope()
 
     # ------------------------------------------------------------ the connection
 
@@ -199,34 +201,39 @@ class Connection:
             sock = self.stream.socket
             client = parse_socket_addr(sock.family, sock.getpeername())
             server = parse_socket_addr(sock.family, sock.getsockname())
-            while not self.gone:
-                raw = await self._read_head()
-                if raw is None:
-                    return
-                try:
-                    request = self._parse(raw)
-                except _Refuse as refusal:
-                    await self._write_error(refusal.status, str(refusal))
-                    return
-                if request is None:   # hypercorn's: replay what was read and hand over
-                    replay = _Replay(self.stream, bytes(raw) + b"\r\n\r\n" + bytes(self.buf))
-                    self.buf.clear()
-                    front.open -= 1
-                    try:
-                        await TCPServer(self.wrapper, self.config, self.context, self.state,
-                                        replay)
-                    finally:
-                        front.open += 1
-                    return
-                await self._serve(request, client, server)
-                if not self.keep_alive or front.closing or self.gone:
-                    return
+            with self.scope:   # cancelled: the head did not come in time, or shutdown
+                await self._loop(client, server)
         except OSError:
             pass
         finally:
             front.open -= 1
             with trio.CancelScope(shield=True):
                 await self._close()
+
+    async def _loop(self, client: Any, server: Any) -> None:
+        front = self.front
+        while not self.gone:
+            raw = await self._read_head()
+            if raw is None:
+                return
+            try:
+                request = self._parse(raw)
+            except _Refuse as refusal:
+                await self._write_error(refusal.status, str(refusal))
+                return
+            if request is None:   # hypercorn's: replay what was read and hand over
+                replay = _Replay(self.stream, bytes(raw) + b"\r\n\r\n" + bytes(self.buf))
+                self.buf.clear()
+                front.open -= 1
+                try:
+                    await TCPServer(self.wrapper, self.config, self.context, self.state,
+                                    replay)
+                finally:
+                    front.open += 1
+                return
+            await self._serve(request, client, server)
+            if not self.keep_alive or front.closing or self.gone:
+                return
 
     async def _close(self) -> None:
         stream = self.stream
@@ -252,33 +259,37 @@ class Connection:
             pass
 
     async def _read_head(self) -> bytearray | None:
-        """The next request's head (without its final CRLFCRLF), or None to close."""
+        """The next request's head (without its final CRLFCRLF), or None to close.
+
+        The wait for a head runs under the connection's one cancel scope, whose
+        deadline is moved to keep_alive_timeout from now for the wait and back to
+        never once the head is in (cheaper than a scope per request); while idle the
+        scope is also in front.idle, for shutdown to cancel."""
         buf = self.buf
         end = buf.find(b"\r\n\r\n")
         if end < 0 and len(buf) <= self.max_head:
-            scope = trio.CancelScope(
-                deadline=trio.current_time() + self.config.keep_alive_timeout)
-            idle = not buf
-            if idle:
-                self.front.idle.add(scope)
+            scope = self.scope
+            scope.deadline = trio.current_time() + self.config.keep_alive_timeout
+            idle = self.front.idle
+            waiting = not buf
+            if waiting:
+                idle.add(scope)
             try:
-                with scope:
-                    while end < 0 and len(buf) <= self.max_head:
-                        data = await self.stream.receive_some(MAX_RECV)
-                        if not data:
-                            return None
-                        if idle:
-                            idle = False
-                            self.front.idle.discard(scope)
-                        start = max(0, len(buf) - 3)
-                        buf += data
-                        end = buf.find(b"\r\n\r\n", start)
+                while end < 0 and len(buf) <= self.max_head:
+                    data = await self.stream.receive_some(MAX_RECV)
+                    if not data:
+                        return None
+                    if waiting:
+                        waiting = False
+                        idle.discard(scope)
+                    start = max(0, len(buf) - 3)
+                    buf += data
+                    end = buf.find(b"\r\n\r\n", start)
             except _BROKEN:
                 return None
             finally:
-                self.front.idle.discard(scope)
-            if scope.cancelled_caught:
-                return None   # as hypercorn: a head not in by keep_alive_timeout closes
+                idle.discard(scope)
+            scope.deadline = math.inf
         if 0 <= end <= self.max_head:
             raw = buf[:end]
             del buf[:end + 4]

@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-import httpx2
 import trio
 
 if TYPE_CHECKING:   # the SDK (~30 MB resident with its types) loads on first connect
@@ -35,6 +35,14 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def expand_env(value: str, environ: dict[str, str] | os._Environ = os.environ) -> str:
     """`${NAME}` -> the environment's value (empty when unset), so secrets stay out of the file."""
     return _VAR.sub(lambda m: environ.get(m.group(1), ""), value)
+
+
+def _broken_errors() -> tuple[type[BaseException], ...]:
+    """What a broken transport raises; httpx2's errors only once an HTTP transport
+    has loaded it (a stdio upstream never does)."""
+    base = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ExceptionGroup)
+    httpx2 = sys.modules.get("httpx2")
+    return base + (httpx2.HTTPError,) if httpx2 is not None else base
 
 
 @dataclass
@@ -74,6 +82,7 @@ class Upstream:
                 command=cfg.command, args=list(cfg.args),
                 env={k: expand_env(v) for k, v in cfg.env.items()} or None,
                 cwd=cfg.cwd or None)
+        import httpx2   # the SDK's HTTP client: loaded only for an HTTP upstream
         headers = {k: expand_env(v) for k, v in cfg.headers.items()}
         http = httpx2.AsyncClient(headers=headers,
                                   timeout=httpx2.Timeout(cfg.timeout, read=cfg.timeout + 300))
@@ -161,8 +170,7 @@ class Upstream:
         except trio.TooSlowError:
             raise errors.UpstreamError(
                 f"MCP server {self.cfg.id!r} did not answer within {self.cfg.timeout:g}s") from None
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ExceptionGroup,
-                httpx2.HTTPError) as exc:
+        except _broken_errors() as exc:
             # The transport broke under us: reconnect rather than wait for the next ping.
             self._broken.set()
             raise errors.UpstreamError(f"MCP server {self.cfg.id!r} failed: "

@@ -13,6 +13,7 @@ request write (ignored, the read reports the broken connection).
 """
 from __future__ import annotations
 
+import os
 import ssl
 import typing
 
@@ -28,6 +29,8 @@ class LeanStream(TrioStream):
         super().__init__(stream)
         self._pending: list[bytes] = []
         self._write_timeout: float | None = None
+        # Plain TCP only: under TLS the bytes must go through the SSL object.
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if buffer:
@@ -38,6 +41,20 @@ class LeanStream(TrioStream):
         pending = self._pending
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
+        fd = self._fd
+        if fd is not None:
+            # A request fits the socket's send buffer nearly always: one non-blocking
+            # write, and no cancel scope for a timeout that cannot apply. What does not
+            # fit (or a socket in trouble) takes the timed path below.
+            try:
+                sent = os.write(fd, data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return   # as a failed send below: the read reports the broken connection
+            if sent == len(data):
+                return
+            data = data[sent:]
         timeout = self._write_timeout
         try:
             if timeout is None:
@@ -68,6 +85,7 @@ class LeanStream(TrioStream):
 
     async def aclose(self) -> None:
         self._pending.clear()
+        self._fd = None
         await self._stream.aclose()
 
     async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
