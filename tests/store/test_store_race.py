@@ -29,12 +29,19 @@ def race(path, account_id, work, observe=_wallet_figures):
     each on its own connection, all released together; returns per-attempt outcomes
     and what a concurrent observer saw (observe(db, account_id), by default the
     wallet's (balance, held))."""
-    start = threading.Barrier(THREADS + 1)
+    # A worker that cannot open its connection (a PostgreSQL out of connections, say)
+    # breaks the barrier for all after the timeout: the test fails instead of hanging.
+    start = threading.Barrier(THREADS + 1, timeout=120)
     outcomes, seen, failures = [], [], []
     finished = threading.Event()
 
     def worker(index):
-        db = store.open_database(path)
+        try:
+            db = store.open_database(path)
+        except BaseException as exc:
+            failures.append(exc)
+            start.abort()
+            return
         try:
             start.wait()
             for attempt in range(index, ATTEMPTS, THREADS):
@@ -57,7 +64,10 @@ def race(path, account_id, work, observe=_wallet_figures):
     for thread in threads:
         thread.start()
     watcher.start()
-    start.wait()
+    try:
+        start.wait()
+    except threading.BrokenBarrierError:
+        pass   # a worker failed to start: its error is in `failures`
     for thread in threads:
         thread.join()
     finished.set()
