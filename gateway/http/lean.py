@@ -10,7 +10,8 @@ whose replay machinery lives in Quart) passes through untouched.
 
 Per request there is one cancel scope: first the body's deadline (server.read_timeout),
 then the whole request's (server.max_request_seconds), which the client hanging up
-also cancels. A client that
+also cancels (told by the lean front's `prism.on_disconnect` callback, or under plain
+hypercorn by a watcher task reading `receive`). A client that
 leaves mid-answer therefore stops the upstream read at once and is billed for what it
 received, as on the Quart path; the pipeline's close is shielded either way.
 """
@@ -57,18 +58,34 @@ class LeanChat:
         # whole request: hypercorn hands even a small body over in several messages, so
         # a scope of its own for the body would be entered on every request.
         start = trio.current_time()
+        on_disconnect = scope["extensions"].get("prism.on_disconnect") \
+            if "extensions" in scope else None
         with trio.CancelScope(deadline=start + min(self.body_timeout, self.deadline)
                               ) as request_scope:
-            async with trio.open_nursery() as nursery:
+            if on_disconnect is not None:
+                # The lean front (gateway/http/front.py) watches the connection itself
+                # and calls back if the client leaves: no watcher task of our own.
+                def gone() -> None:
+                    exchange.gone = True
+                    request_scope.cancel()
+
                 def body_read() -> None:
                     exchange.body_read = True
                     request_scope.deadline = start + self.deadline
-                    nursery.start_soon(_watch_disconnect, receive, request_scope, exchange)
+                    on_disconnect(gone)
 
-                try:
-                    await self._serve(ctx, headers, receive, send, exchange, body_read)
-                finally:
-                    nursery.cancel_scope.cancel()
+                await self._serve(ctx, headers, receive, send, exchange, body_read)
+            else:
+                async with trio.open_nursery() as nursery:
+                    def body_read() -> None:
+                        exchange.body_read = True
+                        request_scope.deadline = start + self.deadline
+                        nursery.start_soon(_watch_disconnect, receive, request_scope, exchange)
+
+                    try:
+                        await self._serve(ctx, headers, receive, send, exchange, body_read)
+                    finally:
+                        nursery.cancel_scope.cancel()
         if request_scope.cancelled_caught and not exchange.gone and not exchange.started:
             if exchange.body_read:
                 err = errors.UpstreamTimeout(
