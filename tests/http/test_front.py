@@ -282,3 +282,28 @@ def test_stop_closes_idle_connections_at_once(sim_url, tmp_path):
     assert time.monotonic() - started < 5
     assert r.closed()
     sock.close()
+
+
+def test_a_client_leaving_a_slow_answer_cuts_it_at_once(gw, key):
+    """The reader sees the hang-up while the app waits on the upstream; the lean chat
+    path's callback cancels the call, so its hold closes long before the upstream
+    would have answered, and the log says the client left (499)."""
+    import store
+    from store.models import Hold, RequestLog
+    with _connect(gw) as sock:
+        sock.sendall(_chat(key, "[[sim delay_ms=4000]] say: too late"))
+        time.sleep(0.5)
+    started = time.monotonic()
+    db = gw.db()
+    try:
+        while time.monotonic() - started < 3:
+            if not store.open_holds(db):
+                break
+            time.sleep(0.05)
+        assert not store.open_holds(db), "the hold outlived the client by 3 s"
+        row = RequestLog.select().order_by(RequestLog.created_at.desc()).first()
+        assert row.status == 499
+        hold = Hold.get(Hold.request_id == row.request_id)
+        assert hold.state == "voided"   # nothing reached the client: nothing billed
+    finally:
+        db.close()
