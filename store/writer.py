@@ -83,6 +83,10 @@ class _TrioJob(_Job):
         return trio.lowlevel.Abort.SUCCEEDED
 
 
+def _refuse_abort(raise_cancel) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
+
+
 def _deliver_all(results: list) -> None:
     for job, result in results:
         job._deliver(result)
@@ -224,6 +228,16 @@ class Writer:
                        trio.lowlevel.current_trio_token())
         self._submit(job)
         return await trio.lowlevel.wait_task_rescheduled(job.abort)
+
+    async def call_shielded(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`call` that no cancellation interrupts: the caller waits for the job's result
+        as it would inside a shielded cancel scope, without entering one (the money
+        path's hold is taken this way once per request). A pending cancellation is
+        delivered at the caller's next checkpoint."""
+        job = _TrioJob(fn, args, kwargs, trio.lowlevel.current_task(),
+                       trio.lowlevel.current_trio_token())
+        self._submit(job)
+        return await trio.lowlevel.wait_task_rescheduled(_refuse_abort)
 
     def call_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """`call` for plain threads (CLI, tests): blocks until the job has run."""

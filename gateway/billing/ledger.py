@@ -105,13 +105,16 @@ class Ledger:
     async def admit(self, account_id: str, request_id: str, amount_micros: int, *,
                     plan: Any = None, windows: Sequence[Any] = (), input_tokens: int = 0,
                     output_tokens: int = 0, now: float | None = None,
-                    position: bool = True, budgets: Sequence[Any] = ()) -> "store.Admitted":
+                    position: bool = True, budgets: Sequence[Any] = (),
+                    shielded: bool = False) -> "store.Admitted":
         """Hold the request's worst case: the plan's windows first, then (if the plan
         falls through, or there is no plan) the wallet. With `position`, the account's
-        standing after the hold comes back too."""
+        standing after the hold comes back too. `shielded`: no cancellation stops the
+        wait for the hold (see Writer.call_shielded)."""
         now = time.time() if now is None else now
+        call = self._writer.call_shielded if shielded else self._writer.call
         try:
-            return await self._writer.call(
+            return await call(
                 store.admit, account_id, request_id, amount_micros, self._ttl,
                 plan=None if plan is None else plan.id, windows=windows,
                 input_tokens=input_tokens, output_tokens=output_tokens,

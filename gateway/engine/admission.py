@@ -19,8 +19,6 @@ after admission; `pending_headers` lets the HTTP layer pick them up.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -32,20 +30,21 @@ from gateway import canonical as c
 from gateway import errors
 from gateway.billing.plans import (AccountPlans, _burst, allowed_models, check_request,
                                    find_plan, rate_limits, session_messages)
-from gateway.billing.pricing import cost_micros, format_usd, markup_micros, worst_case_micros
+from gateway.billing.pricing import cost_micros, markup_micros, worst_case_micros
 from gateway.billing.ratelimit import GCRA, Decision, Limit
 from gateway.shared.limiter import LocalLimiter
 from gateway.billing.windows import plan_windows
 from gateway.config import PlanConfig
 
 from gateway.engine.call import Outcome
+from gateway.engine.standing import (error_type_of, operator_detail, position_headers,
+                                     rate_headers, status_of)
 
 if TYPE_CHECKING:
     from gateway.billing.ledger import Ledger
     from gateway.engine.call import CallContext, Prepared
     from gateway.engine.live import Live
 
-_log = logging.getLogger("prism.upstream")
 
 # Settling is one local SQLite write; if it cannot finish in this long something is
 # badly wrong, and the sweeper will expire the hold instead.
@@ -59,61 +58,6 @@ class _Live:
     tokens: list[tuple[Any, Limit, int]]   # token-limit charges to correct at close
     headers: dict[str, str]
     markup_bp: int = 0                     # the mode's markup, fixed at admission
-
-
-def _status(error: BaseException | None) -> int:
-    if error is None:
-        return 200
-    return error.status if isinstance(error, errors.PrismError) else 499
-
-
-def _error_type(error: BaseException | None) -> str | None:
-    if error is None:
-        return None
-    return error.type_name if isinstance(error, errors.PrismError) else type(error).__name__
-
-
-def operator_detail(request_id: str, error: BaseException | None) -> dict[str, str]:
-    """An upstream failure's own words (already redacted by providers.base) for the
-    operator: logged here and put on the dashboard's event, never sent to the client."""
-    detail = getattr(error, "detail", None)
-    if not detail:
-        return {}
-    _log.warning("request %s: %s", request_id, detail)
-    return {"error_detail": detail}
-
-
-def rate_headers(decision: Decision) -> dict[str, str]:
-    """RateLimit-Limit/-Remaining/-Reset for the limit closest to running out (the
-    separate-header form of the IETF httpapi draft), and RateLimit-Policy listing
-    every limit that applies."""
-    tight = decision.tightest()
-    if tight is None:
-        return {}
-    policy = ", ".join(f'{s.limit.rate};w={s.limit.period_s};burst={s.limit.burst};'
-                       f'name="{s.limit.name}"' for s in decision.states)
-    return {"RateLimit-Limit": str(tight.limit.burst),
-            "RateLimit-Remaining": str(tight.remaining),
-            "RateLimit-Reset": str(math.ceil(tight.reset_s)),
-            "RateLimit-Policy": policy}
-
-
-def position_headers(pos: "store.Position | None", funded_by: str | None) -> dict[str, str]:
-    if pos is None:
-        return {}
-    h = {"X-Prism-Wallet-Remaining": format_usd(max(pos.available_micros, 0))}
-    usd = [(w.name, w.remaining("usd")) for w in pos.windows if w.limit_micros is not None]
-    if usd:
-        h["X-Prism-Window-Remaining"] = format_usd(min(r for _, r in usd))
-        h["X-Prism-Windows-Remaining"] = ", ".join(f"{n}={format_usd(r)}" for n, r in usd)
-    for w in pos.windows:
-        if w.limit_input is not None:
-            h["X-Prism-Daily-Input-Tokens-Remaining"] = str(w.remaining("input_tokens"))
-        if w.limit_output is not None:
-            h["X-Prism-Daily-Output-Tokens-Remaining"] = str(w.remaining("output_tokens"))
-    if funded_by:
-        h["X-Prism-Funded-By"] = funded_by
-    return h
 
 
 class Admission:
@@ -260,18 +204,18 @@ class Admission:
         # Shielded: a reserve that completes after its caller stopped waiting would leave
         # a hold nobody ends. Any pending cancel lands at the caller's next checkpoint,
         # inside the try that voids the hold.
-        with trio.CancelScope(shield=True):
-            try:
-                # A stream's headers leave before it settles, so it reports its standing
-                # after the hold; anything else reports it after settlement instead.
-                admitted = await self.ledger.admit(
-                    ctx.account_id, ctx.request_id, hold, plan=plan, windows=windows,
-                    input_tokens=prep.prompt_tokens, output_tokens=max_out, now=now,
-                    position=prep.stream, budgets=budgets)
-            except BaseException:
+        try:
+            # A stream's headers leave before it settles, so it reports its standing
+            # after the hold; anything else reports it after settlement instead.
+            admitted = await self.ledger.admit(
+                ctx.account_id, ctx.request_id, hold, plan=plan, windows=windows,
+                input_tokens=prep.prompt_tokens, output_tokens=max_out, now=now,
+                position=prep.stream, budgets=budgets, shielded=True)
+        except BaseException:
+            with trio.CancelScope(shield=True):
                 for key, limit, cost in token_items:
                     await self.limiter.refund(key, limit, cost)
-                raise
+            raise
         prep.hold_id = admitted.hold_id
         if decision is not None:
             prep.headers.update(rate_headers(decision))
@@ -285,8 +229,8 @@ class Admission:
         return dict(
             request_id=ctx.request_id, key_id=ctx.key_id, account_id=ctx.account_id,
             route=ctx.route, dialect=ctx.dialect, model=model,
-            provider=provider, upstream_model=upstream_model, status=_status(error),
-            error_type=_error_type(error), latency_ms=(time.monotonic() - ctx.started) * 1000.0,
+            provider=provider, upstream_model=upstream_model, status=status_of(error),
+            error_type=error_type_of(error), latency_ms=(time.monotonic() - ctx.started) * 1000.0,
             tokens_in=usage.input_tokens if usage else 0,
             tokens_out=usage.output_tokens if usage else 0,
             cached_tokens=usage.cached_input_tokens if usage else 0,
@@ -399,8 +343,8 @@ class Admission:
         """The request-log row of a job that ends after its request did."""
         return dict(request_id=ctx.request_id, key_id=ctx.key_id, account_id=ctx.account_id,
                     route=ctx.route, dialect=ctx.dialect, model=model, provider=provider,
-                    upstream_model=upstream_model, status=_status(error),
-                    error_type=_error_type(error),
+                    upstream_model=upstream_model, status=status_of(error),
+                    error_type=error_type_of(error),
                     latency_ms=(time.monotonic() - ctx.started) * 1000.0,
                     tokens_in=0, tokens_out=0, cached_tokens=0, cost_micros=cost,
                     estimated=False, failover=False, stream=False)

@@ -9,15 +9,14 @@ connection (a `receive`) and calls the disconnect callback the app registered th
 the `prism.on_disconnect` scope extension (the lean chat path cancels its request
 with it). Plain ASGI apps get `http.disconnect` from `receive` as usual.
 
-Timeouts: while the worker waits for a head, the reader runs under the connection's
-one cancel scope with its deadline moved to keep_alive_timeout from the end of the
-last answer (and to never once a head is in); shutdown cancels it while idle. The
+Timeouts: a connection that waits keep_alive_timeout for a head (from its start or the
+end of the last answer) is closed by the reader, whose cancel scope is renewed only
+when its deadline passes; shutdown cancels it while idle. The
 reader stops reading past `_MAX_BUFFER` unread bytes until the worker takes some.
 """
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Callable
 
 import trio
@@ -70,7 +69,8 @@ class Connection:
         self.closing = False       # the reader has stopped: serve nothing more
         self.handoff: bytes | None = None
         self.max_head = config.h11_max_incomplete_size
-        self.scope = trio.CancelScope()   # the reader's; see the module docstring
+        self.scope = trio.CancelScope()   # the reader's current one; see _read
+        self.idle_since: float | None = trio.current_time()   # waiting for a head since
         # The worker side waits in `changed`, the reader in `space` when the buffer is
         # full; each is woken only if someone waits (an empty lot's unpark still costs).
         self.changed = trio.lowlevel.ParkingLot()
@@ -133,22 +133,35 @@ class Connection:
 
     async def _read(self) -> None:
         buf, stream, changed, space = self.buf, self.stream, self.changed, self.space
+        keep_alive = self.config.keep_alive_timeout
         try:
-            with self.scope:
-                while True:
-                    while len(buf) > _MAX_BUFFER:
-                        await space.park()
-                    data = await stream.receive_some(MAX_RECV)
-                    if not data:
-                        break
-                    buf += data
-                    if changed:
-                        changed.unpark_all()
-            if not self.scope.cancelled_caught:
-                self._hung_up()
-        except _BROKEN:
-            self._hung_up()
-        except OSError:
+            while True:
+                # The deadline is checked lazily: when it passes, the connection closes
+                # only if it has really waited keep_alive_timeout for a head; otherwise
+                # a new scope runs to the new end (so no deadline moves per request).
+                scope = self.scope = trio.CancelScope(
+                    deadline=(self.idle_since if self.idle_since is not None
+                              else trio.current_time()) + keep_alive)
+                if self.idle_since is not None and not buf:
+                    self.front.idle.add(scope)
+                with scope:
+                    while True:
+                        while len(buf) > _MAX_BUFFER:
+                            await space.park()
+                        data = await stream.receive_some(MAX_RECV)
+                        if not data:
+                            self._hung_up()
+                            return
+                        buf += data
+                        if changed:
+                            changed.unpark_all()
+                self.front.idle.discard(scope)
+                if self.front.closing and self.idle_since is not None:
+                    return   # shutdown, and no request is being served
+                if self.idle_since is not None and \
+                        trio.current_time() - self.idle_since >= keep_alive:
+                    return   # as hypercorn: no head within keep_alive_timeout closes
+        except (*_BROKEN, OSError):
             self._hung_up()
         finally:
             self.closing = True
@@ -164,10 +177,12 @@ class Connection:
             callback()
 
     async def _next_head(self) -> bytearray | None:
-        """The next request's head, once it is in; None to stop."""
-        buf, scope = self.buf, self.scope
+        """The next request's head, once it is in; None to stop. While it waits the
+        connection is idle (idle_since): the reader's deadline applies, and shutdown
+        may close it (front.idle)."""
+        buf = self.buf
         idle = self.front.idle
-        scope.deadline = trio.current_time() + self.config.keep_alive_timeout
+        self.idle_since = trio.current_time()
         try:
             while True:
                 end = buf.find(b"\r\n\r\n")
@@ -176,7 +191,6 @@ class Connection:
                     del buf[:end + 4]
                     if self.space:
                         self.space.unpark_all()
-                    scope.deadline = math.inf
                     return raw
                 if end > self.max_head or len(buf) > self.max_head:
                     await self._write(h1head.error_response(431, "Request head too large"))
@@ -184,11 +198,12 @@ class Connection:
                 if self.closing or self.front.closing:
                     return None
                 if not buf:
-                    idle.add(scope)
+                    idle.add(self.scope)
                 await self.changed.park()
-                idle.discard(scope)
+                idle.discard(self.scope)
         finally:
-            idle.discard(scope)
+            idle.discard(self.scope)
+            self.idle_since = None
 
     async def _work(self, client: Any, server: Any) -> None:
         while not self.gone:
