@@ -86,6 +86,9 @@ class Prepared:
     headers: dict[str, str] = field(default_factory=dict)   # extra response headers
     turn: Any = None    # sessions.Turn when the request belongs to a session
     target: Target | None = None
+    # The stream's provider reads the network under its own read timeout (set by
+    # dispatch from the provider's `timed_reads`): the relay needs no deadline per event.
+    timed_reads: bool = False
 
     def __post_init__(self) -> None:
         if (self.selection is None) == (self.target is None):

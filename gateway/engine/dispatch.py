@@ -235,6 +235,7 @@ class Dispatcher:
                 if isinstance(exc, trio.TooSlowError):
                     raise upstream_timeout(exc) from None
                 raise
+            prep.timed_reads = getattr(provider, "timed_reads", False)
             return events, first
 
         events, first = await self._each_route(prep, attempt)

@@ -280,6 +280,7 @@ class Pipeline:
                      error_frame: Callable[[errors.PrismError], bytes]) -> AsyncIterator[bytes]:
         error: BaseException | None = None
         idle = self.dispatcher.read_timeout(st.prep)
+        timed = st.prep.timed_reads
         try:
             ev = st.first
             while True:
@@ -289,6 +290,14 @@ class Pipeline:
                 st.meter.delivered(ev)
                 if st.prep.turn is not None:
                     st.prep.turn.observe(ev)
+                if timed:
+                    # Every wait in the provider's stream is a network read under its
+                    # read timeout (the same `idle`): that deadline already applies.
+                    try:
+                        ev = await st.events.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    continue
                 # The deadline wraps only the read: a cancel scope must never span a yield.
                 # A bare scope, not trio.fail_after: this runs once per relayed event.
                 with trio.CancelScope(deadline=trio.current_time() + idle) as quiet:

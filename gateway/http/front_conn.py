@@ -17,6 +17,7 @@ reader stops reading past `_MAX_BUFFER` unread bytes until the worker takes some
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Callable
 
 import trio
@@ -64,6 +65,7 @@ class Connection:
         self.wrapper, self.config, self.context, self.state = wrapper, config, context, state
         self.app = front.app
         self.stream = stream
+        self.sock = stream.socket
         self.buf = bytearray()
         self.gone = False          # the client hung up (or the socket broke)
         self.closing = False       # the reader has stopped: serve nothing more
@@ -348,12 +350,26 @@ class Connection:
     async def _write(self, data: bytes) -> None:
         if self.gone:
             return
+        # Nearly always the socket takes the whole answer (or stream event) at once:
+        # one non-blocking write, without trio's send machinery and its checkpoint.
+        # What does not fit goes through send_all, which waits for room.
         try:
-            await self.stream.send_all(data)
+            sent = os.write(self.sock.fileno(), data)   # -1 once closed: EBADF
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            sent = -1
+        try:
+            if sent == len(data):
+                return
+            if sent >= 0:
+                await self.stream.send_all(data[sent:] if sent else data)
+                return
         except (*_BROKEN, OSError):
-            self._hung_up()
-            if self.changed:
-                self.changed.unpark_all()
+            pass
+        self._hung_up()
+        if self.changed:
+            self.changed.unpark_all()
 
     def _head(self, more: bool, size: int) -> bytes:
         status, headers = self.pending

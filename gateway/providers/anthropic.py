@@ -22,6 +22,10 @@ _PATH = "/v1/messages"
 
 
 class AnthropicProvider:
+    # Its streams wait only on network reads, each under the provider's read timeout
+    # (gateway.engine.pipeline relays them without a deadline of its own per event).
+    timed_reads = True
+
     def __init__(self, config: ProviderConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
         headers = {"anthropic-version": API_VERSION}

@@ -20,6 +20,10 @@ from gateway.providers import base
 
 
 class OpenAIProvider:
+    # Its streams wait only on network reads, each under the provider's read timeout
+    # (gateway.engine.pipeline relays them without a deadline of its own per event).
+    timed_reads = True
+
     def __init__(self, config: ProviderConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
         key = base.api_key(config)
