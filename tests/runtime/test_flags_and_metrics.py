@@ -120,3 +120,14 @@ def test_route_label():
     assert route_label("/v1beta/models/x:streamGenerateContent") == \
         "/v1beta/models/{model}:streamGenerateContent"
     assert route_label("/v1/chat/completions") == "/v1/chat/completions"
+
+
+def test_recent_window_keeps_one_bucket_per_second_however_many_requests():
+    now = [1000.0]
+    m = Metrics(clock=lambda: now[0])
+    for i in range(30000):   # 100 requests a "second" for 300 seconds
+        now[0] = 1000.0 + i / 100
+        m.observe({"route": "/r", "status": 502 if i % 10 == 0 else 200, "provider": "p"})
+    assert len(m._recent["p"]) <= 301
+    got = m.recent("p")
+    assert got["requests"] == 30000 and got["errors"] == 3000
