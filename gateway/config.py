@@ -104,6 +104,9 @@ class ProviderConfig:
     # openai only: the upstream API chat goes to. "responses" (/v1/responses) receives
     # a client's Responses hosted tools (web_search, ...) unchanged; "chat" drops them.
     api: str = "chat"
+    # openai | anthropic | gemini: batch lines whose route starts here go to the
+    # upstream's own batch API (gateway/jobs/native.py) instead of one call each.
+    native_batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,7 @@ class JobsConfig:
     webhook_timeout: float = 10.0
     webhook_max_attempts: int = 5
     webhook_allow_private: bool = False
+    native_poll_interval: float = 30.0   # seconds between polls of an upstream batch
 
 
 @dataclass(frozen=True)
@@ -443,6 +447,9 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         if p.api not in ("chat", "responses") or (p.api != "chat" and p.kind != "openai"):
             problems.append(f"{where}.api: must be \"chat\", or \"responses\" for kind "
                             f"\"openai\", not {p.api!r}")
+        if p.native_batch and p.kind not in ("openai", "anthropic", "gemini"):
+            problems.append(f"{where}.native_batch: only kinds openai, anthropic and gemini "
+                            "have a native batch API")
     public: dict[str, str] = {}
     for i, m in enumerate(cfg.models):
         where = f"models[{i}]"

@@ -31,6 +31,7 @@ import trio
 
 import store.files as sf
 import store.batch_lines as sb
+import store.batch_native as sbn
 import store.jobs as sj
 from gateway import errors
 from gateway.billing.pricing import format_usd
@@ -60,8 +61,9 @@ class BatchHandler:
     kind = "batch"
 
     def __init__(self, calls: JobCalls, admission: Any, resources: Any, catalog: Callable[[], Any],
-                 config: Callable[[], Any], clock: Callable[[], float]) -> None:
+                 config: Callable[[], Any], clock: Callable[[], float], native: Any = None) -> None:
         self.calls = calls
+        self.native = native     # gateway.jobs.native.NativeBatches (upstream batch APIs)
         self.admission = admission
         self.resources = resources
         self.catalog = catalog
@@ -179,10 +181,15 @@ class BatchHandler:
         cfg = self.config()
         limiter = trio.CapacityLimiter(max(1, cfg.batch_line_concurrency))
         pending = await self.writer.call(sb.open_lines, job.id)
+        # Lines an upstream's own batch API holds (gateway.jobs.native) are not run here.
+        held = await self.native.step(job, owner, pending) if self.native is not None else set()
         deadline = data.get("deadline") or float("inf")
         async with trio.open_nursery() as nursery:
             for line in pending:
-                nursery.start_soon(self._line, job, owner, line.url, line, limiter, deadline)
+                if line.id not in held:
+                    nursery.start_soon(self._line, job, owner, line.url, line, limiter, deadline)
+        if held and await self._native_pending(job, owner, deadline):
+            return
         if await self.writer.call(sb.open_lines, job.id):
             # Lines left unstarted past the completion window: the batch expired.
             await self.writer.call(sb.cancel_open_lines, job.id)
@@ -232,7 +239,25 @@ class BatchHandler:
                         error=json.dumps(body), request_id=ctx.request_id))
                     return
 
+    async def _native_pending(self, job: sj.Job, owner: str, deadline: float) -> bool:
+        """Upstream batches still running: back to the queue until the next poll (True),
+        or, past the completion window, cancelled upstream and the batch expired."""
+        if not await self.writer.call(sbn.pending_line_ids, job.id):
+            return False
+        if self.clock() > deadline and await self.native.cancel(job, owner):
+            await self.writer.call(sb.cancel_open_lines, job.id)
+            await self._finish(job, owner, "expired", "expired")
+            return True
+        await self.writer.call(sj.update_owned, job.id, owner, state="queued",
+                               not_before=self.clock() + self.config().native_poll_interval)
+        return True
+
     async def cancelled(self, job: sj.Job, owner: str) -> None:
+        if self.native is not None and not await self.native.cancel(job, owner):
+            # Cancelled upstream, not yet ended there: look again at the next poll.
+            await self.writer.call(sj.update_owned, job.id, owner, state="queued",
+                                   not_before=self.clock() + self.config().native_poll_interval)
+            return
         await self.writer.call(sb.cancel_open_lines, job.id)
         await self._finish(job, owner, "cancelled", "cancelled")
 
