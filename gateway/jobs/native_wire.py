@@ -142,6 +142,8 @@ def decode_result(kind: str, api: str, item: Any) -> Result | None:
         if isinstance(item.get("response"), dict):
             return _decode(gemini.to_canonical_response, item["response"], key)
         err = item.get("error") if isinstance(item.get("error"), dict) else {}
+        if err.get("status") == "CANCELLED":
+            return Result(key, "canceled")
         code = err.get("code") if isinstance(err.get("code"), int) else None
         status = code if code is not None and 100 <= code < 600 else 500
         return Result(key, "errored", error=_failed(status, _message(err)))

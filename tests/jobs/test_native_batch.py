@@ -1,0 +1,195 @@
+"""Batches sent to the upstream's own batch API (providers with native_batch = true),
+through the official openai SDK against a running gateway and the HTTP simulator's batch
+APIs: OpenAI files + batches, Anthropic message batches, Gemini batchGenerateContent.
+
+Each batch goes upstream as one submission holding every line and no line-by-line call;
+its output and error files match every custom_id; each succeeded line is billed once at
+the batch multiplier from the usage the provider reported, errored lines not at all; a
+cancel is forwarded upstream and bills only what the upstream finished; an upstream that
+refuses the batch sends the lines line by line instead."""
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import openai
+import pytest
+
+import harness
+import store
+import store.batch_native
+from tests.jobs import setup
+from tests.jobs.test_batches import _chat, _jsonl, _upload, wait
+
+KINDS = ("openai", "anthropic", "gemini")
+JOBS = {**setup.JOBS, "native_poll_interval": 0.1}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    s = harness.start_simulator()
+    yield s.url
+    s.stop()
+
+
+def config(tmp, sim_url: str) -> dict:
+    base = harness.gateway_config(tmp, sim_url, upstream_kinds=KINDS)
+    providers = [{**p, "native_batch": p["id"].startswith("sim-")} for p in base["providers"]]
+    return {"providers": providers, "models": base["models"] + [setup.EMBED]}
+
+
+@pytest.fixture(scope="module")
+def gw(sim, tmp_path_factory, request):
+    tmp = tmp_path_factory.mktemp("jobs-native")
+    g = harness.start_gateway(tmp, sim, jobs=JOBS, store=setup.store_for(request),
+                              **config(tmp, sim))
+    yield g
+    g.stop()
+
+
+def sim_stats(sim: str) -> dict:
+    return httpx.get(sim + "/_sim/stats").json()
+
+
+def sim_config(sim: str, **cfg) -> None:
+    httpx.post(sim + "/_sim/batches/config", json=cfg).raise_for_status()
+
+
+def _oa(gw, key) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key["key"], max_retries=0)
+
+
+def _billed(usage: dict) -> int:
+    """The batch price of a via-* line: $1 in, $2 out per Mtok, at multiplier 0.5."""
+    return int((usage["prompt_tokens"] + 2 * usage["completion_tokens"]) * 0.5)
+
+
+def _settles(db, account_id: str) -> dict[str, int]:
+    """setup.settles with a re-held line's hold (request id '#r<n>') named as its line."""
+    return {re.sub(r"#r\d+$", "", k): v for k, v in setup.settles(db, account_id).items()}
+
+
+def check_ledger(gw, key: dict, out: dict[str, dict]) -> None:
+    db = gw.db()
+    try:
+        settles = _settles(db, key["account_id"])
+        assert set(settles) == {r["response"]["request_id"] for r in out.values()}
+        for r in out.values():
+            body = r["response"]["body"]
+            assert settles[r["response"]["request_id"]] == _billed(body["usage"])
+        assert store.check_invariants(db) == []
+        assert store.count_open_holds(db) == 0
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batch_goes_native_once_and_settles_at_batch_price(gw, sim, kind):
+    sim_config(sim, delay=0.6, refuse=False)
+    before = sim_stats(sim)
+    key = gw.create_key(credits_usd=5.0)
+    oa = _oa(gw, key)
+    lines = [_chat(f"{kind}/{i}", f"say: hello {i}", model=f"via-{kind}") for i in range(7)]
+    lines.append(_chat(f"{kind}/bad", "fail me [[sim status=400]]", model=f"via-{kind}"))
+    batch = oa.batches.create(input_file_id=_upload(oa, lines), endpoint="/v1/chat/completions",
+                              completion_window="24h")
+    done = wait(oa, batch.id)
+    assert done.status == "completed", done
+    assert done.request_counts.total == 8 and done.request_counts.completed == 7
+    assert done.request_counts.failed == 1
+    after = sim_stats(sim)
+    nb0, nb1 = before["native_batches"], after["native_batches"]
+    assert nb1["submissions"][kind] - nb0["submissions"][kind] == 1
+    assert nb1["lines"][kind] - nb0["lines"][kind] == 8
+    assert after["requests"] == before["requests"]          # nothing went line by line
+    out, err = _jsonl(oa, done.output_file_id), _jsonl(oa, done.error_file_id)
+    assert set(out) == {ln["custom_id"] for ln in lines[:7]}
+    assert set(err) == {f"{kind}/bad"}
+    for i in range(7):
+        body = out[f"{kind}/{i}"]["response"]["body"]
+        assert body["object"] == "chat.completion" and body["model"] == f"via-{kind}"
+        assert body["choices"][0]["message"]["content"] == f"hello {i}"
+    bad = err[f"{kind}/bad"]["response"]
+    assert bad["status_code"] == 400 and bad["body"]["error"]["type"] == "invalid_request"
+    check_ledger(gw, key, out)
+    assert done.model_extra["cost_micros"] == sum(_billed(r["response"]["body"]["usage"])
+                                                  for r in out.values())
+
+
+def test_mixed_batch_splits_native_and_line_by_line(gw, sim):
+    """Lines for a native provider go upstream in one batch per upstream model; lines
+    for the others (prism-mini on the plain provider, embeddings) run one by one."""
+    sim_config(sim, delay=0.3, refuse=False)
+    before = sim_stats(sim)
+    key = gw.create_key(credits_usd=5.0)
+    oa = _oa(gw, key)
+    lines = ([_chat(f"a-{i}", f"say: a{i}", model="via-anthropic") for i in range(3)]
+             + [_chat(f"g-{i}", f"say: g{i}", model="via-gemini") for i in range(2)]
+             + [_chat(f"m-{i}", f"say: m{i}", model="prism-mini") for i in range(3)])
+    batch = oa.batches.create(input_file_id=_upload(oa, lines), endpoint="/v1/chat/completions",
+                              completion_window="24h")
+    done = wait(oa, batch.id)
+    assert done.status == "completed" and done.request_counts.completed == 8
+    nb0, nb1 = before["native_batches"], sim_stats(sim)["native_batches"]
+    assert nb1["submissions"]["anthropic"] - nb0["submissions"]["anthropic"] == 1
+    assert nb1["submissions"]["gemini"] - nb0["submissions"]["gemini"] == 1
+    assert sim_stats(sim)["requests"] - before["requests"] == 3    # prism-mini only
+    out = _jsonl(oa, done.output_file_id)
+    assert set(out) == {ln["custom_id"] for ln in lines}
+    db = gw.db()
+    try:
+        settles = _settles(db, key["account_id"])
+        assert set(settles) == {r["response"]["request_id"] for r in out.values()}
+        for cid, r in out.items():
+            if not cid.startswith("m-"):
+                assert settles[r["response"]["request_id"]] == _billed(r["response"]["body"]["usage"])
+        assert store.check_invariants(db) == [] and store.count_open_holds(db) == 0
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cancel_is_forwarded_and_bills_only_finished_lines(gw, sim, kind):
+    sim_config(sim, delay=4.0, cancel_delay=0.3, refuse=False)
+    before = sim_stats(sim)["native_batches"]
+    key = gw.create_key(credits_usd=5.0)
+    oa = _oa(gw, key)
+    lines = [_chat(f"c{i}", f"say: c{i}", model=f"via-{kind}") for i in range(10)]
+    batch = oa.batches.create(input_file_id=_upload(oa, lines), endpoint="/v1/chat/completions",
+                              completion_window="24h")
+    deadline = time.monotonic() + 20
+    while sim_stats(sim)["native_batches"]["submissions"][kind] == before["submissions"][kind]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.5)            # about a third of the lines finish upstream
+    assert oa.batches.cancel(batch.id).status in ("cancelling", "cancelled")
+    done = wait(oa, batch.id)
+    assert done.status == "cancelled"
+    assert sim_stats(sim)["native_batches"]["cancels"] - before["cancels"] == 1
+    out, err = _jsonl(oa, done.output_file_id), _jsonl(oa, done.error_file_id)
+    assert set(out) | set(err) == {ln["custom_id"] for ln in lines}
+    assert 1 <= len(out) < 10, (len(out), len(err))
+    for r in err.values():
+        assert r["error"]["code"] == "batch_cancelled"
+    check_ledger(gw, key, out)
+
+
+def test_refused_native_batch_falls_back_to_line_by_line(gw, sim):
+    sim_config(sim, delay=0.3, refuse=True)
+    try:
+        before = sim_stats(sim)
+        key = gw.create_key(credits_usd=5.0)
+        oa = _oa(gw, key)
+        lines = [_chat(f"f{i}", f"say: f{i}", model="via-openai") for i in range(4)]
+        batch = oa.batches.create(input_file_id=_upload(oa, lines),
+                                  endpoint="/v1/chat/completions", completion_window="24h")
+        done = wait(oa, batch.id)
+        assert done.status == "completed" and done.request_counts.completed == 4
+        after = sim_stats(sim)
+        assert after["native_batches"]["submissions"] == before["native_batches"]["submissions"]
+        assert after["requests"] - before["requests"] == 4
+        out = _jsonl(oa, done.output_file_id)
+        check_ledger(gw, key, out)
+    finally:
+        sim_config(sim, refuse=False)
