@@ -525,6 +525,10 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         # of a stream still running and that stream would go unbilled.
         problems.append(f"store.hold_ttl_seconds: must exceed server.max_request_seconds "
                         f"({cfg.server.max_request_seconds:g})")
+    if not 0 < cfg.jobs.native_poll_interval < cfg.store.hold_ttl_seconds:
+        # Each poll keeps a native batch line's hold alive for another hold TTL.
+        problems.append("jobs.native_poll_interval: must be above 0 and below "
+                        f"store.hold_ttl_seconds ({cfg.store.hold_ttl_seconds:g})")
     _check_positive(cfg.control, "control", ("event_buffer",), problems)
     if cfg.store.url and not cfg.store.url.startswith(
             ("sqlite:///", "postgresql://", "postgres://")):

@@ -253,6 +253,8 @@ class BatchHandler:
         return True
 
     async def cancelled(self, job: sj.Job, owner: str) -> None:
+        if self.native is not None and not await self.writer.call(sj.update_owned, job.id, owner):
+            return   # back in the queue already (between polls) or another runner's now
         if self.native is not None and not await self.native.cancel(job, owner):
             # Cancelled upstream, not yet ended there: look again at the next poll.
             await self.writer.call(sj.update_owned, job.id, owner, state="queued",

@@ -168,12 +168,14 @@ class NativeBatches:
                            dataclasses.replace(prep.req, stream=False), upstream_model)
         held = worst_case_micros(prep.entry.price, prep.prompt_tokens, prep.req.max_tokens)
         self.admission.forget(rid)       # this hold ends in native_settle, not in close
-        if not await self.writer.call(sn.add_line, job.id, owner, {
-                "line_id": line.id, "group_id": gid, "attempt": attempt, "request_id": rid,
-                "model_id": prep.entry.model.id, "hold_id": prep.hold_id,
-                "hold_micros": held, "wire": json.dumps(wire)}):
-            await self._unadmit(prep)
-            return None
+        # Shielded: the hold is open; it must be recorded with its line, or voided.
+        with trio.CancelScope(shield=True):
+            if not await self.writer.call(sn.add_line, job.id, owner, {
+                    "line_id": line.id, "group_id": gid, "attempt": attempt, "request_id": rid,
+                    "model_id": prep.entry.model.id, "hold_id": prep.hold_id,
+                    "hold_micros": held, "wire": json.dumps(wire)}):
+                await self._unadmit(prep)
+                return None
         return True
 
     async def _unadmit(self, prep: Any) -> None:
