@@ -24,10 +24,12 @@ an hours-long upstream batch holds no runner slot and survives any process: whic
 runner claims it next polls it. Cancel forwards the cancel upstream and finishes the
 batch once the upstream batch has ended: lines it completed stay billed, the rest not.
 
-Known gap: a process that dies after the upstream accepted a batch and before its id
-was written (one HTTP round trip) leaves a group in ``submitting``; the next runner
-sends it again. The customer is still billed once per line (each line settles once),
-but the upstream may run those lines twice.
+A process that dies after the upstream accepted a batch and before its id was written
+(one HTTP round trip) leaves a group in ``submitting``: the next runner first looks for
+it upstream by its tag (OpenAI keeps it in the batch's metadata, Gemini in its display
+name) and adopts it. Anthropic keeps nothing of ours on a batch, so there the next
+runner sends it again: the customer is still billed once per line (each line settles
+once), but the upstream may run those lines twice.
 """
 from __future__ import annotations
 
@@ -198,9 +200,12 @@ class NativeBatches:
         with trio.CancelScope(shield=True):
             with trio.move_on_after(pc.read_timeout + pc.connect_timeout + 10):
                 try:
-                    uid, fid = await client.create([json.loads(r.wire) for r in rows], tag=g.id,
-                                                   upstream_model=g.upstream_model,
-                                                   endpoint=openai_endpoint(pc.api))
+                    # A runner that died mid-create may have left the batch upstream.
+                    uid, fid = await client.find(g.id), None
+                    if uid is None:
+                        uid, fid = await client.create(
+                            [json.loads(r.wire) for r in rows], tag=g.id,
+                            upstream_model=g.upstream_model, endpoint=openai_endpoint(pc.api))
                 except errors.PrismError as exc:
                     log.warning("batch %s: upstream %s refused the native batch (%s); its "
                                 "%d line(s) run line by line", job.id, g.provider,

@@ -128,6 +128,25 @@ class NativeBatchClient:
             raise errors.UpstreamProtocolError(f"upstream {self.config.id} sent no batch id")
         return value
 
+    async def find(self, tag: str) -> str | None:
+        """The id of an upstream batch this gateway created under ``tag`` (OpenAI's
+        metadata, Gemini's display name) among the most recent ones, or None. Anthropic
+        keeps nothing of ours on a batch, so there it is always None."""
+        if self.kind == "openai":
+            listed = (await self._json("GET", "/batches?limit=100")).get("data")
+            for b in listed if isinstance(listed, list) else []:
+                meta = b.get("metadata") if isinstance(b, dict) else None
+                if isinstance(meta, dict) and meta.get("prism_group") == tag:
+                    return self._id(b.get("id"))
+        elif self.kind == "gemini":
+            listed = (await self._json("GET", f"{self._gprefix}/batches?pageSize=100")
+                      ).get("operations")
+            for op in listed if isinstance(listed, list) else []:
+                meta = op.get("metadata") if isinstance(op, dict) else None
+                if isinstance(meta, dict) and meta.get("displayName") == tag:
+                    return self._id(op.get("name"))
+        return None
+
     async def retrieve(self, upstream_id: str) -> dict:
         if self.kind == "openai":
             return await self._json("GET", f"/batches/{quote(upstream_id, safe='')}")

@@ -10,8 +10,10 @@
                 with inlined responses, once ended); POST /v1beta/batches/{id}:cancel
 
 A batch's lines finish one by one, evenly over ``delay`` seconds from its creation
-(POST /_sim/batches/config {"delay": s, "cancel_delay": s, "refuse": bool} sets them;
-refuse makes every create answer 500). A cancel ends the batch cancel_delay later: lines
+(POST /_sim/batches/config {"delay": s, "cancel_delay": s, "refuse": bool,
+"create_delay": s} sets them; refuse makes every create answer 500, create_delay holds
+the answer to a create that was accepted). GET /v1/batches and GET /v1beta/batches list
+the batches, newest first. A cancel ends the batch cancel_delay later: lines
 finished by the cancel keep their results, the rest are cancelled. Each line is answered
 by the simulator's brain (core.respond) through the dialect's wire adapter, so a fault
 directive in a line's prompt fails that line alone. GET /_sim/batches counts what
@@ -28,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import trio
+
 from gateway import canonical as c
 from gateway import errors
 from gateway.codecs import multipart
@@ -39,7 +43,7 @@ MAX_BODY = 64 * 1024 * 1024
 _OPENAI = re.compile(r"^(?:/v1)?/(files|batches)(?:/([^/]+))?(?:/(content|cancel))?$")
 _ANTHROPIC = re.compile(r"^/v1/messages/batches(?:/([^/]+))?(?:/(results|cancel))?$")
 _GEMINI_CREATE = re.compile(r"^/v1(?:beta)?/models/([^/:]+):batchGenerateContent$")
-_GEMINI_BATCH = re.compile(r"^/v1(?:beta)?/batches/([^/:]+)(:cancel)?$")
+_GEMINI_BATCH = re.compile(r"^/v1(?:beta)?/batches(?:/([^/:]+)(:cancel)?)?$")
 
 
 def _iso(t: float) -> str:
@@ -79,6 +83,7 @@ class NativeBatchSim:
         self.delay = 1.0
         self.cancel_delay = 0.2
         self.refuse = False
+        self.create_delay = 0.0
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, _Batch] = {}
         self.submissions = {"openai": 0, "anthropic": 0, "gemini": 0}
@@ -105,8 +110,9 @@ class NativeBatchSim:
             self.delay = float(cfg.get("delay", self.delay))
             self.cancel_delay = float(cfg.get("cancel_delay", self.cancel_delay))
             self.refuse = bool(cfg.get("refuse", self.refuse))
+            self.create_delay = float(cfg.get("create_delay", self.create_delay))
             await _send_json(send, 200, {"delay": self.delay, "cancel_delay": self.cancel_delay,
-                                         "refuse": self.refuse})
+                                         "refuse": self.refuse, "create_delay": self.create_delay})
             return True
         m_oa = _OPENAI.match(path)
         m_an = _ANTHROPIC.match(path)
@@ -123,12 +129,16 @@ class NativeBatchSim:
             await _send_error(send, 401, "Missing credentials for the simulated upstream", wire=wire)
             return True
         body = await read_body(receive, MAX_BODY) if method == "POST" else b""
+        made = sum(self.submissions.values())
         try:
             status, out, raw = self._route(path, method, headers, body or b"", m_oa, m_an,
                                            m_gc, m_gb)
         except errors.PrismError as exc:
             await _send_error(send, exc.status if exc.status < 500 else 500, exc.message, wire=wire)
             return True
+        if sum(self.submissions.values()) > made and self.create_delay > 0:
+            # Created, and slow to say so: a gateway killed now never learns the id.
+            await trio.sleep(self.create_delay)
         if raw is not None:
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/binary"),
@@ -150,6 +160,10 @@ class NativeBatchSim:
                 return 200, None, self.files[oid]
             if what == "batches" and method == "POST" and oid is None:
                 return 200, self._openai_create(json.loads(body or b"{}"), now), None
+            if what == "batches" and method == "GET" and oid is None:
+                return 200, {"object": "list", "has_more": False, "data": [
+                    self._openai_object(b, now) for b in reversed(self.batches.values())
+                    if b.kind == "openai"]}, None
             batch = self._get(oid, "openai")
             if verb == "cancel" and method == "POST":
                 self._cancel(batch, now)
@@ -179,6 +193,9 @@ class NativeBatchSim:
                 raise errors.NotFound(f"Unknown route {method} {path}")
             return 200, self._gemini_create(m_gc.group(1), json.loads(body or b"{}"), now), None
         bid, cancel = m_gb.groups()
+        if bid is None and method == "GET":
+            return 200, {"operations": [self._gemini_operation(b, now) for b in
+                                        reversed(self.batches.values()) if b.kind == "gemini"]}, None
         batch = self._get(bid, "gemini")
         if cancel and method == "POST":
             self._cancel(batch, now)

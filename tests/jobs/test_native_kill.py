@@ -93,3 +93,68 @@ def _run(sim: str, tmp_path, request) -> None:
         assert all(g.state == "collected" for g in sn.groups(db, batch.id))
     finally:
         db.close()
+
+
+def test_sigkill_mid_submit_adopts_the_upstream_batch(tmp_path, request):
+    """Killed after the upstream accepted a batch but before its answer arrived: the
+    next process finds the batch upstream by its tag (OpenAI metadata, Gemini display
+    name) and polls it rather than sending it again."""
+    sim = harness.start_simulator()
+    try:
+        _run_submit(sim.url, tmp_path, request)
+    finally:
+        sim.stop()
+
+
+def _run_submit(sim: str, tmp_path, request) -> None:
+    if os.environ.get("PRISM_TEST_STORE", "sqlite") == "sqlite":
+        url = "sqlite:///" + str(tmp_path / "prism.db")
+    else:
+        url = setup.store_for(request)["url"]
+    cfg = write_config(tmp_path, sim, url, jobs=JOBS, **config(tmp_path, sim))
+    httpx.post(sim + "/_sim/batches/config",
+               json={"delay": 1.0, "create_delay": 30.0}).raise_for_status()
+    kinds = ("openai", "gemini")
+    node = Node(cfg)
+    try:
+        key = node.create_key(credits_usd=5.0)
+        oa = openai.OpenAI(base_url=node.url + "/v1", api_key=key["key"], max_retries=0)
+        lines = [_chat(f"{k}-{i}", f"say: {k} {i}", model=f"via-{k}")
+                 for k in kinds for i in range(3)]
+        batch = oa.batches.create(input_file_id=_upload(oa, lines),
+                                  endpoint="/v1/chat/completions", completion_window="24h")
+        deadline = time.monotonic() + 30
+        while sum(httpx.get(sim + "/_sim/batches").json()["submissions"].values()) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        node.kill()
+    httpx.post(sim + "/_sim/batches/config", json={"create_delay": 0.0}).raise_for_status()
+    db = store.open_database(url)
+    try:
+        groups = sn.groups(db, batch.id)
+        assert sorted(g.state for g in groups) == ["submitting", "submitting"]
+        assert not any(g.upstream_id for g in groups)
+    finally:
+        db.close()
+    node = Node(cfg)
+    try:
+        oa = openai.OpenAI(base_url=node.url + "/v1", api_key=key["key"], max_retries=0)
+        done = wait(oa, batch.id, timeout=60)
+        assert done.status == "completed" and done.request_counts.completed == len(lines)
+        out = _jsonl(oa, done.output_file_id)
+        assert set(out) == {ln["custom_id"] for ln in lines}
+    finally:
+        node.stop()
+    stats = httpx.get(sim + "/_sim/stats").json()
+    assert stats["native_batches"]["submissions"] == {"openai": 1, "anthropic": 0, "gemini": 1}
+    assert stats["requests"] == 0
+    db = store.open_database(url)
+    try:
+        settles = _settles(db, key["account_id"])
+        assert set(settles) == {r["response"]["request_id"] for r in out.values()}
+        for r in out.values():
+            assert settles[r["response"]["request_id"]] == _billed(r["response"]["body"]["usage"])
+        assert store.check_invariants(db) == [] and store.count_open_holds(db) == 0
+    finally:
+        db.close()
