@@ -292,7 +292,10 @@ def sweep_jobs(db, now: float) -> int:
                                                       Job.expires_at < now).tuples().execute(db)]
         if ids:
             from store.batch_lines import BatchLine
+            from store.batch_native import NativeGroup, NativeLine
             BatchLine.delete().where(BatchLine.batch_id.in_(ids)).execute(db)
+            NativeLine.delete().where(NativeLine.batch_id.in_(ids)).execute(db)
+            NativeGroup.delete().where(NativeGroup.batch_id.in_(ids)).execute(db)
             Job.delete().where(Job.id.in_(ids)).execute(db)
         return len(ids)
 

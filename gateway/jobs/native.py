@@ -237,8 +237,15 @@ class NativeBatches:
         await self.money.keep(job, owner, rows, lines)
         if status is not None and not status.ended:
             return False
+        if status is not None and status.failed:
+            # Refused as a whole (validation upstream): nothing ran, so the lines run
+            # line by line instead, under new holds.
+            log.warning("batch %s: native batch %s failed upstream; its lines run line by "
+                        "line", job.id, g.upstream_id)
+            await self._drop(job, owner, g)
+            return True
         items: list[Any] = []
-        if status is not None and not status.failed:
+        if status is not None:
             try:
                 items = await client.results(g.upstream_id, obj)
             except errors.PrismError as exc:

@@ -193,3 +193,26 @@ def test_refused_native_batch_falls_back_to_line_by_line(gw, sim):
         check_ledger(gw, key, out)
     finally:
         sim_config(sim, refuse=False)
+
+
+@pytest.mark.parametrize("kind", ["openai", "gemini"])
+def test_failed_upstream_batch_runs_its_lines_line_by_line(gw, sim, kind):
+    """An upstream batch that ends failed (validation upstream) ran nothing: its holds
+    are voided and its lines run line by line, each billed once."""
+    sim_config(sim, delay=0.2, refuse=False, fail=True)
+    try:
+        before = sim_stats(sim)
+        key = gw.create_key(credits_usd=5.0)
+        oa = _oa(gw, key)
+        lines = [_chat(f"x{i}", f"say: x{i}", model=f"via-{kind}") for i in range(3)]
+        batch = oa.batches.create(input_file_id=_upload(oa, lines),
+                                  endpoint="/v1/chat/completions", completion_window="24h")
+        done = wait(oa, batch.id)
+        assert done.status == "completed" and done.request_counts.completed == 3
+        after = sim_stats(sim)
+        nb0, nb1 = before["native_batches"], after["native_batches"]
+        assert nb1["submissions"][kind] - nb0["submissions"][kind] == 1
+        assert after["requests"] - before["requests"] == 3
+        check_ledger(gw, key, _jsonl(oa, done.output_file_id))
+    finally:
+        sim_config(sim, fail=False)
