@@ -274,7 +274,10 @@ def request_cancel(db, job_id: str, account_id: str | None, kinds: Iterable[str]
         elif job.state == "running" or (job.state == "queued" and started_batch):
             # Its runner (or, for a batch some of whose lines ran, the next one to claim
             # it) cuts it and writes what ran to the output file.
+            # A batch back in the queue between polls of an upstream batch
+            # (gateway.jobs.native) is due at once, so its cancel goes upstream now.
             Job.update(cancel_requested=True, updated_at=now,
+                       **({"not_before": 0.0} if job.state == "queued" else {}),
                        phase="cancelling" if job.kind == "batch" else job.phase,
                        **(phase_stamp("cancelling", now) if job.kind == "batch" else {})
                        ).where(Job.id == job_id).execute(db)

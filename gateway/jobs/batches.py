@@ -190,8 +190,11 @@ class BatchHandler:
                     nursery.start_soon(self._line, job, owner, line.url, line, limiter, deadline)
         if held and await self._native_pending(job, owner, deadline):
             return
-        if await self.writer.call(sb.open_lines, job.id):
-            # Lines left unstarted past the completion window: the batch expired.
+        if await self.writer.call(sb.open_lines, job.id) or (
+                self.native is not None and self.clock() > deadline and
+                (await self.writer.call(sb.line_counts, [job.id]))[job.id].get("cancelled")):
+            # Lines left unstarted past the completion window (or cancelled upstream when
+            # it ended, see _native_pending): the batch expired.
             await self.writer.call(sb.cancel_open_lines, job.id)
             await self._finish(job, owner, "expired", "expired")
             return

@@ -216,3 +216,45 @@ def test_failed_upstream_batch_runs_its_lines_line_by_line(gw, sim, kind):
         check_ledger(gw, key, _jsonl(oa, done.output_file_id))
     finally:
         sim_config(sim, fail=False)
+
+
+class Clock:
+    """The wall clock, plus whatever a test adds."""
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+
+def test_upstream_batch_past_the_completion_window_expires(sim, tmp_path, request):
+    """Past the batch's 24 h window the upstream batch is cancelled and the batch
+    expires: what the upstream finished is billed, the rest is batch_expired."""
+    clock = Clock()
+    g = harness.start_gateway(tmp_path, sim, jobs=JOBS, store=setup.store_for(request),
+                              clock=clock, **config(tmp_path, sim))
+    try:
+        sim_config(sim, delay=6.0, cancel_delay=0.2, refuse=False)
+        before = sim_stats(sim)["native_batches"]
+        key = g.create_key(credits_usd=5.0)
+        oa = _oa(g, key)
+        lines = [_chat(f"e{i}", f"say: e{i}", model="via-anthropic") for i in range(6)]
+        batch = oa.batches.create(input_file_id=_upload(oa, lines),
+                                  endpoint="/v1/chat/completions", completion_window="24h")
+        deadline = time.monotonic() + 20
+        while sim_stats(sim)["native_batches"]["submissions"]["anthropic"] == \
+                before["submissions"]["anthropic"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(2.5)
+        clock.ahead += 86_400 + 60
+        done = wait(oa, batch.id)
+        assert done.status == "expired", done
+        assert sim_stats(sim)["native_batches"]["cancels"] - before["cancels"] == 1
+        out, err = _jsonl(oa, done.output_file_id), _jsonl(oa, done.error_file_id)
+        assert set(out) | set(err) == {ln["custom_id"] for ln in lines}
+        assert 1 <= len(out) < 6
+        assert all(r["error"]["code"] == "batch_expired" for r in err.values())
+        check_ledger(g, key, out)
+    finally:
+        g.stop()
