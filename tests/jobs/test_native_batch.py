@@ -258,3 +258,46 @@ def test_upstream_batch_past_the_completion_window_expires(sim, tmp_path, reques
         check_ledger(g, key, out)
     finally:
         g.stop()
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/responses", "/v1/completions"])
+def test_other_endpoints_go_native_in_their_own_format(gw, sim, endpoint):
+    sim_config(sim, delay=0.3, refuse=False, fail=False)
+    before = sim_stats(sim)
+    key = gw.create_key(credits_usd=5.0)
+    oa = _oa(gw, key)
+    if endpoint == "/v1/responses":
+        lines = [{"custom_id": f"r{i}", "method": "POST", "url": endpoint,
+                  "body": {"model": "via-gemini", "input": f"say: r{i}", "max_output_tokens": 20}}
+                 for i in range(3)]
+    else:
+        lines = [{"custom_id": f"r{i}", "method": "POST", "url": endpoint,
+                  "body": {"model": "via-gemini", "prompt": f"say: r{i}", "max_tokens": 20}}
+                 for i in range(3)]
+    batch = oa.batches.create(input_file_id=_upload(oa, lines), endpoint=endpoint,
+                              completion_window="24h")
+    done = wait(oa, batch.id)
+    assert done.status == "completed" and done.request_counts.completed == 3
+    after = sim_stats(sim)
+    assert after["native_batches"]["submissions"]["gemini"] - \
+        before["native_batches"]["submissions"]["gemini"] == 1
+    assert after["requests"] == before["requests"]
+    out = _jsonl(oa, done.output_file_id)
+    db = gw.db()
+    try:
+        settles = _settles(db, key["account_id"])
+        for i in range(3):
+            body = out[f"r{i}"]["response"]["body"]
+            u = body["usage"]
+            if endpoint == "/v1/responses":
+                assert body["object"] == "response"
+                assert body["output"][0]["content"][0]["text"] == f"r{i}"
+                billed = int((u["input_tokens"] + 2 * u["output_tokens"]) * 0.5)
+            else:
+                assert body["object"] == "text_completion"
+                assert body["choices"][0]["text"] == f"r{i}"
+                billed = _billed(u)
+            assert settles[out[f"r{i}"]["response"]["request_id"]] == billed
+        assert store.check_invariants(db) == [] and store.count_open_holds(db) == 0
+    finally:
+        db.close()

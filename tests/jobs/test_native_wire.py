@@ -87,3 +87,15 @@ def test_status_words():
     for word in ("BATCH_STATE_SUCCEEDED", "JOB_STATE_SUCCEEDED", "BATCH_STATE_CANCELLED"):
         assert status_of("gemini", {"name": "batches/x", "metadata": {"state": word}}).ended
     assert not status_of("gemini", {"metadata": {"state": "BATCH_STATE_RUNNING"}}).ended
+
+
+def test_openai_responses_api_lines():
+    """A provider with api = "responses" gets /v1/responses lines and answers."""
+    line = encode_line("openai", "responses", "line-1", REQ, "up-model")
+    assert line["url"] == "/v1/responses" and line["body"]["model"] == "up-model"
+    assert "stream" not in line["body"]
+    status, body = NativeBatchSim(SimOptions())._answer("/v1/responses", line["body"])
+    assert status == 200
+    res = decode_result("openai", "responses", _wrap("openai", line, status, body))
+    text = "".join(p.text for p in res.response.message.parts if isinstance(p, c.TextPart))
+    assert res.outcome == "succeeded" and text == "hi there"
