@@ -12,6 +12,9 @@ engine at bounded concurrency, write the output and error files.
                  jobs.batch_price_multiplier of the list price; its settlement and its
                  result are one transaction, guarded by the batch's lease and the
                  line's attempt, so a line is charged once across retries and restarts.
+                 Lines routed to a provider with native_batch go to its own batch API
+                 instead (gateway.jobs.native): the batch then returns to the queue
+                 between polls of the upstream batch, and finishes once it has ended.
     finalizing   output (status 200 lines) and error (the rest) files, OpenAI's batch
                  output format with each line's custom_id.
     cancelling   in-flight lines are cut (their holds voided), lines not started are
