@@ -55,6 +55,11 @@ from gateway.providers.native_batch import NativeBatchClient
 log = logging.getLogger("prism.jobs.native")
 
 NATIVE_ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/completions")
+# Per upstream batch: (lines, bytes of lines), under each API's own caps (OpenAI 50,000
+# requests and a 200 MB file; Anthropic 100,000 requests and 256 MB; Gemini inline
+# requests in one 20 MB body). A larger group is split into several upstream batches.
+LIMITS = {"openai": (50_000, 190 * 2 ** 20), "anthropic": (100_000, 240 * 2 ** 20),
+          "gemini": (10_000, 18 * 2 ** 20)}
 
 
 class NativeBatches:
@@ -125,24 +130,35 @@ class NativeBatches:
                 grouped.setdefault((target[1].provider, target[1].model), []).append(line)
         allowed = await self.admission.allowed_models(job.account_id) if grouped else None
         for (provider, upstream_model), members in grouped.items():
-            gid = f"{job.id}:n{secrets.token_hex(4)}"
-            if not await self.writer.call(sn.new_group, job.id, owner, gid, provider,
-                                          upstream_model):
-                return
-            admitted = 0
+            max_lines, max_bytes = LIMITS[self.live.config.provider(provider).kind]
+            gid, lines, size = None, 0, 0
             for line in members:
-                ok = await self._admit(job, owner, gid, line, provider, upstream_model, allowed)
-                if ok is None:
+                if gid is None or lines >= max_lines or size >= max_bytes:
+                    if gid is not None and not await self._close_plan(job, owner, gid, lines):
+                        return
+                    gid, lines, size = f"{job.id}:n{secrets.token_hex(4)}", 0, 0
+                    if not await self.writer.call(sn.new_group, job.id, owner, gid, provider,
+                                                  upstream_model):
+                        return
+                got = await self._admit(job, owner, gid, line, provider, upstream_model, allowed)
+                if got is None:
                     return               # the batch is no longer ours
-                admitted += ok
-            if admitted:
-                await self.writer.call(sn.move, gid, job.id, owner, ("preparing",),
-                                       state="submitting")
-            else:
-                await self.writer.call(sn.drop, gid, job.id, owner)
+                lines, size = lines + bool(got), size + got
+            if gid is not None and not await self._close_plan(job, owner, gid, lines):
+                return
+
+    async def _close_plan(self, job: sj.Job, owner: str, gid: str, lines: int) -> bool:
+        """A group fully admitted: ready to submit (or dropped when no line made it)."""
+        if lines:
+            return await self.writer.call(sn.move, gid, job.id, owner, ("preparing",),
+                                          state="submitting")
+        await self.writer.call(sn.drop, gid, job.id, owner)
+        return True
 
     async def _admit(self, job: sj.Job, owner: str, gid: str, line: sb.BatchLine,
-                     provider: str, upstream_model: str, allowed: Any) -> bool | None:
+                     provider: str, upstream_model: str, allowed: Any) -> int | None:
+        """The size of the line as the upstream gets it once admitted and recorded, 0
+        when it stays for the line-by-line path, None when the batch is not ours."""
         attempt = await self.writer.call(sb.start_line, line.id, job.id, owner)
         if attempt is None:
             return None
@@ -157,28 +173,29 @@ class NativeBatches:
             ctx.model = req.model
             prep = await self.pipeline.prepare(ctx, req)
         except errors.PrismError:
-            return False                 # refused: the line-by-line path says why
+            return 0                     # refused: the line-by-line path says why
         route = prep.selection.routes[0]
         orgs = getattr(self.pipeline.dispatcher, "orgs", None)
         own = ctx.org is not None and orgs is not None and orgs.provider(ctx.org, route.provider)
         if (route.provider, route.model) != (provider, upstream_model) or own \
                 or prep.selection.by_mode:
             await self._unadmit(prep)
-            return False
+            return 0
         pc = self.live.config.provider(provider)
         wire = encode_line(pc.kind, pc.api, line_key(line.idx),
                            dataclasses.replace(prep.req, stream=False), upstream_model)
         held = worst_case_micros(prep.entry.price, prep.prompt_tokens, prep.req.max_tokens)
+        text = json.dumps(wire)
         self.admission.forget(rid)       # this hold ends in native_settle, not in close
         # Shielded: the hold is open; it must be recorded with its line, or voided.
         with trio.CancelScope(shield=True):
             if not await self.writer.call(sn.add_line, job.id, owner, {
                     "line_id": line.id, "group_id": gid, "attempt": attempt, "request_id": rid,
                     "model_id": prep.entry.model.id, "hold_id": prep.hold_id,
-                    "hold_micros": held, "wire": json.dumps(wire)}):
+                    "hold_micros": held, "wire": text}):
                 await self._unadmit(prep)
                 return None
-        return True
+        return len(text) + 1
 
     async def _unadmit(self, prep: Any) -> None:
         """Void a hold taken for a line that will not go native (no log row: the line

@@ -301,3 +301,21 @@ def test_other_endpoints_go_native_in_their_own_format(gw, sim, endpoint):
         assert store.check_invariants(db) == [] and store.count_open_holds(db) == 0
     finally:
         db.close()
+
+
+def test_large_group_is_split_under_the_upstream_caps(gw, sim, monkeypatch):
+    import gateway.jobs.native as native
+    monkeypatch.setitem(native.LIMITS, "anthropic", (3, 10 ** 9))
+    sim_config(sim, delay=0.3, refuse=False, fail=False)
+    before = sim_stats(sim)["native_batches"]
+    key = gw.create_key(credits_usd=5.0)
+    oa = _oa(gw, key)
+    lines = [_chat(f"s{i}", f"say: s{i}", model="via-anthropic") for i in range(7)]
+    batch = oa.batches.create(input_file_id=_upload(oa, lines), endpoint="/v1/chat/completions",
+                              completion_window="24h")
+    done = wait(oa, batch.id)
+    assert done.status == "completed" and done.request_counts.completed == 7
+    after = sim_stats(sim)["native_batches"]
+    assert after["submissions"]["anthropic"] - before["submissions"]["anthropic"] == 3
+    assert after["lines"]["anthropic"] - before["lines"]["anthropic"] == 7
+    check_ledger(gw, key, _jsonl(oa, done.output_file_id))
