@@ -159,6 +159,14 @@ def keep_holds(db, hold_ids: list[str], until: float) -> set[str]:
     return out
 
 
-def submissions(db) -> int:
+def summary(db, batch_id: str) -> list[dict]:
+    """The operator's view of a batch's upstream batches (/-/batches/{id})."""
     with read_tx(db):
-        return NativeGroup.select().where(NativeGroup.upstream_id.is_null(False)).count(db)
+        counts = dict(NativeLine.select(NativeLine.group_id, pw.fn.COUNT(NativeLine.line_id))
+                      .where(NativeLine.batch_id == batch_id).group_by(NativeLine.group_id)
+                      .tuples().execute(db))
+        return [{"id": g.id, "provider": g.provider, "upstream_model": g.upstream_model,
+                 "upstream_id": g.upstream_id, "state": g.state, "cancel_sent": g.cancel_sent,
+                 "lines": counts.get(g.id, 0), "created_at": int(g.created_at)}
+                for g in NativeGroup.select().where(NativeGroup.batch_id == batch_id)
+                .order_by(NativeGroup.created_at, NativeGroup.id).execute(db)]

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import trio
 
 import store.batch_lines as sb
+import store.batch_native as sbn
 import store.jobs as sj
 from gateway import errors
 from gateway.engine.call import CallContext
@@ -225,6 +226,11 @@ class Jobs:
                                                      "deadline": self.clock() + WINDOWS[window],
                                                      "metadata": metadata}))
         return await self.render(job)
+
+    async def native_batches(self, batch_id: str) -> list[dict]:
+        """The upstream batches (gateway.jobs.native) a batch's lines went to: the
+        operator's view only, since it names providers and their ids."""
+        return await self.writer.call(sbn.summary, batch_id)
 
     async def rows(self, kind: str, account_id: str | None, *, limit: int, after: str | None,
                    status: str | None = None) -> tuple[list[sj.Job], bool]:

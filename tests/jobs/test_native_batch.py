@@ -113,6 +113,10 @@ def test_batch_goes_native_once_and_settles_at_batch_price(gw, sim, kind):
     bad = err[f"{kind}/bad"]["response"]
     assert bad["status_code"] == 400 and bad["body"]["error"]["type"] == "invalid_request"
     check_ledger(gw, key, out)
+    view = gw.admin.get(f"/-/batches/{batch.id}").json()["native_batches"]
+    assert [(v["provider"], v["state"], v["lines"]) for v in view] == [(f"sim-{kind}", "collected", 8)]
+    assert view[0]["upstream_id"]
+    assert "native_batches" not in oa.batches.retrieve(batch.id).model_extra
     assert done.model_extra["cost_micros"] == sum(_billed(r["response"]["body"]["usage"])
                                                   for r in out.values())
 
