@@ -55,6 +55,7 @@ from gateway.providers.native_batch import NativeBatchClient
 log = logging.getLogger("prism.jobs.native")
 
 NATIVE_ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/completions")
+_MAX_RATE_WAITS = 1000
 # Per upstream batch: (lines, bytes of lines), under each API's own caps (OpenAI 50,000
 # requests and a 200 MB file; Anthropic 100,000 requests and 256 MB; Gemini inline
 # requests in one 20 MB body). A larger group is split into several upstream batches.
@@ -168,12 +169,22 @@ class NativeBatches:
         ctx.allowed_models = allowed
         body = {k: v for k, v in json.loads(line.body).items()
                 if k not in ("async", "stream", "callback_url")}
-        try:
-            req = decode(line.url, body)
-            ctx.model = req.model
-            prep = await self.pipeline.prepare(ctx, req)
-        except errors.PrismError:
-            return 0                     # refused: the line-by-line path says why
+        waits = 0
+        while True:
+            try:
+                req = decode(line.url, body)
+                ctx.model = req.model
+                prep = await self.pipeline.prepare(ctx, req)
+                break
+            except errors.RateLimited as exc:
+                # The account's rate limits bind native lines as they bind the others:
+                # wait as long as the limiter says (no hold was taken).
+                if exc.retry_after is None or waits >= _MAX_RATE_WAITS:
+                    return 0
+                waits += 1
+                await trio.sleep(exc.retry_after)
+            except errors.PrismError:
+                return 0                 # refused: the line-by-line path says why
         route = prep.selection.routes[0]
         orgs = getattr(self.pipeline.dispatcher, "orgs", None)
         own = ctx.org is not None and orgs is not None and orgs.provider(ctx.org, route.provider)

@@ -323,3 +323,30 @@ def test_large_group_is_split_under_the_upstream_caps(gw, sim, monkeypatch):
     assert after["submissions"]["anthropic"] - before["submissions"]["anthropic"] == 3
     assert after["lines"]["anthropic"] - before["lines"]["anthropic"] == 7
     check_ledger(gw, key, _jsonl(oa, done.output_file_id))
+
+
+def test_native_lines_wait_for_the_account_rate_limit(sim, tmp_path, request):
+    """The account's rate limit binds native lines as it binds the others: admission
+    waits for it, and every line still goes in the one upstream batch."""
+    g = harness.start_gateway(tmp_path, sim, jobs=JOBS, store=setup.store_for(request),
+                              plans=[{"id": "slow", "account_rpm": 600,
+                                      "fallthrough_to_wallet": True}],
+                              limits={"burst_seconds": 0.3}, **config(tmp_path, sim))
+    try:
+        sim_config(sim, delay=0.3, refuse=False, fail=False)
+        before = sim_stats(sim)
+        key = g.create_key(credits_usd=5.0, plan="slow")
+        oa = _oa(g, key)
+        lines = [_chat(f"w{i}", f"say: w{i}", model="via-openai") for i in range(12)]
+        batch = oa.batches.create(input_file_id=_upload(oa, lines),
+                                  endpoint="/v1/chat/completions", completion_window="24h")
+        done = wait(oa, batch.id)
+        assert done.status == "completed" and done.request_counts.completed == 12, done
+        after = sim_stats(sim)
+        nb0, nb1 = before["native_batches"], after["native_batches"]
+        assert nb1["submissions"]["openai"] - nb0["submissions"]["openai"] == 1
+        assert nb1["lines"]["openai"] - nb0["lines"]["openai"] == 12
+        assert after["requests"] == before["requests"]
+        check_ledger(g, key, _jsonl(oa, done.output_file_id))
+    finally:
+        g.stop()
