@@ -57,6 +57,9 @@ def sim_config(sim: str, **cfg) -> None:
 
 
 def _oa(gw, key) -> openai.OpenAI:
+    """A client with a fresh connection pool: call again after a test has let its
+    connection idle past the server's keep-alive timeout (a reused connection the
+    server is closing at that moment fails with a connection error)."""
     return openai.OpenAI(base_url=gw.url + "/v1", api_key=key["key"], max_retries=0)
 
 
@@ -167,6 +170,7 @@ def test_cancel_is_forwarded_and_bills_only_finished_lines(gw, sim, kind):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     time.sleep(1.5)            # about a third of the lines finish upstream
+    oa = _oa(gw, key)
     assert oa.batches.cancel(batch.id).status in ("cancelling", "cancelled")
     done = wait(oa, batch.id)
     assert done.status == "cancelled"
@@ -252,7 +256,7 @@ def test_upstream_batch_past_the_completion_window_expires(sim, tmp_path, reques
             time.sleep(0.05)
         time.sleep(2.5)
         clock.ahead += 86_400 + 60
-        done = wait(oa, batch.id)
+        done = wait(_oa(g, key), batch.id)
         assert done.status == "expired", done
         assert sim_stats(sim)["native_batches"]["cancels"] - before["cancels"] == 1
         out, err = _jsonl(oa, done.output_file_id), _jsonl(oa, done.error_file_id)

@@ -53,6 +53,8 @@ def _run(sim: str, tmp_path, request) -> None:
             time.sleep(0.05)
         time.sleep(0.5)                 # a few polls in
         assert httpx.get(sim + "/_sim/batches").json()["polls"] > 0
+        # A fresh client: the last one's connection idled past the keep-alive timeout.
+        oa = openai.OpenAI(base_url=node.url + "/v1", api_key=key["key"], max_retries=0)
         assert oa.batches.retrieve(batch.id).status == "in_progress"
     finally:
         node.kill()
