@@ -98,6 +98,8 @@ class NativeBatches:
         if self.enabled():
             await self._plan(job, owner, [ln for ln in lines if ln.state == "queued"])
         for g in await self.writer.call(sn.groups, job.id):
+            if g.state in sn.PENDING and await self._orphaned(job, owner, g):
+                continue
             if g.state == "preparing":
                 await self._drop(job, owner, g)     # a runner died while admitting it
             elif g.state == "submitting":
@@ -105,6 +107,20 @@ class NativeBatches:
             elif g.state == "submitted":
                 await self._poll(job, owner, g)
         return await self.writer.call(sn.pending_line_ids, job.id)
+
+    async def _orphaned(self, job: sj.Job, owner: str, g: sn.NativeGroup) -> bool:
+        """A group whose provider a reload removed: nothing can reach its upstream batch
+        any more, so its lines end unbilled (or run line by line if never sent)."""
+        if any(p.id == g.provider for p in self.live.config.providers):
+            return False
+        log.warning("batch %s: provider %s was removed; native batch %s is abandoned",
+                    job.id, g.provider, g.upstream_id)
+        if g.state != "submitted":
+            await self._drop(job, owner, g)
+            return True
+        rows = await self.writer.call(sn.lines_of, g.id)
+        await self._collect(job, owner, g, rows, {}, [], "")
+        return True
 
     def _target(self, line: sb.BatchLine) -> tuple[Any, Any] | None:
         """(provider config, route) when the line's model starts at a native provider."""
@@ -285,8 +301,8 @@ class NativeBatches:
 
     async def _collect(self, job: sj.Job, owner: str, g: sn.NativeGroup, rows: list,
                        lines: dict, items: list, kind: str) -> None:
-        api = self.live.config.provider(g.provider).api
         results = {}
+        api = next((p.api for p in self.live.config.providers if p.id == g.provider), "chat")
         for item in items:
             res = decode_result(kind, api, item)
             if res is not None:
@@ -323,6 +339,8 @@ class NativeBatches:
         True when none is pending any more (the batch can finish)."""
         pending = False
         for g in await self.writer.call(sn.groups, job.id):
+            if g.state in sn.PENDING and await self._orphaned(job, owner, g):
+                continue
             if g.state in ("preparing", "submitting"):
                 await self._drop(job, owner, g)
             elif g.state == "submitted":
