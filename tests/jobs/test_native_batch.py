@@ -354,3 +354,40 @@ def test_native_lines_wait_for_the_account_rate_limit(sim, tmp_path, request):
         check_ledger(g, key, _jsonl(oa, done.output_file_id))
     finally:
         g.stop()
+
+
+def test_provider_removed_by_reload_abandons_its_upstream_batch(sim, tmp_path, request):
+    """A reload that removes the provider of a pending upstream batch: nothing can
+    reach it any more, so its lines end in the error file, unbilled, holds voided."""
+    from tests.scale.nodes import to_toml
+    cfg = harness.gateway_config(tmp_path, sim, jobs=JOBS, **config(tmp_path, sim))
+    cfg["store"].update(setup.store_for(request))
+    path = tmp_path / "prism.toml"
+    path.write_text(to_toml(cfg), encoding="utf-8")
+    g = harness.start_gateway(tmp_path, None, config_path=str(path))
+    try:
+        sim_config(sim, delay=30.0, refuse=False, fail=False)
+        before = sim_stats(sim)["native_batches"]
+        key = g.create_key(credits_usd=5.0)
+        oa = _oa(g, key)
+        lines = [_chat(f"o{i}", f"say: o{i}", model="via-anthropic") for i in range(3)]
+        batch = oa.batches.create(input_file_id=_upload(oa, lines),
+                                  endpoint="/v1/chat/completions", completion_window="24h")
+        deadline = time.monotonic() + 20
+        while sim_stats(sim)["native_batches"]["submissions"]["anthropic"] == \
+                before["submissions"]["anthropic"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        cfg["providers"] = [p for p in cfg["providers"] if p["id"] != "sim-anthropic"]
+        cfg["models"] = [m for m in cfg["models"] if m["id"] != "via-anthropic"]
+        path.write_text(to_toml(cfg), encoding="utf-8")
+        assert g.admin.post("/-/reload").status_code == 200
+        done = wait(_oa(g, key), batch.id)
+        assert done.status == "completed" and done.request_counts.failed == 3
+        err = _jsonl(oa, done.error_file_id)
+        assert set(err) == {"o0", "o1", "o2"}
+        assert all(r["response"]["status_code"] == 502 for r in err.values())
+        check_ledger(g, key, {})
+    finally:
+        sim_config(sim, delay=1.0)
+        g.stop()
