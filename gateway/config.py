@@ -109,6 +109,9 @@ class ProviderConfig:
     # openai only: the upstream API chat goes to. "responses" (/v1/responses) receives
     # a client's Responses hosted tools (web_search, ...) unchanged; "chat" drops them.
     api: str = "chat"
+    # openai | anthropic | gemini: batch lines whose route starts here go to the
+    # upstream's own batch API (gateway/jobs/native.py) instead of one call each.
+    native_batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,7 @@ class JobsConfig:
     webhook_timeout: float = 10.0
     webhook_max_attempts: int = 5
     webhook_allow_private: bool = False
+    native_poll_interval: float = 30.0   # seconds between polls of an upstream batch
 
 
 @dataclass(frozen=True)
@@ -448,6 +452,9 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         if p.api not in ("chat", "responses") or (p.api != "chat" and p.kind != "openai"):
             problems.append(f"{where}.api: must be \"chat\", or \"responses\" for kind "
                             f"\"openai\", not {p.api!r}")
+        if p.native_batch and p.kind not in ("openai", "anthropic", "gemini"):
+            problems.append(f"{where}.native_batch: only kinds openai, anthropic and gemini "
+                            "have a native batch API")
     public: dict[str, str] = {}
     for i, m in enumerate(cfg.models):
         where = f"models[{i}]"
@@ -524,6 +531,10 @@ def _check_semantics(cfg: Config, problems: list[str]) -> None:
         # of a stream still running and that stream would go unbilled.
         problems.append(f"store.hold_ttl_seconds: must exceed server.max_request_seconds "
                         f"({cfg.server.max_request_seconds:g})")
+    if not 0 < cfg.jobs.native_poll_interval < cfg.store.hold_ttl_seconds:
+        # Each poll keeps a native batch line's hold alive for another hold TTL.
+        problems.append("jobs.native_poll_interval: must be above 0 and below "
+                        f"store.hold_ttl_seconds ({cfg.store.hold_ttl_seconds:g})")
     _check_positive(cfg.control, "control", ("event_buffer",), problems)
     if cfg.store.url and not cfg.store.url.startswith(
             ("sqlite:///", "postgresql://", "postgres://")):

@@ -274,7 +274,10 @@ def request_cancel(db, job_id: str, account_id: str | None, kinds: Iterable[str]
         elif job.state == "running" or (job.state == "queued" and started_batch):
             # Its runner (or, for a batch some of whose lines ran, the next one to claim
             # it) cuts it and writes what ran to the output file.
+            # A batch back in the queue between polls of an upstream batch
+            # (gateway.jobs.native) is due at once, so its cancel goes upstream now.
             Job.update(cancel_requested=True, updated_at=now,
+                       **({"not_before": 0.0} if job.state == "queued" else {}),
                        phase="cancelling" if job.kind == "batch" else job.phase,
                        **(phase_stamp("cancelling", now) if job.kind == "batch" else {})
                        ).where(Job.id == job_id).execute(db)
@@ -292,7 +295,10 @@ def sweep_jobs(db, now: float) -> int:
                                                       Job.expires_at < now).tuples().execute(db)]
         if ids:
             from store.batch_lines import BatchLine
+            from store.batch_native import NativeGroup, NativeLine
             BatchLine.delete().where(BatchLine.batch_id.in_(ids)).execute(db)
+            NativeLine.delete().where(NativeLine.batch_id.in_(ids)).execute(db)
+            NativeGroup.delete().where(NativeGroup.batch_id.in_(ids)).execute(db)
             Job.delete().where(Job.id.in_(ids)).execute(db)
         return len(ids)
 

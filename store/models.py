@@ -409,6 +409,8 @@ MODELS = MODELS + _ASSISTANT_TABLES
 from store.jobs import TABLES as _JOB_TABLES  # noqa: E402
 from store.batch_lines import TABLES as _LINE_TABLES  # noqa: E402
 MODELS = MODELS + _JOB_TABLES + _LINE_TABLES
+from store.batch_native import TABLES as _NATIVE_TABLES  # noqa: E402
+MODELS = MODELS + _NATIVE_TABLES
 # Organizations and budgets (issue 16) live in store.orgs and store.budgets.
 from store.orgs import TABLES as _ORG_TABLES  # noqa: E402
 MODELS = MODELS + _ORG_TABLES

@@ -179,7 +179,9 @@ async def admin_list_batches():
 
 @admin_bp.get("/batches/<batch_id>")
 async def admin_get_batch(batch_id: str):
-    return _json(await _with_owner(await _jobs().get(batch_id, None, _BATCH)))
+    obj = await _with_owner(await _jobs().get(batch_id, None, _BATCH))
+    obj["native_batches"] = await _jobs().native_batches(batch_id)   # upstream batches
+    return _json(obj)
 
 
 @admin_bp.post("/batches/<batch_id>/cancel")

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import trio
 
 import store.batch_lines as sb
+import store.batch_native as sbn
 import store.jobs as sj
 from gateway import errors
 from gateway.engine.call import CallContext
@@ -26,6 +27,7 @@ import gateway.jobs.cron as cronlib
 from gateway.jobs.batches import BATCH_ROUTES, MIXED, WINDOWS, BatchHandler, batch_object
 from gateway.jobs.calls import CHAT_ROUTES, ROUTES, JobCalls, decode
 from gateway.jobs.completions import AsyncHandler, ScheduledHandler, async_object, scheduled_object
+from gateway.jobs.native import NativeBatches
 from gateway.jobs.runner import JobRunner
 from gateway.jobs.video import VideoHandler
 from gateway.jobs.webhooks import Webhooks, check_url
@@ -53,8 +55,9 @@ class Jobs:
                               render_error=render_error, embed_units=embed_units)
         self.webhooks = Webhooks(writer, config, self.render)
         wake = lambda: self.runner.wake()   # noqa: E731
+        self.native = NativeBatches(pipeline, admission, writer, live, self.calls)
         self.batches = BatchHandler(self.calls, admission, resources, lambda: live.catalog,
-                                    config, clock)
+                                    config, clock, native=self.native)
         self.runner = JobRunner(writer, config, [
             AsyncHandler(self.calls, admission, config, clock, wake),
             ScheduledHandler(self.calls, admission, config, clock, wake),
@@ -62,7 +65,10 @@ class Jobs:
             clock=clock, webhooks=self.webhooks)
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        await self.runner.run(task_status=task_status)
+        try:
+            await self.runner.run(task_status=task_status)
+        finally:
+            await self.native.aclose()
 
     async def track_video(self, video_id: str, account_id: str, key_id: str | None) -> None:
         await self.writer.call(sj.track_video, video_id, account_id, key_id)
@@ -220,6 +226,11 @@ class Jobs:
                                                      "deadline": self.clock() + WINDOWS[window],
                                                      "metadata": metadata}))
         return await self.render(job)
+
+    async def native_batches(self, batch_id: str) -> list[dict]:
+        """The upstream batches (gateway.jobs.native) a batch's lines went to: the
+        operator's view only, since it names providers and their ids."""
+        return await self.writer.call(sbn.summary, batch_id)
 
     async def rows(self, kind: str, account_id: str | None, *, limit: int, after: str | None,
                    status: str | None = None) -> tuple[list[sj.Job], bool]:

@@ -12,6 +12,9 @@ engine at bounded concurrency, write the output and error files.
                  jobs.batch_price_multiplier of the list price; its settlement and its
                  result are one transaction, guarded by the batch's lease and the
                  line's attempt, so a line is charged once across retries and restarts.
+                 Lines routed to a provider with native_batch go to its own batch API
+                 instead (gateway.jobs.native): the batch then returns to the queue
+                 between polls of the upstream batch, and finishes once it has ended.
     finalizing   output (status 200 lines) and error (the rest) files, OpenAI's batch
                  output format with each line's custom_id.
     cancelling   in-flight lines are cut (their holds voided), lines not started are
@@ -31,6 +34,7 @@ import trio
 
 import store.files as sf
 import store.batch_lines as sb
+import store.batch_native as sbn
 import store.jobs as sj
 from gateway import errors
 from gateway.billing.pricing import format_usd
@@ -60,8 +64,9 @@ class BatchHandler:
     kind = "batch"
 
     def __init__(self, calls: JobCalls, admission: Any, resources: Any, catalog: Callable[[], Any],
-                 config: Callable[[], Any], clock: Callable[[], float]) -> None:
+                 config: Callable[[], Any], clock: Callable[[], float], native: Any = None) -> None:
         self.calls = calls
+        self.native = native     # gateway.jobs.native.NativeBatches (upstream batch APIs)
         self.admission = admission
         self.resources = resources
         self.catalog = catalog
@@ -179,12 +184,20 @@ class BatchHandler:
         cfg = self.config()
         limiter = trio.CapacityLimiter(max(1, cfg.batch_line_concurrency))
         pending = await self.writer.call(sb.open_lines, job.id)
+        # Lines an upstream's own batch API holds (gateway.jobs.native) are not run here.
+        held = await self.native.step(job, owner, pending) if self.native is not None else set()
         deadline = data.get("deadline") or float("inf")
         async with trio.open_nursery() as nursery:
             for line in pending:
-                nursery.start_soon(self._line, job, owner, line.url, line, limiter, deadline)
-        if await self.writer.call(sb.open_lines, job.id):
-            # Lines left unstarted past the completion window: the batch expired.
+                if line.id not in held:
+                    nursery.start_soon(self._line, job, owner, line.url, line, limiter, deadline)
+        if held and await self._native_pending(job, owner, deadline):
+            return
+        if await self.writer.call(sb.open_lines, job.id) or (
+                self.native is not None and self.clock() > deadline and
+                (await self.writer.call(sb.line_counts, [job.id]))[job.id].get("cancelled")):
+            # Lines left unstarted past the completion window (or cancelled upstream when
+            # it ended, see _native_pending): the batch expired.
             await self.writer.call(sb.cancel_open_lines, job.id)
             await self._finish(job, owner, "expired", "expired")
             return
@@ -232,7 +245,27 @@ class BatchHandler:
                         error=json.dumps(body), request_id=ctx.request_id))
                     return
 
+    async def _native_pending(self, job: sj.Job, owner: str, deadline: float) -> bool:
+        """Upstream batches still running: back to the queue until the next poll (True),
+        or, past the completion window, cancelled upstream and the batch expired."""
+        if not await self.writer.call(sbn.pending_line_ids, job.id):
+            return False
+        if self.clock() > deadline and await self.native.cancel(job, owner):
+            await self.writer.call(sb.cancel_open_lines, job.id)
+            await self._finish(job, owner, "expired", "expired")
+            return True
+        await self.writer.call(sj.update_owned, job.id, owner, state="queued",
+                               not_before=self.clock() + self.config().native_poll_interval)
+        return True
+
     async def cancelled(self, job: sj.Job, owner: str) -> None:
+        if self.native is not None and not await self.writer.call(sj.update_owned, job.id, owner):
+            return   # back in the queue already (between polls) or another runner's now
+        if self.native is not None and not await self.native.cancel(job, owner):
+            # Cancelled upstream, not yet ended there: look again at the next poll.
+            await self.writer.call(sj.update_owned, job.id, owner, state="queued",
+                                   not_before=self.clock() + self.config().native_poll_interval)
+            return
         await self.writer.call(sb.cancel_open_lines, job.id)
         await self._finish(job, owner, "cancelled", "cancelled")
 

@@ -37,6 +37,7 @@ from gateway.simulator.core import (
 )
 from gateway.simulator.faults import parse_fault
 from gateway.simulator.inproc import chunk_delay
+from gateway.simulator.batch_native import NativeBatchSim
 from gateway.simulator.media import MediaSim
 from gateway.simulator.sim_routes import InferenceSim
 from gateway.simulator.realtime_ws import PATHS as REALTIME_PATHS, realtime_asgi
@@ -101,13 +102,15 @@ class _SimApp:
         self.by_credential: dict[str, int] = {}
         self.media = MediaSim()   # images and videos (simulator/media.py)
         self.inference = InferenceSim()   # embeddings, rerank, audio, search, OCR
+        self.batches = NativeBatchSim(options)   # upstream batch APIs (batch_native.py)
 
     def _stats(self) -> dict[str, Any]:
         return {"requests": self.requests, "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight, "last_authorization": self.last_authorization,
                 "last_tools": self.last_tools,
                 "by_credential": dict(self.by_credential),
-                **self.media.stats(), "inference": dict(self.inference.calls)}
+                **self.media.stats(), "inference": dict(self.inference.calls),
+                "native_batches": self.batches.stats()}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -134,9 +137,12 @@ class _SimApp:
             self.by_credential.clear()
             self.media.reset()
             self.inference.reset()
+            self.batches.reset()
             await _send_json(send, 200, self._stats())
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        if await self.batches.handle(scope, receive, send, headers):
+            return
         if path in ("/v1/models", "/models") and method == "GET":
             if not bearer(headers):
                 await _send_error(send, 401, "Missing bearer token in the Authorization header")
