@@ -141,9 +141,12 @@ class Connection:
                 # The deadline is checked lazily: when it passes, the connection closes
                 # only if it has really waited keep_alive_timeout for a head; otherwise
                 # a new scope runs to the new end (so no deadline moves per request).
+                # Serving a request (a long stream, say), the next look is further off:
+                # with 10,000 open streams a renewal every keep_alive_timeout each was
+                # hundreds of cancellations a second.
                 scope = self.scope = trio.CancelScope(
-                    deadline=(self.idle_since if self.idle_since is not None
-                              else trio.current_time()) + keep_alive)
+                    deadline=self.idle_since + keep_alive if self.idle_since is not None
+                    else trio.current_time() + 4 * keep_alive)
                 if self.idle_since is not None and not buf:
                     self.front.idle.add(scope)
                 with scope:
