@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from gateway.providers.pool import LifoPool, UpstreamClient
+from test_gw_pool import requests
 
 ANSWERS: dict[bytes, list[bytes]] = {
     b"/sized": [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello"],
@@ -43,24 +44,9 @@ class Upstream:
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         self.accepted += 1
-        buf = b""
         try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    k, _, v = line.partition(b":")
-                    if k.strip().lower() == b"content-length":
-                        length = int(v)
-                while len(buf) < length:
-                    buf += await stream.receive_some(65536)
-                self.requests.append(head + b"\r\n\r\n" + buf[:length])
-                buf = buf[length:]
+            async for head, body in requests(stream):
+                self.requests.append(head + b"\r\n\r\n" + body)
                 path = head.split(b" ")[1]
                 for part in ANSWERS[path]:
                     await stream.send_all(part)

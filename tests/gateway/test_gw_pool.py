@@ -13,6 +13,27 @@ import trio
 from gateway.providers.pool import LifoPool
 
 
+async def requests(stream: trio.SocketStream):
+    """Each HTTP/1.1 request on a raw connection, as (head, body); Content-Length only."""
+    buf = b""
+    while True:
+        while b"\r\n\r\n" not in buf:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            buf += data
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v)
+        while len(buf) < length:
+            buf += await stream.receive_some(65536)
+        body, buf = buf[:length], buf[length:]
+        yield head, body
+
+
 class Upstream:
     """Keep-alive HTTP/1.1 server: answers `conn=<n>`; `/close` answers then hangs up;
     `/slow` waits for `release` before answering."""
@@ -29,23 +50,8 @@ class Upstream:
     async def _handle(self, stream: trio.SocketStream) -> None:
         self.accepted += 1
         n = self.accepted
-        buf = b""
         try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    k, _, v = line.partition(b":")
-                    if k.strip().lower() == b"content-length":
-                        length = int(v)
-                while len(buf) < length:
-                    buf += await stream.receive_some(65536)
-                buf = buf[length:]
+            async for head, _ in requests(stream):
                 path = head.split(b" ")[1]
                 if path == b"/slow":
                     await self.release.wait()
