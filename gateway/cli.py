@@ -70,7 +70,8 @@ def _skip_unused_modules(config) -> None:
     command-line tool with click, rich and pygments (about 3 MB). A None entry in
     sys.modules makes those imports fail as if the package were absent, which both
     libraries handle."""
-    if not config.store.url.startswith(("postgres://", "postgresql://")):
+    if not config.store.url.startswith(("postgres://", "postgresql://")) \
+            and not config.cache.url:
         sys.modules.setdefault("psycopg", None)   # type: ignore[arg-type]
     sys.modules.setdefault("httpx._main", None)   # type: ignore[arg-type]
 
