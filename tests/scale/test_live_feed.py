@@ -111,6 +111,9 @@ def test_a_dashboard_on_one_process_sees_the_other_processes_requests(pair):
     while _feed(second)["watched"]:
         assert time.monotonic() < deadline, "still sending with no dashboard attached"
         time.sleep(0.5)
+    # The figures travel in heartbeats: let one more pass so `sent` is current, not the
+    # snapshot from before the dashboard's requests.
+    time.sleep(2.5)
     sent = _feed(second)["sent"]
     for _ in range(3):
         _served(second, key)
